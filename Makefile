@@ -1,0 +1,54 @@
+# edgecam: `make demo` runs a node on a sample video; `make test` runs the suite.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] && echo "" || (command -v sudo >/dev/null && echo sudo -n))
+# On a Pi, picamera2 comes from apt: the venv must see system site-packages there.
+VENV_FLAGS := $(shell [ -e /usr/lib/python3/dist-packages/picamera2 ] && echo --system-site-packages)
+
+.PHONY: venv install system-deps assets model demo test e2e soak bench lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV_FLAGS) $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+
+install: venv
+	$(BIN)/pip install -q -e '.[prepare,central]'
+
+system-deps:
+	@bash scripts/install-system-deps
+
+assets:
+	@bash scripts/fetch-assets
+
+model: install assets
+	$(BIN)/edgecam model prepare --out models
+
+demo: system-deps install assets
+	@[ -f models/manifest.json ] || $(BIN)/edgecam model prepare --out models
+	$(BIN)/python scripts/demo.py
+
+test: system-deps venv
+	$(BIN)/pip install -q -e '.[prepare,central,test]'
+	@bash scripts/fetch-assets --quiet
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+e2e: system-deps venv
+	$(BIN)/pip install -q -e '.[prepare,central,test]'
+	$(BIN)/python -m pytest -q -m e2e $(PYTEST_ARGS)
+
+soak: system-deps venv
+	$(BIN)/pip install -q -e '.[prepare,central,test]'
+	$(BIN)/python -m pytest -q -m slow tests/test_soak.py $(PYTEST_ARGS)
+
+bench: install assets
+	$(BIN)/python benchmarks/run_all.py
+
+lint: venv
+	$(BIN)/ruff check edge tests scripts benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

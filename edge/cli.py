@@ -1,0 +1,190 @@
+"""Command-line parsing only: each command calls one function elsewhere.
+
+Handlers are named as ``"module:function"`` and imported on use, so
+``edgecam --help`` stays fast and a Pi without onnxruntime can still run
+``edgecam clips pull``. A handler takes the parsed arguments and returns the
+exit code; it raises ``UserError`` (or ``ConfigError``) for a one-line failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import DEFAULT_CONFIG_PATH, ConfigError
+
+
+class UserError(Exception):
+    """A failure to report as one line on stderr (exit 1), never a traceback."""
+
+
+def _add_config(p: argparse.ArgumentParser, default: str | None = str(DEFAULT_CONFIG_PATH)) -> None:
+    p.add_argument("-c", "--config", default=default, help=f"config file (default {default})")
+
+
+def _add_mqtt_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", default="127.0.0.1:1883", help="HOST[:PORT] of the broker")
+    p.add_argument("--prefix", default="edgecam", help="topic prefix")
+    p.add_argument("--tls", action="store_true", help="connect with TLS")
+    p.add_argument("--ca-file", help="CA certificate for TLS")
+    p.add_argument("--cert-file", help="client certificate for TLS")
+    p.add_argument("--key-file", help="client key for TLS")
+    p.add_argument("--user", help="MQTT username")
+    p.add_argument("--password-file", help="file holding the MQTT password")
+
+
+def _add_node_client(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", required=True, help="node URL, e.g. http://10.0.0.5:8080")
+    p.add_argument("--token", help="API token (or EDGECAM_TOKEN, or --token-file)")
+    p.add_argument("--token-file", help="file holding the API token")
+    p.add_argument("--cafile", help="CA/cert to trust for an https node")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgecam", description="edge camera node: capture, detect, record, publish")
+    parser.add_argument("--version", action="version", version=f"edgecam {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("run", help="run the daemon")
+    _add_config(p)
+    p.set_defaults(handler="edge.daemon:run_command")
+
+    p = sub.add_parser("check", help="validate config and probe camera, model, storage, broker, clock")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--config-only", action="store_true", help="only validate the config file")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per probe")
+    p.set_defaults(handler="edge.check:check_command")
+
+    p = sub.add_parser("snapshot", help="save one frame, optionally with mask, zones and lines drawn")
+    _add_config(p)
+    p.add_argument("-o", "--output", required=True, help="JPEG file to write")
+    p.add_argument("--camera", help="camera name (default: the first)")
+    p.add_argument("--overlay", action="store_true", help="draw motion mask, zones, lines, detections")
+    p.set_defaults(handler="edge.snapshot:snapshot_command")
+
+    model = sub.add_parser("model", help="model tools").add_subparsers(dest="model_command", metavar="ACTION")
+    model.required = True
+    p = model.add_parser("prepare", help="make the INT8 model, measure both, write the manifest")
+    p.add_argument("--calib", help="directory of calibration images (default: the shared COCO sample)")
+    p.add_argument("--out", default="models", help="output directory (default models/)")
+    p.add_argument("--fp32", help="FP32 ONNX model (default: the shared YOLOX-Nano)")
+    p.add_argument("--threads", type=int, default=2, help="inference threads for the timing")
+    p.set_defaults(handler="edge.vision.quantize:prepare_command")
+
+    clips = sub.add_parser("clips", help="list, pull, verify, hold clips").add_subparsers(
+        dest="clips_command", metavar="ACTION"
+    )
+    clips.required = True
+    p = clips.add_parser("list", help="list a node's clips over the LAN")
+    _add_node_client(p)
+    p.add_argument("--since", help="ISO time or UNIX seconds")
+    p.add_argument("--until", help="ISO time or UNIX seconds")
+    p.add_argument("--label")
+    p.add_argument("--camera")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="edge.api.client:list_command")
+    p = clips.add_parser("pull", help="download clips (resumable, sha256-verified)")
+    _add_node_client(p)
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("-o", "--output", default=".", help="directory to write into")
+    p.add_argument("--bundle", help="also write an evidence bundle ZIP")
+    p.set_defaults(handler="edge.api.client:pull_command")
+    p = clips.add_parser("verify", help="offline check of a pulled clip or evidence bundle")
+    p.add_argument("file", help="clip .mp4 or evidence bundle .zip")
+    p.add_argument("--meta", help="META.json of the clip")
+    p.add_argument("--pubkey", help="the node's public key (text or a file holding it)")
+    p.set_defaults(handler="edge.clips.evidence:verify_command")
+    for action, helptext in (("hold", "keep a clip past retention"), ("release", "stop keeping a clip")):
+        p = clips.add_parser(action, help=helptext + " (on the node)")
+        _add_config(p)
+        p.add_argument("id")
+        p.set_defaults(handler=f"edge.clips.store:{action}_command")
+
+    key = sub.add_parser("key", help="node signing key").add_subparsers(dest="key_command", metavar="ACTION")
+    key.required = True
+    p = key.add_parser("show", help="print the node's Ed25519 public key")
+    _add_config(p)
+    p.set_defaults(handler="edge.clips.evidence:key_show_command")
+
+    token = sub.add_parser("token", help="LAN API tokens").add_subparsers(dest="token_command", metavar="ACTION")
+    token.required = True
+    p = token.add_parser("new", help="print a new token once, and the config line with its hash")
+    p.add_argument("--name", required=True)
+    p.set_defaults(handler="edge.api.auth:token_new_command")
+
+    events = sub.add_parser("events", help="event tools").add_subparsers(dest="events_command", metavar="ACTION")
+    events.required = True
+    p = events.add_parser("tail", help="subscribe and print events")
+    _add_mqtt_client_options(p)
+    p.add_argument("--node", help="only this node")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--count", type=int, default=0, help="exit after this many events (0 = never)")
+    p.set_defaults(handler="edge.outbox.tail:tail_command")
+
+    p = sub.add_parser("bench", help="run the pipeline flat out on a file and report costs")
+    p.add_argument("--source", required=True, help="video file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--detect-fps", type=float, default=5.0)
+    p.add_argument("--baselines", action="store_true", help="also run MOG2 and every-frame detection")
+    p.add_argument("--model", help="ONNX model (default: per manifest)")
+    p.set_defaults(handler="edge.bench:bench_command")
+
+    central = sub.add_parser("central", help="the central server's consumer and queries").add_subparsers(
+        dest="central_command", metavar="ACTION"
+    )
+    central.required = True
+    p = central.add_parser("run", help="subscribe and store events idempotently")
+    _add_config(p, default="central.toml")
+    p.set_defaults(handler="edge.central.cli:run_command")
+    p = central.add_parser("status", help="fleet table: online, last seen, seq gaps, outbox, clock")
+    _add_config(p, default="central.toml")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="edge.central.cli:status_command")
+    p = central.add_parser("search", help="search stored events")
+    _add_config(p, default="central.toml")
+    for opt in ("--since", "--until", "--label", "--node", "--camera", "--zone"):
+        p.add_argument(opt)
+    p.add_argument("--count-by", choices=["line"], help="directional line counts per hour")
+    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="edge.central.cli:search_command")
+    p = central.add_parser("register-node", help="record a node's public key")
+    _add_config(p, default="central.toml")
+    p.add_argument("--node", required=True)
+    p.add_argument("--pubkey", required=True)
+    p.add_argument("--api", help="the node's LAN API URL, shown by search")
+    p.set_defaults(handler="edge.central.cli:register_node_command")
+    return parser
+
+
+def _resolve(handler: str):
+    module_name, func_name = handler.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .logs import setup_logging
+
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return int(_resolve(args.handler)(args) or 0)
+    except ConfigError as err:
+        print(f"edgecam: config error: {err}", file=sys.stderr)
+        return 2
+    except UserError as err:
+        print(f"edgecam: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""edgecam clips stage."""

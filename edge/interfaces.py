@@ -1,0 +1,74 @@
+"""The narrow contracts between the daemon and its stages.
+
+The daemon only wires objects that satisfy these protocols; each stage's own
+module implements one. Per-frame methods only, no constructors here: a stage
+takes plain values in its own ``__init__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+
+from .types import Event, Frame, Packet, StreamInfo
+
+
+class Picture(Protocol):
+    """A decoded frame that is converted to a BGR array only when analysis wants it."""
+
+    index: int
+    time: float
+    mono: float
+    wall: float
+
+    def to_bgr(self) -> np.ndarray: ...
+
+
+class Source(Protocol):
+    """A camera: open, then yield packets and pictures in capture order until the stream ends."""
+
+    name: str
+
+    def open(self) -> StreamInfo | None:
+        """Connect; raise ``capture.SourceError`` with a one-line reason. None: no packets (raw source)."""
+
+    def items(self) -> Iterator[Packet | Picture]:
+        """Packets (compressed, for clips) and pictures (decoded); ends on end of stream or disconnect."""
+
+    def close(self) -> None: ...
+
+
+class Analyzer(Protocol):
+    """The vision pipeline for one camera: frames in, events out; no I/O."""
+
+    def process(self, frame: Frame) -> list[Event]: ...
+
+    def flush(self, time: float, wall: float) -> list[Event]:
+        """End every open track (end of file, shutdown) and return their ``end`` events."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class ClipSink(Protocol):
+    """The clip recorder for one camera; every call is cheap and never blocks on disk."""
+
+    def start_stream(self, info: StreamInfo) -> None:
+        """A (re)connected source: packets that follow belong to this stream."""
+
+    def feed(self, packet: Packet) -> None: ...
+
+    def on_event(self, event: Event) -> str | None:
+        """Tell the recorder about an event; returns the id of the clip covering it, or None."""
+
+    def close(self, timeout: float) -> None:
+        """Finish open clips (post-roll cut short) and stop the writer thread."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class EventSink(Protocol):
+    """Where finished events go (the durable outbox); ``submit`` never blocks the caller for long."""
+
+    def submit(self, event: Event) -> None: ...

@@ -1,0 +1,33 @@
+"""Logging set-up: journald-friendly on systemd, timestamps elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log to stderr; journald adds its own timestamps, so we drop ours there."""
+    if os.environ.get("JOURNAL_STREAM"):
+        fmt = "<%(levelno)s>%(name)s: %(message)s"
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JournalFormatter(fmt))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("libav", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+class _JournalFormatter(logging.Formatter):
+    """Prefix lines with syslog priorities (``<3>`` error … ``<7>`` debug) that journald reads."""
+
+    _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelno = self._PRIORITY.get(record.levelno, 6)
+        return super().format(record)

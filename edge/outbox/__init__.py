@@ -1,0 +1,1 @@
+"""edgecam outbox stage."""

@@ -1,0 +1,172 @@
+"""The small values passed between pipeline stages.
+
+Every stage speaks only these types, so a stage can be tested alone on real
+frames and swapped without touching its neighbours. One box convention
+everywhere inside the node: full-frame pixel ``x1, y1, x2, y2`` (floats).
+Normalised 0..1 boxes exist only in MQTT payloads (see ``edge.payload``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    """Axis-aligned box in full-frame pixel coordinates."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @property
+    def width(self) -> float:
+        return max(0.0, self.x2 - self.x1)
+
+    @property
+    def height(self) -> float:
+        return max(0.0, self.y2 - self.y1)
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.x1 + self.x2) / 2.0, (self.y1 + self.y2) / 2.0)
+
+    def iou(self, other: Box) -> float:
+        ix = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1))
+        iy = max(0.0, min(self.y2, other.y2) - max(self.y1, other.y1))
+        inter = ix * iy
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+    def normalised(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """0..1 coordinates for payloads, clamped to the frame."""
+
+        def clamp(v: float) -> float:
+            return min(1.0, max(0.0, v))
+
+        return (
+            clamp(self.x1 / width),
+            clamp(self.y1 / height),
+            clamp(self.x2 / width),
+            clamp(self.y2 / height),
+        )
+
+    @classmethod
+    def from_normalised(cls, xyxy: tuple[float, float, float, float], width: int, height: int) -> Box:
+        x1, y1, x2, y2 = xyxy
+        return cls(x1 * width, y1 * height, x2 * width, y2 * height)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a recorder needs to mux a source's packets without re-encoding."""
+
+    codec: str  # e.g. "h264"
+    width: int
+    height: int
+    time_base: Fraction  # unit of Packet.pts / Packet.dts
+    fps: float  # nominal frame rate (0.0 when unknown)
+    extradata: bytes | None = None  # SPS/PPS (avcC) when the container gives it
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One encoded video packet, copied out of the demuxer.
+
+    ``pts``/``dts`` are in ``time_base`` units of the stream and are our own
+    copy: muxers rescale packets in place, so the ring never hands out the
+    demuxer's object.
+    """
+
+    data: bytes
+    pts: int | None
+    dts: int | None
+    duration: int
+    keyframe: bool
+    time: float  # seconds of source time (pts * time_base, made monotonic)
+    mono: float  # time.monotonic() when captured
+    wall: float  # time.time() when captured
+
+
+@dataclass
+class Frame:
+    """One decoded frame chosen for analysis."""
+
+    camera: str
+    index: int  # decoded frame number since the source opened
+    time: float  # seconds of source time, same clock as Packet.time
+    mono: float
+    wall: float
+    image: np.ndarray  # BGR, HxWx3, uint8
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A detector hit: label from the model's label list, score 0..1."""
+
+    label: str
+    score: float
+    box: Box
+
+
+@dataclass(frozen=True)
+class LineCrossing:
+    name: str
+    direction: str  # "in" | "out"
+
+
+class EventType(str, enum.Enum):
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One message about one tracked object; ``seq`` is given later by the outbox."""
+
+    id: str
+    type: EventType
+    camera: str
+    label: str
+    score: float
+    ts: float  # wall clock, UNIX seconds
+    time: float  # source time (same clock as Packet.time): lines events up with video
+    box: tuple[float, float, float, float]  # normalised 0..1
+    zones: tuple[str, ...] = ()
+    clip: str | None = None
+    time_ok: bool = True
+    line: LineCrossing | None = None
+    duration: float | None = None
+
+
+class CameraState(str, enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    FINISHED = "finished"
+
+
+@dataclass
+class StageTimings:
+    """Accumulated per-stage cost, read by stats and the benchmark."""
+
+    totals_ms: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stage: str, ms: float) -> None:
+        self.totals_ms[stage] = self.totals_ms.get(stage, 0.0) + ms
+        self.counts[stage] = self.counts.get(stage, 0) + 1
+
+    def mean_ms(self) -> dict[str, float]:
+        return {k: self.totals_ms[k] / max(1, self.counts.get(k, 1)) for k in self.totals_ms}

@@ -1,0 +1,1 @@
+"""edgecam vision stage."""

@@ -1,0 +1,40 @@
+"""Packaging for edgecam (build settings and tool config live in pyproject.toml)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="edgecam",
+    version="0.1.0",
+    description="Edge camera node: motion-gated INT8 detection, signed clips, durable MQTT events",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edge", "edge.*"]),
+    package_data={"edge": ["schema/*.json", "api/web/*", "api/openapi.json"]},
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "onnxruntime>=1.16",
+        "paho-mqtt>=2.0,<3",
+        "pydantic>=2.5,<3",
+        "av>=12",
+        "cryptography>=41",
+        "aiohttp>=3.9",
+        "scipy>=1.10",
+        "tomli>=2.0; python_version<'3.11'",
+    ],
+    extras_require={
+        "prepare": ["onnx>=1.15", "sympy"],
+        "central": ["psycopg[binary]>=3.1"],
+        "test": [
+            "pytest>=7.4",
+            "pytest-timeout>=2.2",
+            "jsonschema>=4.19",
+            "hypothesis>=6.90",
+            "playwright>=1.40",
+            "onnx>=1.15",
+            "sympy",
+            "psycopg[binary]>=3.1",
+            "ruff>=0.4",
+        ],
+    },
+    entry_points={"console_scripts": ["edgecam=edge.cli:main"]},
+)

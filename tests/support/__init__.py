@@ -1,0 +1,1 @@
+"""Real test fixtures: a mosquitto broker, an RTSP server, shared assets."""
