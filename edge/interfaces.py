@@ -8,11 +8,12 @@ takes plain values in its own ``__init__``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from .types import Event, Frame, Packet, StreamInfo
+from .types import ClipRecord, Event, Frame, Packet, StreamInfo
 
 
 class Picture(Protocol):
@@ -72,3 +73,43 @@ class EventSink(Protocol):
     """Where finished events go (the durable outbox); ``submit`` never blocks the caller for long."""
 
     def submit(self, event: Event) -> None: ...
+
+
+class ClipCatalog(Protocol):
+    """What the LAN API may do with the clip store: read, and hold/release. Nothing else."""
+
+    def list_clips(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        label: str | None = None,
+        camera: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[ClipRecord]:
+        """Newest first; ``after`` is the id of the last clip of the previous page."""
+
+    def get(self, clip_id: str) -> ClipRecord | None: ...
+
+    def file_path(self, clip_id: str) -> Path | None:
+        """The finished clip's file, guaranteed inside the store; None for unknown or lost ids."""
+
+    def thumbnail_path(self, clip_id: str) -> Path | None: ...
+
+    def meta(self, clip_id: str) -> dict[str, Any] | None:
+        """The signed record (what ``edgecam clips verify --meta`` checks) plus the clip's events."""
+
+    def hold(self, clip_id: str) -> bool: ...
+
+    def release(self, clip_id: str) -> bool: ...
+
+    def public_key(self) -> str:
+        """The node's Ed25519 public key as text (what ``edgecam key show`` prints)."""
+
+
+class NodeView(Protocol):
+    """Live facts the LAN API shows: latest frames and health."""
+
+    def latest_jpeg(self, camera: str) -> bytes | None: ...
+
+    def health(self) -> dict[str, Any]: ...

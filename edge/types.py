@@ -170,3 +170,20 @@ class StageTimings:
 
     def mean_ms(self) -> dict[str, float]:
         return {k: self.totals_ms[k] / max(1, self.counts.get(k, 1)) for k in self.totals_ms}
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One finished clip as the index knows it (what the LAN API lists)."""
+
+    id: str
+    camera: str
+    start_ts: float  # wall clock of the first packet
+    end_ts: float
+    labels: tuple[str, ...]
+    bytes: int
+    sha256: str
+    held: bool = False
+    status: str = "ok"  # "ok" | "lost" (file vanished; kept so the gap is visible)
+    time_ok: bool = True
+    events: tuple[str, ...] = ()  # ids of the tracked objects this clip covers
