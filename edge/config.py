@@ -179,7 +179,7 @@ class CameraConfig(_Section):
     detect_fps: Annotated[float, Field(gt=0, le=60)] = 5.0
     loop: bool = False
     record: bool = True
-    open_timeout: Positive = 10.0
+    open_timeout: Positive = 20.0  # opening waits for a keyframe; some cameras send one every 10 s
     read_timeout: Positive = 5.0
     reconnect_max: Positive = 30.0
     motion: MotionConfig = Field(default_factory=MotionConfig)

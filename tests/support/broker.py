@@ -71,7 +71,8 @@ class Broker:
             wait_port(self.port, timeout)
         except TimeoutError:
             self.kill()
-            raise RuntimeError("mosquitto did not start: " + (self.workdir / "mosquitto.log").read_text()[-500:])
+            tail = (self.workdir / "mosquitto.log").read_text()[-500:]
+            raise RuntimeError("mosquitto did not start: " + tail) from None
         return self
 
     def kill(self) -> None:

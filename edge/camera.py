@@ -1,0 +1,230 @@
+"""The two loops that move one camera's data: capture and analysis.
+
+Capture reads the source and never waits on analysis: packets go to the clip
+recorder (cheap, queued), and only frames chosen by ``FrameGate`` are converted
+and handed over through a small ``FrameSlot``. A live camera drops the oldest
+waiting frame when analysis is slow (counted); a file read flat out waits
+instead, so results are the same on any machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from .capture import SourceError
+from .interfaces import Analyzer, ClipSink, EventSink, Source
+from .types import CameraState, Event, EventType, Frame, Packet
+
+log = logging.getLogger(__name__)
+
+END = object()  # put in a FrameSlot when capture is finished for good
+
+
+class FrameGate:
+    """Pick frames at ``fps`` by source time, so the choice does not depend on machine speed."""
+
+    def __init__(self, fps: float) -> None:
+        self.interval = 1.0 / fps
+        self._next: float | None = None
+
+    def should_analyse(self, t: float) -> bool:
+        nxt = self._next
+        if nxt is not None and t + 1e-6 < nxt and nxt - t <= 2 * self.interval:
+            return False
+        # on schedule: step the grid; after a jump (loop, reconnect): restart it at t
+        self._next = nxt + self.interval if nxt is not None and t - nxt < self.interval else t + self.interval
+        return True
+
+
+class FrameSlot:
+    """A bounded hand-over of frames from capture to analysis."""
+
+    def __init__(self, size: int = 2, block: bool = False) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=size)
+        self.block = block
+        self.dropped = 0
+
+    def put(self, item: object, stop: threading.Event) -> None:
+        if self.block or item is END:
+            while not stop.is_set() or item is END:
+                try:
+                    self._queue.put(item, timeout=0.5)
+                    return
+                except queue.Full:
+                    if item is END:
+                        self._drop_one()
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._drop_one()
+            self._queue.put_nowait(item)
+
+    def _drop_one(self) -> None:
+        try:
+            self._queue.get_nowait()
+            self.dropped += 1
+        except queue.Empty:
+            pass
+
+    def get(self, timeout: float) -> object | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+class CaptureLoop:
+    """Open, read, reconnect with capped exponential backoff and jitter; never raise."""
+
+    def __init__(self, name: str, source: Source, slot: FrameSlot, recorder: ClipSink | None,
+                 live: bool, reconnect_max: float) -> None:
+        self.name = name
+        self.source = source
+        self.slot = slot
+        self.recorder = recorder
+        self.live = live
+        self.reconnect_max = reconnect_max
+        self.gate: FrameGate | None = None
+        self.state = CameraState.STARTING
+        self.heartbeat = time.monotonic()
+        self.opened = threading.Event()  # first open attempt done (ok or not)
+        self.frames = 0
+        self.packets = 0
+        self.reconnects = 0
+        self.last_error = ""
+        self.resolution: tuple[int, int] | None = None
+
+    def run(self, stop: threading.Event, gate: FrameGate) -> None:
+        self.gate = gate
+        backoff = 1.0
+        try:
+            while not stop.is_set():
+                if not self._open():
+                    if self.state is CameraState.FAILED:
+                        break
+                    stop.wait(backoff * random.uniform(0.8, 1.2))
+                    backoff = min(backoff * 2, self.reconnect_max)
+                    continue
+                began = time.monotonic()
+                finished = self._read(stop)
+                if finished or stop.is_set():
+                    break
+                if time.monotonic() - began > 10:
+                    backoff = 1.0
+                self.reconnects += 1
+                self._set_state(CameraState.RECONNECTING, "stream ended; reconnecting")
+        finally:
+            self.opened.set()
+            self.slot.put(END, stop)
+
+    def _open(self) -> bool:
+        try:
+            info = self.source.open()
+        except SourceError as err:
+            self.last_error = str(err)
+            self._set_state(CameraState.RECONNECTING if err.retryable else CameraState.FAILED, str(err))
+            self.opened.set()
+            return False
+        if info is not None:
+            self.resolution = (info.width, info.height)
+            if self.recorder is not None:
+                self.recorder.start_stream(info)
+        detail = f" {info.width}x{info.height} {info.fps:.2f} fps" if info else ""
+        self._set_state(CameraState.RUNNING, "open" + detail)
+        self.opened.set()
+        return True
+
+    def _read(self, stop: threading.Event) -> bool:
+        """Pump one connection; True when the source is finished for good (end of file)."""
+        gate, slot, recorder, name = self.gate, self.slot, self.recorder, self.name
+        assert gate is not None
+        try:
+            for item in self.source.items():
+                self.heartbeat = time.monotonic()
+                if isinstance(item, Packet):
+                    self.packets += 1
+                    if recorder is not None:
+                        recorder.feed(item)
+                elif gate.should_analyse(item.time):
+                    self.frames += 1
+                    image = item.to_bgr()
+                    frame = Frame(name, item.index, item.time, item.mono, item.wall, image)
+                    slot.put(frame, stop)
+                if stop.is_set():
+                    return True
+        except SourceError as err:
+            self.last_error = str(err)
+            self._set_state(CameraState.FAILED, str(err))
+            return True
+        finally:
+            self.source.close()
+        if not self.live:
+            self._set_state(CameraState.FINISHED, f"end of file after {self.frames} analysed frames")
+            return True
+        return False
+
+    def _set_state(self, state: CameraState, why: str) -> None:
+        if state is not self.state:
+            level = logging.INFO if state in (CameraState.RUNNING, CameraState.FINISHED) else logging.WARNING
+            if state is CameraState.FAILED:
+                level = logging.ERROR
+            log.log(level, "camera %s: %s: %s", self.name, state.value, why)
+        self.state = state
+
+
+class AnalysisLoop:
+    """Frames → analyzer → events, each event told to the recorder, then handed to the outbox."""
+
+    def __init__(self, name: str, slot: FrameSlot, analyzer: Analyzer, recorder: ClipSink | None,
+                 events: EventSink, clock_ok: Callable[[], bool]) -> None:
+        self.name = name
+        self.slot = slot
+        self.analyzer = analyzer
+        self.recorder = recorder
+        self.events = events
+        self.clock_ok = clock_ok
+        self.heartbeat = time.monotonic()
+        self.latest: Frame | None = None
+        self.analysed = 0
+        self.event_counts: dict[str, int] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        last_time, last_wall = 0.0, time.time()
+        while True:
+            item = self.slot.get(timeout=0.5)
+            self.heartbeat = time.monotonic()
+            if item is None:
+                continue
+            if item is END:
+                break
+            frame: Frame = item  # type: ignore[assignment]
+            self.latest = frame
+            self.analysed += 1
+            last_time, last_wall = frame.time, frame.wall
+            for event in self.analyzer.process(frame):
+                self._route(event)
+        for event in self.analyzer.flush(last_time, last_wall):
+            self._route(event)
+
+    def _route(self, event: Event) -> None:
+        clip = self.recorder.on_event(event) if self.recorder is not None else None
+        changes: dict = {"time_ok": self.clock_ok()}
+        if event.type is EventType.END and clip:
+            changes["clip"] = clip
+        event = replace(event, **changes)
+        key = f"{event.type.value}:{event.label}"
+        self.event_counts[key] = self.event_counts.get(key, 0) + 1
+        log.info(
+            "event %-6s %-10s %s score=%.2f zones=%s%s%s",
+            event.type.value, event.label, event.id, event.score, ",".join(event.zones) or "-",
+            f" line={event.line.name}:{event.line.direction}" if event.line else "",
+            f" clip={event.clip}" if event.clip else "",
+        )
+        self.events.submit(event)

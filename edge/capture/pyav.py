@@ -1,0 +1,198 @@
+"""Files and RTSP streams through PyAV: demux → packets (kept for clips) → decode.
+
+Packets are copied out of the demuxer (muxers rescale timestamps in place), and
+decoded frames stay PyAV frames until analysis asks for a BGR array: the
+conversion costs more than the decode itself (NOTES.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from ..types import Packet, StreamInfo
+from . import SourceError
+
+log = logging.getLogger(__name__)
+
+LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class PyavPicture:
+    """A decoded frame; ``to_bgr`` converts on demand."""
+
+    __slots__ = ("index", "time", "mono", "wall", "_frame")
+
+    def __init__(self, frame: av.VideoFrame, index: int, time_s: float, mono: float, wall: float) -> None:
+        self._frame = frame
+        self.index = index
+        self.time = time_s
+        self.mono = mono
+        self.wall = wall
+
+    def to_bgr(self) -> np.ndarray:
+        return self._frame.to_ndarray(format="bgr24")
+
+
+class PyavSource:
+    """A video file or a network stream.
+
+    Files: ``realtime`` paces output at the file's own rate; otherwise as fast as
+    the consumer takes it, deterministic. ``loop`` restarts the file with source
+    time continuing, so clips and tracks never see time run backwards.
+    Live streams: the iterator simply ends when the server goes away (PyAV ends
+    the demux loop without an exception); the caller reconnects.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        realtime: bool = False,
+        loop: bool = False,
+        open_timeout: float = 10.0,
+        read_timeout: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.live = url.startswith(LIVE_PREFIXES)
+        self.realtime = realtime and not self.live
+        self.loop = loop and not self.live
+        self.open_timeout = open_timeout
+        self.read_timeout = read_timeout
+        self._container: av.container.InputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
+        self.info: StreamInfo | None = None
+        self._time_offset = 0.0  # added to source time after each loop of a file
+        self._pts_offset = 0  # same, in time_base units, for packets
+        self._last_time = 0.0
+        self._last_pts = 0
+        self._frames = 0
+
+    def open(self) -> StreamInfo:
+        self._open_container()
+        return self.info  # type: ignore[return-value]
+
+    def _open_container(self) -> None:
+        options = {}
+        if self.live:
+            # No "timeout" option: with PyAV 18's FFmpeg it makes every RTSP open fail
+            # ("Invalid data"); PyAV's own (open, read) timeout below catches frozen servers.
+            options = {"rtsp_transport": "tcp", "probesize": "65536", "analyzeduration": "500000"}
+        try:
+            container = av.open(self.url, options=options, timeout=(self.open_timeout, self.read_timeout))
+        except FileNotFoundError:
+            raise SourceError(f"{self.url}: no such file", retryable=False) from None
+        except av.error.FFmpegError as err:
+            raise SourceError(f"{self.url}: cannot open ({_reason(err)})", retryable=self.live) from None
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.url}: no video stream", retryable=self.live)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        ctx = stream.codec_context
+        if not stream.width or not stream.height:
+            container.close()
+            raise SourceError(f"{self.url}: video stream has no size (corrupt or unsupported)", retryable=self.live)
+        rate = stream.average_rate or stream.guessed_rate or 0
+        self.info = StreamInfo(
+            codec=ctx.name,
+            width=stream.width,
+            height=stream.height,
+            time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000),
+            fps=float(rate),
+            extradata=bytes(ctx.extradata) if ctx.extradata else None,
+        )
+        self._container, self._stream = container, stream
+
+    def items(self) -> Iterator[Packet | PyavPicture]:
+        while True:
+            yield from self._items_once()
+            if not self.loop:
+                return
+            self._rewind()
+
+    def _rewind(self) -> None:
+        """Loop a file: reopen it and shift time so it keeps increasing."""
+        assert self.info is not None
+        step = 1.0 / self.info.fps if self.info.fps else 0.04
+        self._time_offset = self._last_time + step
+        self._pts_offset = self._last_pts + int(round(step / self.info.time_base))
+        self.close()
+        self._open_container()
+
+    def _items_once(self) -> Iterator[Packet | PyavPicture]:
+        container, stream = self._container, self._stream
+        if container is None or stream is None:
+            raise SourceError(f"{self.url}: not open")
+        tb = float(stream.time_base)
+        start_pts = stream.start_time or 0
+        open_mono, open_wall = time.monotonic(), time.time()
+        first_time: float | None = None
+        try:
+            for pkt in container.demux(stream):
+                if pkt.size == 0:
+                    continue
+                mono, wall = time.monotonic(), time.time()
+                ts = pkt.pts if pkt.pts is not None else pkt.dts
+                t = self._time_offset + ((ts - start_pts) * tb if ts is not None else self._last_time)
+                if first_time is None:
+                    first_time = t
+                if self.realtime:
+                    delay = (t - first_time) - (mono - open_mono)
+                    if delay > 0:
+                        time.sleep(delay)
+                        mono, wall = time.monotonic(), time.time()
+                if not self.live:
+                    wall = open_wall + (t - (first_time or 0.0))
+                self._last_time = max(self._last_time, t)
+                yield self._packet(pkt, t, mono, wall)
+                for frame in pkt.decode():
+                    yield self._picture(frame, tb, start_pts, mono, wall)
+            for frame in stream.codec_context.decode(None):
+                yield self._picture(frame, tb, start_pts, time.monotonic(), open_wall + self._last_time)
+        except av.error.FFmpegError as err:
+            if self.live:
+                log.warning("%s: stream read failed (%s)", self.name, _reason(err))
+                return
+            raise SourceError(f"{self.url}: corrupt video ({_reason(err)})", retryable=False) from None
+
+    def _packet(self, pkt: av.Packet, t: float, mono: float, wall: float) -> Packet:
+        pts = None if pkt.pts is None else pkt.pts + self._pts_offset
+        dts = None if pkt.dts is None else pkt.dts + self._pts_offset
+        if pts is not None:
+            self._last_pts = max(self._last_pts, pts)
+        return Packet(
+            data=bytes(pkt),
+            pts=pts,
+            dts=dts,
+            duration=int(pkt.duration or 0),
+            keyframe=bool(pkt.is_keyframe),
+            time=t,
+            mono=mono,
+            wall=wall,
+        )
+
+    def _picture(self, frame: av.VideoFrame, tb: float, start_pts: int, mono: float, wall: float) -> PyavPicture:
+        t = self._time_offset + (frame.pts - start_pts) * tb if frame.pts is not None else self._last_time
+        self._frames += 1
+        return PyavPicture(frame, self._frames - 1, t, mono, wall)
+
+    def close(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except av.error.FFmpegError:
+                pass
+        self._container = None
+        self._stream = None
+
+
+def _reason(err: Exception) -> str:
+    text = getattr(err, "strerror", None) or str(err)
+    return text.split(";")[0].strip() or type(err).__name__

@@ -1,0 +1,330 @@
+"""The composition root: builds every stage from config, runs the threads, stops them in reverse.
+
+No logic of its own beyond supervision: start order is storage → detector →
+outbox → clip store → cameras → LAN API; stop order is the reverse, so open
+clips are finished and the outbox gets its bounded drain before exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .camera import AnalysisLoop, CaptureLoop, FrameGate, FrameSlot
+from .capture import open_source, source_kind
+from .config import CameraConfig, Config, load_config
+from .sdnotify import Notifier
+from .types import CameraState
+
+log = logging.getLogger("edgecam")
+
+PROGRESS_EVERY_S = 5.0
+STALL_LIMIT_S = 60.0  # a stage silent for this long stops the watchdog pings
+
+
+class StartupError(Exception):
+    """The node cannot start (bad model, unwritable storage): one line, exit 1."""
+
+
+@dataclass
+class CameraRuntime:
+    name: str
+    config: CameraConfig
+    capture: CaptureLoop
+    analysis: AnalysisLoop
+    recorder: Any | None
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return all(not t.is_alive() for t in self.threads)
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.stop_event = threading.Event()
+        self.notifier = Notifier()
+        self.cameras: dict[str, CameraRuntime] = {}
+        self.detector: Any = None
+        self.outbox: Any = None
+        self.clip_store: Any = None
+        self.api: Any = None
+        self.started = time.monotonic()
+        self._clock = _ClockCache()
+
+    # ---- start -------------------------------------------------------------------------
+    def start(self) -> None:
+        storage = self.cfg.storage.path
+        try:
+            storage.mkdir(parents=True, exist_ok=True)
+            probe = storage / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise StartupError(f"storage.path {storage}: not writable ({err.strerror})") from None
+        self.detector = self._build_detector()
+        self.outbox = self._build_outbox()
+        self.outbox.start()
+        if self.cfg.clips.enabled:
+            self.clip_store = self._build_clip_store()
+        for name, cam in self.cfg.cameras.items():
+            if cam.enabled:
+                self.cameras[name] = self._build_camera(name, cam)
+        if not self.cameras:
+            log.warning("no cameras configured: nothing to capture")
+        for runtime in self.cameras.values():
+            for thread in runtime.threads:
+                thread.start()
+        if self.cfg.api.enabled and self.clip_store is not None:
+            self.api = self._build_api()
+        for runtime in self.cameras.values():
+            runtime.capture.opened.wait(timeout=runtime.config.open_timeout + 2)
+        self.notifier.send("READY=1", f"STATUS={self.summary()}")
+        log.info("edgecam %s node %s running with %d camera(s)", __version__, self.cfg.node.id, len(self.cameras))
+
+    def _build_detector(self) -> Any:
+        from .vision.detector import ModelError, load_detector
+
+        det = self.cfg.detector
+        model_dir = det.model if det.model is not None and det.model.is_dir() else _default_model_dir()
+        try:
+            detector, choice = load_detector(
+                model_dir if det.model is None or det.model.is_dir() else det.model,
+                precision=det.precision,
+                keep_labels=det.labels,
+                min_score=det.min_score,
+                scores=det.scores,
+                nms_iou=det.nms_iou,
+                threads=det.threads,
+                providers=det.providers,
+            )
+        except (ModelError, OSError) as err:
+            raise StartupError(f"detector: {err}") from None
+        log.info("detector: %s model %s (%s) on %s", choice.precision, choice.path.name, choice.reason,
+                 detector.provider)
+        return detector
+
+    def _build_outbox(self) -> Any:
+        from .outbox.publisher import settings_from_config
+        from .outbox.service import OutboxService
+
+        m = self.cfg.mqtt
+        return OutboxService(
+            db_path=self.cfg.storage.path / "outbox.db",
+            node=self.cfg.node.id,
+            settings=settings_from_config(m, self.cfg.client_id),
+            max_rows=m.outbox_max_rows,
+            max_bytes=m.outbox_max_bytes,
+            max_age_s=m.outbox_max_age_days * 86400,
+        )
+
+    def _build_clip_store(self) -> Any:
+        from .clips.evidence import NodeSigner
+        from .clips.store import ClipStore
+
+        c = self.cfg.clips
+        signer = NodeSigner.load_or_create(self.cfg.storage.path / "keys")
+        store = ClipStore(
+            self.cfg.storage.path / "clips",
+            signer=signer,
+            max_bytes=c.max_bytes,
+            max_age_s=c.max_age_days * 86400,
+            min_free_bytes=c.min_free_bytes,
+        )
+        store.recover()
+        return store
+
+    def _build_camera(self, name: str, cam: CameraConfig) -> CameraRuntime:
+        from .vision.pipeline import CameraAnalyzer
+
+        kind = source_kind(cam.source)
+        source = open_source(
+            name, cam.source, realtime=cam.realtime, loop=cam.loop,
+            open_timeout=cam.open_timeout, read_timeout=cam.read_timeout,
+            encode=cam.encode.model_dump() if kind == "picamera2" else None,
+        )
+        live = kind != "file"
+        recorder = None
+        if self.clip_store is not None and cam.record:
+            from .clips.recorder import ClipRecorder
+
+            c = self.cfg.clips
+            recorder = ClipRecorder(name, self.clip_store, pre_roll=c.pre_roll, post_roll=c.post_roll,
+                                    max_clip=c.max_clip)
+        analyzer = CameraAnalyzer.from_config(name, cam, self.cfg.tracker, self.cfg.events, self.detector)
+        # A file read flat out waits for analysis (deterministic); a live camera never waits.
+        slot = FrameSlot(size=2, block=not live and not cam.realtime)
+        capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max)
+        analysis = AnalysisLoop(name, slot, analyzer, recorder, self.outbox, self._clock.ok)
+        runtime = CameraRuntime(name, cam, capture, analysis, recorder)
+        gate = FrameGate(cam.detect_fps)
+        runtime.threads = [
+            threading.Thread(target=capture.run, args=(self.stop_event, gate), name=f"capture-{name}", daemon=True),
+            threading.Thread(target=analysis.run, args=(self.stop_event,), name=f"analysis-{name}", daemon=True),
+        ]
+        return runtime
+
+    def _build_api(self) -> Any:
+        from .api.server import ApiServer
+        from .nodeview import DaemonView
+
+        a = self.cfg.api
+        ssl_context = None
+        if a.tls_cert and a.tls_key:
+            import ssl
+
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(a.tls_cert, a.tls_key)
+        server = ApiServer(self.clip_store, DaemonView(self), a.host, a.port, a.tokens, ssl_context=ssl_context)
+        try:
+            server.start()
+        except OSError as err:
+            log.error("LAN API: cannot listen on %s (%s); clips stay on disk", a.listen, err.strerror or err)
+            return None
+        return server
+
+    # ---- supervise ---------------------------------------------------------------------
+    def supervise(self) -> int:
+        interval = self.notifier.watchdog_interval() or 5.0
+        next_ping = next_stats = next_progress = time.monotonic()
+        while not self.stop_event.wait(0.25):
+            now = time.monotonic()
+            if self.cameras and all(c.done for c in self.cameras.values()):
+                break
+            if now >= next_ping:
+                next_ping = now + min(interval, 5.0)
+                stalled = self.stalled_stage()
+                if stalled is None:
+                    self.notifier.send("WATCHDOG=1", f"STATUS={self.summary()}")
+                else:
+                    log.error("stage %s is stuck; withholding watchdog pings", stalled)
+                    self.notifier.send(f"STATUS=stuck: {stalled}")
+            if now >= next_progress:
+                next_progress = now + PROGRESS_EVERY_S
+                self._log_progress()
+            if now >= next_stats:
+                next_stats = now + self.cfg.mqtt.stats_interval
+                self.outbox.publish_stats(self.stats())
+        failed = [c.name for c in self.cameras.values() if c.capture.state is CameraState.FAILED]
+        if self.cameras and len(failed) == len(self.cameras) and not self.stop_event.is_set():
+            log.error("every camera failed: %s", "; ".join(c.capture.last_error for c in self.cameras.values()))
+            return 1
+        return 0
+
+    def stalled_stage(self) -> str | None:
+        now = time.monotonic()
+        for cam in self.cameras.values():
+            for thread in cam.threads:
+                if not thread.is_alive() and cam.capture.state not in (CameraState.FINISHED, CameraState.FAILED):
+                    return thread.name
+            if cam.threads[1].is_alive() and now - cam.analysis.heartbeat > STALL_LIMIT_S:
+                return f"analysis-{cam.name}"
+            reading = cam.capture.state is CameraState.RUNNING and cam.threads[0].is_alive()
+            if reading and now - cam.capture.heartbeat > STALL_LIMIT_S:
+                return f"capture-{cam.name}"
+        return None
+
+    def summary(self) -> str:
+        parts = [f"{c.name}:{c.capture.state.value}" for c in self.cameras.values()]
+        depth = self.outbox.depth() if self.outbox is not None else 0
+        return f"{' '.join(parts) or 'no cameras'}; outbox {depth}"
+
+    def _log_progress(self) -> None:
+        for cam in self.cameras.values():
+            if cam.capture.state is CameraState.RUNNING:
+                latest = cam.analysis.latest
+                log.info("camera %s: %.1f s of video, %d frames analysed, %d dropped, %d events", cam.name,
+                         latest.time if latest else 0.0, cam.analysis.analysed, cam.capture.slot.dropped,
+                         sum(cam.analysis.event_counts.values()))
+
+    def stats(self) -> dict[str, Any]:
+        from .nodeview import node_stats
+
+        return node_stats(self)
+
+    # ---- stop --------------------------------------------------------------------------
+    def request_stop(self, *_: Any) -> None:
+        if not self.stop_event.is_set():
+            log.info("stopping: finishing clips and flushing the outbox")
+        self.stop_event.set()
+
+    def shutdown(self) -> bool:
+        self.stop_event.set()
+        self.notifier.send("STOPPING=1")
+        for cam in self.cameras.values():
+            for thread in cam.threads:
+                thread.join(timeout=max(10.0, cam.config.read_timeout * 3))
+        for cam in self.cameras.values():
+            if cam.recorder is not None:
+                cam.recorder.close(timeout=30.0)
+        if self.api is not None:
+            self.api.stop()
+        drained = True
+        if self.outbox is not None:
+            drained = self.outbox.stop(self.cfg.mqtt.drain_timeout)
+            if not drained:
+                log.warning("outbox not drained: %d event(s) wait for the next start", self.outbox.depth())
+        self._log_summary()
+        return drained
+
+    def _log_summary(self) -> None:
+        for cam in self.cameras.values():
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(cam.analysis.event_counts.items())) or "no events"
+            log.info("summary %s: %s; %d frames analysed, %d dropped, %d reconnects; %s", cam.name,
+                     cam.capture.state.value, cam.analysis.analysed, cam.capture.slot.dropped,
+                     cam.capture.reconnects, counts)
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.request_stop)
+        try:
+            self.start()
+        except StartupError as err:
+            log.error("%s", err)
+            self._abort()
+            return 1
+        code = self.supervise()
+        self.shutdown()
+        return code
+
+    def _abort(self) -> None:
+        self.stop_event.set()
+        if self.outbox is not None:
+            self.outbox.stop(0)
+
+
+class _ClockCache:
+    """Whether the wall clock is synchronised, asked at most once a minute."""
+
+    def __init__(self) -> None:
+        self._value = True
+        self._checked = -1e9
+
+    def ok(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked > 60:
+            from .clock import clock_synchronised
+
+            self._value = clock_synchronised() is not False
+            self._checked = now
+        return self._value
+
+
+def _default_model_dir() -> Path | None:
+    """The project's models/ (where `edgecam model prepare` writes), if it has a manifest."""
+    here = Path(__file__).resolve().parent.parent / "models"
+    return here if (here / "manifest.json").exists() else None
+
+
+def run_command(args: Any) -> int:
+    """``edgecam run -c CONFIG``."""
+    cfg = load_config(args.config)
+    logging.getLogger().setLevel(logging.DEBUG if getattr(args, "verbose", False) else cfg.log.level.upper())
+    return Daemon(cfg).run()

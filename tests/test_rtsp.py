@@ -1,0 +1,84 @@
+"""RTSP for real: a gst-rtsp-server the test kills, restarts and freezes; capture recovers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from support.assets import video_path
+from support.rtsp import RtspServer, require_rtsp
+
+from edge.camera import CaptureLoop, FrameGate, FrameSlot
+from edge.capture import open_source
+from edge.types import CameraState
+
+
+class Counter:
+    """Drains the frame slot like the analysis loop would, counting frames."""
+
+    def __init__(self, slot: FrameSlot) -> None:
+        self.slot = slot
+        self.count = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if self.slot.get(0.2) is not None:
+                self.count += 1
+
+    def wait_for(self, more: int, timeout: float) -> float:
+        start, target = time.monotonic(), self.count + more
+        while time.monotonic() - start < timeout:
+            if self.count >= target:
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise AssertionError(f"only {self.count - target + more} of {more} frames within {timeout}s")
+
+
+@pytest.fixture
+def rtsp_capture():
+    require_rtsp()
+    server = RtspServer(video_path("highway")).start()  # 1-2 s GOP: quick to open
+    source = open_source("cam", server.url, open_timeout=8, read_timeout=2)
+    slot = FrameSlot(size=2, block=False)
+    loop = CaptureLoop("cam", source, slot, None, live=True, reconnect_max=2.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop, FrameGate(10.0)), daemon=True)
+    thread.start()
+    counter = Counter(slot)
+    yield server, loop, counter
+    stop.set()
+    server.kill()
+    thread.join(15)
+    counter.stop.set()
+    assert not thread.is_alive()
+
+
+def test_rtsp_survives_server_restart(rtsp_capture) -> None:
+    server, loop, counter = rtsp_capture
+    counter.wait_for(10, timeout=20)
+    assert loop.state is CameraState.RUNNING
+    server.kill()
+    time.sleep(2.0)
+    assert loop.state is CameraState.RECONNECTING
+    server.start()
+    took = counter.wait_for(10, timeout=15)
+    assert took < 15
+    assert loop.state is CameraState.RUNNING and loop.reconnects >= 1
+
+
+def test_frozen_rtsp_server_is_detected_by_timeout(rtsp_capture) -> None:
+    server, loop, counter = rtsp_capture
+    counter.wait_for(5, timeout=20)
+    server.freeze()
+    deadline = time.monotonic() + 12
+    while loop.state is CameraState.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert loop.state is CameraState.RECONNECTING, "a frozen server must be noticed, not waited on forever"
+    server.thaw()
+    server.kill()
+    server.start()
+    counter.wait_for(5, timeout=15)
