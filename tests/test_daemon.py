@@ -1,0 +1,146 @@
+"""The daemon as installers run it: a subprocess with a real config, real video and model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support.assets import model_path, video_path
+from support.broker import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_config(tmp_path: Path, cameras: str, port: int | None = None, extra: str = "") -> Path:
+    cfg = tmp_path / "edgecam.toml"
+    cfg.write_text(f"""
+[node]
+id = "test-node"
+[mqtt]
+host = "127.0.0.1"
+port = {port or free_port()}
+drain_timeout = 3
+reconnect_max = 1
+[storage]
+path = "{tmp_path / 'state'}"
+[api]
+enabled = false
+{extra}
+{cameras}
+""")
+    return cfg
+
+
+def start(cfg: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(cfg)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def outbox_depth(state: Path) -> int:
+    with sqlite3.connect(state / "outbox.db") as db:
+        tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+        table = next(t for t in tables if "outbox" in t or "event" in t)
+        return db.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def test_file_run_without_broker_exits_0_within_drain_timeout(tmp_path: Path) -> None:
+    model_path()
+    video = video_path("street")
+    cfg = write_config(tmp_path, f'[cameras.street]\nsource = "{video}"\ndetect_fps = 2\n'
+                                 "[clips]\nenabled = false\n")
+    began = time.monotonic()
+    proc = start(cfg)
+    out, _ = proc.communicate(timeout=240)
+    took = time.monotonic() - began
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert "end of file" in out
+    assert "outbox not drained" in out
+    assert "event start" in out
+    assert outbox_depth(tmp_path / "state") > 0
+    # most of the time is analysis; the drain wait itself is bounded by drain_timeout (3 s)
+    last_analysis = out.rfind("end of file")
+    assert last_analysis > 0 and took < 240
+
+
+def test_bad_cameras_report_clearly_and_others_keep_running(tmp_path: Path) -> None:
+    model_path()
+    good = video_path("highway")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00" * 4096 + b"garbage" * 500)
+    cameras = (
+        f'[cameras.good]\nsource = "{good}"\ndetect_fps = 2\n'
+        f'[cameras.corrupt]\nsource = "{corrupt}"\n'
+        '[cameras.usb]\nsource = "/dev/video99"\nreconnect_max = 1\n'
+    )
+    cfg = write_config(tmp_path, cameras, extra="[clips]\nenabled = false\n")
+    proc = start(cfg)
+    lines: list[str] = []
+    deadline = time.monotonic() + 240
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "camera good: finished" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert f"camera corrupt: failed: {corrupt}" in out
+    assert "camera usb: reconnecting: /dev/video99: no such device" in out
+    assert "camera good: finished" in out
+    assert "event start" in out
+
+
+def test_sd_notify_ready_and_watchdog(tmp_path: Path) -> None:
+    model_path()
+    video = video_path("road")
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(1.0)
+    cfg = write_config(tmp_path, f'[cameras.road]\nsource = "{video}"\nrealtime = true\nloop = true\n',
+                       extra="[clips]\nenabled = false\n")
+    proc = start(cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"})
+    messages: list[str] = []
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            if sum("WATCHDOG=1" in m for m in messages) >= 2:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        sock.close()
+    joined = "\n".join(messages)
+    assert "READY=1" in joined, out[-2000:]
+    assert joined.index("READY=1") < joined.index("WATCHDOG=1")
+    assert "STATUS=road:running" in joined
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("bad", ["[storage]\npath = \"/proc/edgecam\"\n"])
+def test_unwritable_storage_is_one_line(tmp_path: Path, bad: str) -> None:
+    cfg = tmp_path / "edgecam.toml"
+    cfg.write_text(bad)
+    proc = subprocess.run([sys.executable, "-m", "edge", "run", "-c", str(cfg)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.returncode == 1
+    assert "storage.path /proc/edgecam: not writable" in proc.stderr
+    assert "Traceback" not in proc.stderr
