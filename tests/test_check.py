@@ -195,3 +195,34 @@ def test_every_template_is_tested():
     names = sorted(p.stem for p in (PROJECT / "firmware_config").glob("*.toml"))
     assert len(names) >= 3
     assert {"pi-camera-module", "pi-rtsp-camera", "jetson-multi-rtsp"} <= set(names)
+
+
+def test_tls_broker_needs_its_ca(tmp_path, capsys, make_broker):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    secured = make_broker(extra=[f"certfile {cert}", f"keyfile {key}"])
+    code, lines, out = run_check(capsys, write_config(tmp_path, mqtt=f"port = {secured.port}\ntls = true"))
+    assert lines["broker"].startswith("✗ ") and "certificate not trusted" in lines["broker"], out
+    assert "mqtt.ca_file" in out
+    mqtt = f'port = {secured.port}\ntls = true\nca_file = "{cert}"'
+    code, lines, out = run_check(capsys, write_config(tmp_path, mqtt=mqtt))
+    assert lines["broker"].startswith("✓ ") and "(TLS" in lines["broker"], out
+    code, lines, out = run_check(capsys, write_config(tmp_path, mqtt=f"port = {secured.port}"))
+    assert lines["broker"].startswith("✗ ") and "expect TLS" in out, out
+
+
+def test_clock_sources(tmp_path, monkeypatch):
+    from edge import clock
+
+    assert clock.clock_synchronised() in (True, False)  # Linux: the kernel answers
+    monkeypatch.setattr(clock, "SOURCES", (("adjtimex", lambda: None), ("systemd-timesyncd", clock._from_timesyncd)))
+    monkeypatch.setattr(clock, "TIMESYNCD_DIR", tmp_path / "timesync")
+    assert clock.clock_status() == (None, "cannot tell: adjtimex blocked, no systemd-timesyncd, no timedatectl")
+    (tmp_path / "timesync").mkdir()
+    assert clock.clock_status() == (False, "systemd-timesyncd")
+    (tmp_path / "timesync" / "synchronized").touch()
+    assert clock.clock_synchronised() is True
