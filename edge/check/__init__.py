@@ -1,0 +1,91 @@
+"""``edgecam check``: the installer's checklist, one probe per line.
+
+Order: config (a config error stops here, exit 2), each camera, the model,
+storage, the broker, the clock, the API port. Each probe is bounded by
+``--timeout`` and says what to do when it fails. Exit 1 when any line is ✗.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..config import Config, load_config
+from .broker import BrokerTarget, probe_broker
+from .host import probe_api_port, probe_camera, probe_clock, probe_storage
+from .model import probe_model
+from .result import FAIL, OK, SKIP, WARN, Result
+
+MARKS = {OK: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
+
+
+def config_result(cfg: Config) -> Result:
+    cams = [name for name, cam in cfg.cameras.items() if cam.enabled]
+    broker = f"{cfg.mqtt.host}:{cfg.mqtt.port}" + (" (TLS)" if cfg.mqtt.tls else "")
+    detail = (f"valid: node {cfg.node.id}, {len(cams)} camera{'s' if len(cams) != 1 else ''}"
+              + (f" ({', '.join(cams)})" if cams else "") + f", broker {broker}, storage {cfg.storage.path}")
+    if not cams:
+        return Result("config", WARN, detail, "no enabled camera: add a [cameras.NAME] section with a source")
+    return Result("config", OK, detail)
+
+
+def broker_target(cfg: Config) -> BrokerTarget:
+    m = cfg.mqtt
+    return BrokerTarget(m.host, m.port, cfg.client_id, m.protocol, m.tls, m.ca_file, m.cert_file, m.key_file,
+                        m.username, m.password_file)
+
+
+def run_checks(cfg: Config, timeout: float) -> list[Result]:
+    """Every probe, in checklist order."""
+    results = [config_result(cfg)]
+    for name, cam in cfg.cameras.items():
+        if not cam.enabled:
+            results.append(Result(f"camera {name}", SKIP, "enabled = false"))
+            continue
+        results.append(probe_camera(name, cam.source, timeout, (cam.encode.width, cam.encode.height)))
+    det = cfg.detector
+    results.append(probe_model(det.model, det.precision, list(det.providers), det.threads))
+    results.append(probe_storage(cfg.storage.path, cfg.clips.min_free_bytes))
+    results.append(probe_broker(broker_target(cfg), timeout))
+    results.append(probe_clock())
+    results.append(probe_api_port(cfg.api.enabled, cfg.api.host, cfg.api.port))
+    return results
+
+
+def render(results: list[Result]) -> str:
+    width = max(len(r.name) for r in results)
+    lines = []
+    for r in results:
+        lines.append(f"{MARKS[r.status]} {r.name:<{width}}  {r.detail}")
+        if r.advice and r.status in (FAIL, WARN):
+            lines.append(f"  {'':<{width}}  → {r.advice}")
+    failed = sum(r.failed for r in results)
+    warned = sum(r.status == WARN for r in results)
+    summary = "all checks passed" if not failed else f"{failed} check{'s' if failed != 1 else ''} failed"
+    lines.append(summary + (f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""))
+    return "\n".join(lines)
+
+
+def as_json(config_path: Path, results: list[Result]) -> str:
+    doc = {
+        "config": str(config_path),
+        "ok": not any(r.failed for r in results),
+        "checks": [{"name": r.name, "status": r.status, "detail": r.detail, "advice": r.advice, **r.data}
+                   for r in results],
+    }
+    return json.dumps(doc, ensure_ascii=False, indent=2)
+
+
+def check_command(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    cfg = load_config(path)  # ConfigError -> edge.cli prints one line, exit 2
+    results = [config_result(cfg)] if args.config_only else run_checks(cfg, args.timeout)
+    if args.json:
+        print(as_json(path, results))
+    else:
+        print(f"edgecam check {path}")
+        print(render(results))
+    sys.stdout.flush()
+    return 1 if any(r.failed for r in results) else 0

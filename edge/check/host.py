@@ -1,0 +1,135 @@
+"""Probes of the machine itself: cameras, storage, clock, the API port."""
+
+from __future__ import annotations
+
+import errno
+import getpass
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+from ..clock import clock_status
+from ..probe import GrabError, grab_frame, source_kind
+from .result import FAIL, OK, SKIP, WARN, Result
+
+CAMERA_ADVICE = {
+    "file": "check the path in cameras.{name}.source",
+    "url": "check the URL, its user/password and the route to the camera (try `ffprobe -rtsp_transport tcp URL`)",
+    "v4l2": "is the camera plugged in (`ls /dev/video*`)? the user needs the video group",
+    "picamera2": "check the ribbon cable and `rpicam-hello --list-cameras`; the user needs the video group",
+}
+
+
+def probe_camera(name: str, source: str, timeout: float, size: tuple[int, int]) -> Result:
+    """One frame from the camera within ``timeout``; its size and rate."""
+    label = f"camera {name}"
+    try:
+        grab = grab_frame(source, timeout, width=size[0], height=size[1])
+    except GrabError as err:
+        return Result(label, FAIL, str(err), err.advice or CAMERA_ADVICE[source_kind(source)].format(name=name))
+    rate = f"{grab.fps:.2f} fps" + (" seen" if grab.live else "") if grab.fps else "rate unknown"
+    detail = f"{grab.width}x{grab.height}, {rate} ({grab.codec}), first frame in {grab.seconds:.2f} s"
+    data = {"width": grab.width, "height": grab.height, "fps": round(grab.fps, 2), "codec": grab.codec,
+            "first_frame_s": round(grab.seconds, 3)}
+    return Result(label, OK, detail, data=data)
+
+
+def _mount_of(path: Path) -> tuple[str, str]:
+    """(mount point, filesystem type) of the mount holding ``path``, from /proc/mounts."""
+    best = ("/", "unknown")
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return best
+    resolved = str(path.resolve())
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, fields[2])
+    return best
+
+
+def _block_device(path: Path) -> str | None:
+    """Kernel name of the block device holding ``path`` (e.g. ``mmcblk0p2``), via /sys/dev/block."""
+    dev = os.stat(path).st_dev
+    link = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    try:
+        return link.resolve(strict=True).name
+    except OSError:
+        return None
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def probe_storage(path: Path, min_free: int) -> Result:
+    """Writable, enough free space, and where it lives (SD card or not)."""
+    if not path.is_dir():
+        return Result("storage", FAIL, f"{path} does not exist",
+                      "run scripts/provision, or create it owned by the user that runs edgecam")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".edgecam-check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        return Result("storage", FAIL, f"{path} is not writable by {getpass.getuser()} ({err.strerror})",
+                      f"run check as the service user (sudo -u edgecam …) or `chown -R edgecam: {path}`")
+    free = shutil.disk_usage(path).free
+    point, fstype = _mount_of(path)
+    device = _block_device(path)
+    on_sd = bool(device and device.startswith("mmcblk"))
+    where = f"{fstype} on {device or 'no block device'}" + (" (SD card)" if on_sd else "") + f" at {point}"
+    detail = f"{path} writable, {_human(free)} free, {where}"
+    data = {"free_bytes": free, "min_free_bytes": min_free, "fstype": fstype, "device": device, "sd_card": on_sd}
+    if free < min_free:
+        return Result("storage", FAIL, detail + f"; below clips.min_free_bytes ({_human(min_free)})",
+                      "free some space, use a bigger disk, or lower clips.min_free_bytes", data)
+    if fstype in ("tmpfs", "ramfs"):
+        return Result("storage", WARN, detail, "clips and the outbox on tmpfs are lost at reboot", data)
+    return Result("storage", OK, detail, data=data)
+
+
+def probe_clock() -> Result:
+    synced, how = clock_status()
+    if synced:
+        return Result("clock", OK, f"synchronised ({how})", data={"synchronised": True})
+    advice = ("events will carry time_ok=false until it syncs: check NTP (`timedatectl timesync-status`) "
+              "and the route to the time server")
+    if synced is None:
+        return Result("clock", WARN, how, advice, data={"synchronised": None})
+    return Result("clock", FAIL, f"not synchronised ({how})", advice, data={"synchronised": False})
+
+
+def probe_api_port(enabled: bool, host: str, port: int) -> Result:
+    """Can the LAN API bind its address? (Fails while a running daemon holds it.)"""
+    where = f"{host}:{port}"
+    if not enabled:
+        return Result("api port", SKIP, "api.enabled = false")
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return Result("api port", FAIL, f"cannot resolve {host}", "set api.listen to an address of this machine")
+    family, kind, proto, _, addr = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+    except OSError as err:
+        advice = {
+            errno.EADDRINUSE: f"something listens there already (edgecam itself? `ss -ltnp 'sport = :{port}'`)",
+            errno.EADDRNOTAVAIL: "that address is not on this machine; use 0.0.0.0 or one of its addresses",
+            errno.EACCES: "ports below 1024 need privileges the service does not have; use 8080",
+        }.get(err.errno, "pick another api.listen")
+        return Result("api port", FAIL, f"cannot bind {where} ({err.strerror})", advice)
+    return Result("api port", OK, f"{where} is free")

@@ -1,0 +1,95 @@
+"""``edgecam snapshot``: one frame from a camera, optionally with its mask, zones, lines and detections.
+
+For aiming a camera and tuning zones: the installer sees exactly the polygons
+the config holds, on what the camera sees now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .assets import PROJECT_ROOT
+from .cli import UserError
+from .config import CameraConfig, Config, DetectorConfig, load_config
+from .overlay import draw_overlay
+from .probe import GrabError, grab_frame
+from .types import Detection
+
+
+def pick_camera(cfg: Config, name: str | None) -> tuple[str, CameraConfig]:
+    if not cfg.cameras:
+        raise UserError("the config has no [cameras.NAME] section")
+    if name is None:
+        enabled = [n for n, cam in cfg.cameras.items() if cam.enabled] or list(cfg.cameras)
+        name = enabled[0]
+    if name not in cfg.cameras:
+        raise UserError(f"no camera {name!r} in the config (have: {', '.join(cfg.cameras)})")
+    return name, cfg.cameras[name]
+
+
+def detect(det: DetectorConfig, image: np.ndarray) -> tuple[list[Detection], str]:
+    """Detections on ``image`` by the model the daemon would use, or none and why not."""
+    try:
+        from .vision.detector import load_detector
+    except ImportError:
+        return [], "detections skipped: the detector is not installed"
+    try:
+        detector, choice = load_detector(
+            det.model or PROJECT_ROOT / "models", det.precision, keep_labels=det.labels, min_score=det.min_score,
+            scores=det.scores, nms_iou=det.nms_iou, threads=det.threads, providers=det.providers,
+        )
+        found = detector.detect(image)
+    except Exception as err:  # a model problem must not cost the installer the snapshot
+        return [], f"detections skipped: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+    return list(found), f"{len(found)} detection{'s' if len(found) != 1 else ''} ({choice.precision})"
+
+
+def overlay_for(cam: CameraConfig, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
+    return draw_overlay(
+        image,
+        mask=cam.motion.mask,
+        zones={name: zone.polygon for name, zone in cam.zones.items()},
+        lines={name: (line.a, line.b) for name, line in cam.lines.items()},
+        detections=detections,
+    )
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
+    """Atomically: a half-written snapshot never replaces a good one."""
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise UserError("could not encode the frame as JPEG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.tobytes())
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {err.strerror}") from None
+
+
+def snapshot_command(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    name, cam = pick_camera(cfg, args.camera)
+    try:
+        grab = grab_frame(cam.source, timeout=cam.open_timeout, width=cam.encode.width, height=cam.encode.height)
+    except GrabError as err:
+        raise UserError(f"camera {name}: {err}") from None
+    image, note = grab.image, ""
+    if args.overlay:
+        detections, note = detect(cfg.detector, image)
+        image = overlay_for(cam, image, detections)
+    out = Path(args.output)
+    write_jpeg(out, image)
+    print(f"wrote {out} ({grab.width}x{grab.height}, camera {name}" + (f"; {note})" if note else ")"))
+    sys.stdout.flush()
+    return 0
