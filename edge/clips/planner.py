@@ -99,6 +99,11 @@ class ClipPlanner:
         self._active.clear()
         return self._close() if self.clip_id is not None else NOTHING
 
+    def abandon(self, clip_id: str) -> None:
+        """The writer could not keep this clip (disk full): later events must not join it."""
+        if self.clip_id == clip_id:
+            self.clip_id, self._until = None, None
+
     def _close(self) -> tuple[Action, ...]:
         old = self.clip_id
         self.clip_id, self._until = None, None

@@ -93,13 +93,13 @@ class ClipRecorder:
             self._put(self._planner.on_stream(time.time()))
 
     def feed(self, packet: Packet) -> None:
+        while self._lossless and self._q.qsize() >= self._max_queued and self._writer_alive():
+            time.sleep(0.002)  # outside the lock: the writer may need it to report a lost clip
         with self._lock:
             self._put(self._planner.on_packet(packet.time, packet.keyframe, packet.wall))
             if self._waiting_key and not packet.keyframe:
                 self._counts["dropped"] += 1
                 return
-            while self._lossless and self._q.qsize() >= self._max_queued and self._writer_alive():
-                time.sleep(0.002)
             if self._q.qsize() >= self._max_queued:
                 self._counts["dropped"] += 1
                 if not self._waiting_key:
@@ -190,6 +190,8 @@ class ClipRecorder:
             start_ts = pre[0].wall
         part = self._store.begin(op.clip_id, self.camera, start_ts, True, op.continues)
         if not self._store.check_space():
+            with self._lock:
+                self._planner.abandon(op.clip_id)
             self._store.mark_lost(op.clip_id, f"not recorded: {self._store.pause_reason}")
             self._counts["lost"] += 1
             return
@@ -244,6 +246,9 @@ class ClipRecorder:
         """A write failed: drop the open clip (marked lost), pause on a full disk, keep running."""
         self._counts["errors"] += 1
         cur, self._cur = self._cur, None
+        if cur is not None:
+            with self._lock:
+                self._planner.abandon(cur.id)
         full = _disk_full(err)
         if not full:
             log.error("clips %s: %s: %s", self.camera, type(err).__name__, err)
