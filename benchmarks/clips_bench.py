@@ -107,18 +107,21 @@ def mode_record(source: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store, rec = _recorder(Path(tmp), info, 5.0, lossless=True)
         before = write_bytes()
+        cpu0 = time.process_time()
         rec.on_event(event("start", pk[0].time))
         for p in pk:
             rec.feed(p)
         rec.on_event(event("end", pk[-1].time))
         rec.close(60)
+        cpu = time.process_time() - cpu0
         written = write_bytes() - before
         clips = store.list_clips()
         seconds = sum(c.end_ts - c.start_ts for c in clips)
         clip_bytes = sum(c.bytes for c in clips)
         store.close()
     return {"recorded_s": round(seconds, 2), "clip_bytes": clip_bytes, "write_bytes": written,
-            "per_recorded_minute": round(written * 60 / seconds), "write_amplification": round(written / clip_bytes, 2)}
+            "per_recorded_minute": round(written * 60 / seconds), "write_amplification": round(written / clip_bytes, 2),
+            "cpu_s_per_recorded_minute": round(cpu * 60 / seconds, 3), "packets": len(pk)}
 
 
 def make_1080p(source: Path, out: Path, seconds: float = 20.0) -> None:

@@ -102,7 +102,7 @@ def test_clip_from_video_is_playable_and_bit_identical(store: ClipStore, name: s
     assert pk[first].keyframe and pk[first].time <= start - PRE + 1e-6
     assert [g[0] for g in got] == payloads[first:first + len(got)], "packets must be copied bit for bit"
     keys = [p.time for p in pk if p.keyframe]
-    gop = max(b - a for a, b in zip(keys, keys[1:])) if len(keys) > 1 else pk[-1].time
+    gop = max(b - a for a, b in zip(keys, keys[1:], strict=False)) if len(keys) > 1 else pk[-1].time
     duration = float(facts["format"]["duration"])
     wanted = PRE + (end - start) + POST
     last = pk[first + len(got) - 1]

@@ -32,6 +32,8 @@ from .store import ClipStore, Finished
 
 log = logging.getLogger(__name__)
 _STOP = object()
+HOUSEKEEPING_S = 600.0  # retention by age while nothing is recorded (deletes only; no writes when idle)
+PAUSED_CHECK_S = 10.0  # how often a paused store looks for free space again
 
 
 @dataclass
@@ -132,8 +134,9 @@ class ClipRecorder:
                           self.camera, timeout)
 
     def stats(self) -> dict[str, Any]:
+        cur = self._cur
         return {**self._counts, "queued": self._q.qsize(), "ring_s": round(self._ring.seconds, 2),
-                "ring_bytes": self._ring.bytes, "recording": self._cur.id if self._cur else None,
+                "ring_bytes": self._ring.bytes, "recording": cur.id if cur else None,
                 "paused": self._store.paused}
 
     def _writer_alive(self) -> bool:
@@ -145,17 +148,21 @@ class ClipRecorder:
 
     # ----- writer thread
     def _run(self) -> None:
+        last_check = time.monotonic()
         while True:
             try:
-                item = self._q.get(timeout=10.0)
+                item = self._q.get(timeout=PAUSED_CHECK_S)
             except queue.Empty:
-                if self._store.paused:
-                    self._store.check_space()
-                continue
+                item = None
             if item is _STOP:
                 return
             try:
-                self._handle(item)
+                if item is not None:
+                    self._handle(item)
+                now = time.monotonic()
+                if now - last_check >= (PAUSED_CHECK_S if self._store.paused else HOUSEKEEPING_S):
+                    last_check = now
+                    self._store.check_space()  # age-based retention; resumes a paused store
             except Exception as err:  # one bad clip must not stop recording
                 self._failed(err)
 

@@ -158,6 +158,8 @@ class ClipStore:
             self._db.execute("UPDATE clips SET status='lost', note=? WHERE id=?", (reason, clip_id))
 
     def set_thumbnail(self, clip_id: str, jpeg: bytes) -> None:
+        if not CLIP_ID.match(clip_id):
+            return
         tmp = self.dir / f"{clip_id}.jpg.tmp"
         tmp.write_bytes(jpeg)
         os.replace(tmp, self.thumb_path(clip_id))

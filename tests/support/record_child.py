@@ -8,11 +8,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from support.packets import demux, event  # noqa: E402
-
 from edge.clips.evidence import NodeKey  # noqa: E402
 from edge.clips.recorder import ClipRecorder  # noqa: E402
 from edge.clips.store import ClipStore  # noqa: E402
+from support.packets import demux, event  # noqa: E402
 
 
 def main() -> None:
