@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,12 @@ from support.assets import VIDEOS, video_path  # noqa: E402
 from support.packets import clip_packets, demux, event, ffprobe  # noqa: E402
 
 from edge.clips.evidence import NodeKey  # noqa: E402
+from edge.clips.mux import avcc_parameter_sets, length_prefixed_to_annexb  # noqa: E402
 from edge.clips.planner import Attach, ClipPlanner, Close, Open  # noqa: E402
 from edge.clips.recorder import ClipRecorder  # noqa: E402
 from edge.clips.ring import PacketRing  # noqa: E402
 from edge.clips.store import ClipStore  # noqa: E402
-from edge.types import Packet  # noqa: E402
+from edge.types import Packet, StreamInfo  # noqa: E402
 
 PRE, POST = 2.0, 1.5
 
@@ -140,3 +142,39 @@ def test_stream_restart_closes_and_continues(store: ClipStore):
     assert store.meta(second)["record"]["continues"] == cid
     for c in clips:
         assert ffprobe(store.file_path(c.id))[0] == ""
+
+
+def test_annexb_stream_like_rtsp_comes_out_length_prefixed(store: ClipStore):
+    """RTSP gives Annex-B packets and Annex-B parameter sets; the MP4 holds the same NAL units."""
+    info, pk = demux(video_path("road"))
+    header, size = avcc_parameter_sets(info.extradata)
+    rtsp_info = StreamInfo("h264", info.width, info.height, info.time_base, info.fps, header)
+    rec = ClipRecorder("cam", store, PRE, POST, 300.0, lossless=True)
+    rec.start()
+    rec.start_stream(rtsp_info)
+    cid = None
+    for p in pk:
+        rec.feed(replace(p, data=length_prefixed_to_annexb(p.data, size)))
+        if cid is None and p.time >= 3.0:
+            cid = rec.on_event(event("start", p.time))
+    rec.close(30)
+    path = store.file_path(cid)
+    assert ffprobe(path)[0] == ""
+    got = [g[0] for g in clip_packets(path)]
+    assert got == [p.data for p in pk[:len(got)]] and len(got) == len(pk)
+
+
+def test_timestamps_going_back_inside_a_clip_stay_playable(store: ClipStore):
+    """A looped file without a new stream: pts restart, source time keeps rising; the clip stays valid."""
+    info, pk = demux(video_path("road"))
+    span = pk[-1].time + 0.05
+    rec = ClipRecorder("cam", store, PRE, POST, 300.0, lossless=True)
+    rec.start()
+    rec.start_stream(info)
+    cid = rec.on_event(event("start", 0.0))
+    for loop in range(2):
+        for p in pk:
+            rec.feed(replace(p, time=p.time + loop * span))
+    rec.close(30)
+    errors, facts = ffprobe(store.file_path(cid))
+    assert errors == "" and float(facts["format"]["duration"]) >= 2 * pk[-1].time - 0.5

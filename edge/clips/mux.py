@@ -119,10 +119,11 @@ class FragmentWriter:
         if dts is None:
             dts = round(p.time / self.info.time_base)
         pts = p.pts if p.pts is not None else dts
+        if self._last_dts is not None and dts - self._base <= self._last_dts:
+            # timestamps went back (a looped file, a camera reset): shift so time keeps moving forward
+            self._base -= self._last_dts + max(1, p.duration) - (dts - self._base)
         dts -= self._base
         pts -= self._base
-        if self._last_dts is not None and dts <= self._last_dts:
-            dts = self._last_dts + 1
         pkt = av.Packet(data)
         pkt.dts, pkt.pts = dts, max(pts, dts)
         pkt.duration = p.duration
