@@ -166,3 +166,29 @@ def _full_disk(root: Path) -> None:
     rec.close(30)
     assert store.get(ids[0]).status == "lost"
     store.close()
+
+
+def test_free_space_floor_pauses_recording(tmp_path: Path):
+    """Runs everywhere (no mount needed): a floor above the disk's free space behaves like a full disk."""
+    store = _store(tmp_path / "storage")
+    _fake_clip(store, "held1", video_path("road"), 1000.0)
+    store.hold("held1")
+    store.budget = type(store.budget)(0, 0, store.free_bytes() + 10**12)
+    info, pk = demux(video_path("road"))
+    rec = ClipRecorder("cam", store, 2.0, 2.0, 300.0, lossless=True)
+    rec.start()
+    rec.start_stream(info)
+    first = None
+    for p in pk:
+        rec.feed(p)
+        if first is None and p.time >= 3.0:
+            first = rec.on_event(event("start", p.time))
+    deadline = time.monotonic() + 30
+    while not store.paused and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.paused and "floor" in store.pause_reason
+    assert rec.on_event(event("start", 15.0, "o2")) is None
+    rec.close(30)
+    assert store.get(first).status == "lost" and store.file_path("held1") is not None
+    assert not list(store.dir.glob("*.part")) and store.stats()["paused"]
+    store.close()

@@ -264,7 +264,7 @@ class ClipRecorder:
         path = cur.writer.path
         written = path.stat().st_size if path.exists() else 0
         cur.writer.abort()
-        self._store.final_path(cur.id).with_name(f"{cur.id}.mp4.tmp").unlink(missing_ok=True)
+        self._store.tmp_path(cur.id).unlink(missing_ok=True)
         self._store.final_path(cur.id).unlink(missing_ok=True)
         self._counts["lost"] += 1
         if full:

@@ -95,6 +95,11 @@ class ClipStore:
     def final_path(self, clip_id: str) -> Path:
         return self.dir / f"{clip_id}.mp4"
 
+    def tmp_path(self, clip_id: str) -> Path:
+        """Where ``mux.finalise`` writes before its atomic rename (final name + ``.tmp``)."""
+        final = self.final_path(clip_id)
+        return final.with_name(final.name + ".tmp")
+
     def thumb_path(self, clip_id: str) -> Path:
         return self.dir / f"{clip_id}.jpg"
 
@@ -153,7 +158,7 @@ class ClipStore:
     def mark_lost(self, clip_id: str, reason: str) -> None:
         """The clip could not be kept (crash, disk full): the row stays so the gap is visible."""
         self.part_path(clip_id).unlink(missing_ok=True)
-        self.dir.joinpath(f"{clip_id}.mp4.tmp").unlink(missing_ok=True)
+        self.tmp_path(clip_id).unlink(missing_ok=True)
         with self._lock:
             self._db.execute("UPDATE clips SET status='lost', note=? WHERE id=?", (reason, clip_id))
 
