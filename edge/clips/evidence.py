@@ -1,0 +1,265 @@
+"""Evidence integrity: the node's Ed25519 key, signed clip records, a hash chain, offline checks.
+
+Record (what is signed): a JSON object with the clip's sha256 and the hash of
+the previous record, encoded canonically as sorted-key compact UTF-8 JSON::
+
+    {"v": 1, "seq": N, "node": ..., "clip": ID, "camera": ..., "start_ts": ..., "end_ts": ...,
+     "time_ok": true, "duration": ..., "bytes": ..., "sha256": HEX, "labels": [...],
+     "events": [event ids], "continues": ID | null, "prev_hash": HEX | null}
+
+``record_hash = sha256(canonical(record))``; ``signature = Ed25519(canonical(record))``
+(base64). ``seq`` counts records on this node from 1; record N's ``prev_hash`` is
+record N-1's ``record_hash``, so a removed or altered record breaks the link.
+
+META.json (``ClipStore.meta(id)``, the LAN API's ``/clips/<id>/meta``)::
+
+    {"format": "edgecam-clip-meta/1", "record": {...}, "signature": B64, "record_hash": HEX,
+     "pubkey": "ed25519:B64", "prev": {"record": {...}, "signature": B64} | null,
+     "events": [event objects], "held": bool, "status": "ok" | "lost" | "expired"}
+
+``prev`` carries record N-1 so one clip's link can be checked alone.
+
+Evidence bundle (ZIP, ``write_bundle``)::
+
+    manifest.json        {"format": "edgecam-evidence/1", "created": UNIX, "pubkey": "ed25519:B64",
+                          "files": {"clips/ID.mp4": SHA256, "clips/ID.meta.json": SHA256, "pubkey.txt": SHA256}}
+    pubkey.txt           the node's public key, one line
+    clips/ID.mp4         the clip as stored
+    clips/ID.meta.json   its META.json
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..cli import UserError
+from ..config import load_config
+
+META_FORMAT = "edgecam-clip-meta/1"
+BUNDLE_FORMAT = "edgecam-evidence/1"
+KEY_FILE = "node.ed25519"
+PREFIX = "ed25519:"
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(record)).hexdigest()
+
+
+class NodeKey:
+    """The node's signing key: created once, kept in ``keys/`` with mode 0600."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+
+    @classmethod
+    def load_or_create(cls, key_dir: Path) -> NodeKey:
+        path = Path(key_dir) / KEY_FILE
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(path.parent, 0o700)
+            raw = Ed25519PrivateKey.generate().private_bytes_raw()
+            tmp = path.with_name(path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        raw = path.read_bytes()
+        if len(raw) != 32:
+            raise ValueError(f"{path}: not a 32-byte Ed25519 private key")
+        return cls(Ed25519PrivateKey.from_private_bytes(raw))
+
+    def public_text(self) -> str:
+        return PREFIX + base64.b64encode(self._private.public_key().public_bytes_raw()).decode()
+
+    def sign(self, record: dict[str, Any]) -> str:
+        return base64.b64encode(self._private.sign(canonical(record))).decode()
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """``ed25519:<base64>`` (or bare base64) into a key; ValueError if it is not one."""
+    text = text.strip()
+    if text.startswith(PREFIX):
+        text = text[len(PREFIX):]
+    raw = base64.b64decode(text, validate=True)
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def signature_ok(pub: Ed25519PublicKey, record: dict[str, Any], signature: str) -> bool:
+    try:
+        pub.verify(base64.b64decode(signature), canonical(record))
+        return True
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # "hash" | "signature" | "chain" | "manifest" | "key"
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.name}: {'ok' if self.ok else 'FAIL'}: {self.detail}"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_clip(clip: bytes, meta: dict[str, Any], pub: Ed25519PublicKey) -> list[Check]:
+    """Hash, signature and chain link of one clip against its META.json."""
+    record = meta.get("record") or {}
+    checks = []
+    digest = sha256_bytes(clip)
+    if digest == record.get("sha256"):
+        checks.append(Check("hash", True, f"file sha256 {digest} matches the record"))
+    else:
+        checks.append(Check("hash", False, f"file sha256 {digest} != record sha256 {record.get('sha256')}"))
+    if signature_ok(pub, record, str(meta.get("signature", ""))):
+        checks.append(Check("signature", True, f"record seq {record.get('seq')} signed by this key"))
+    else:
+        checks.append(Check("signature", False, "record does not verify with this key (edited record or wrong key)"))
+    checks.append(check_link(record, meta.get("prev"), pub))
+    return checks
+
+
+def check_link(record: dict[str, Any], prev: dict[str, Any] | None, pub: Ed25519PublicKey) -> Check:
+    seq = record.get("seq")
+    if not isinstance(seq, int) or seq < 1:
+        return Check("chain", False, f"record has no valid seq ({seq!r})")
+    if seq == 1:
+        ok = record.get("prev_hash") is None
+        return Check("chain", ok, "first record of the chain" if ok else "seq 1 must have no prev_hash")
+    if not prev or not isinstance(prev.get("record"), dict):
+        return Check("chain", False, f"previous record seq {seq - 1} is missing (a record was removed)")
+    prec = prev["record"]
+    if prec.get("seq") != seq - 1:
+        return Check("chain", False, f"previous record seq {seq - 1} is missing (got seq {prec.get('seq')})")
+    if not signature_ok(pub, prec, str(prev.get("signature", ""))):
+        return Check("chain", False, f"previous record seq {seq - 1} does not verify with this key")
+    if record_hash(prec) != record.get("prev_hash"):
+        return Check("chain", False, f"prev_hash does not match record seq {seq - 1} (altered or replaced)")
+    return Check("chain", True, f"linked to record seq {seq - 1}")
+
+
+def write_bundle(path: Path, items: list[tuple[Path, dict[str, Any]]], pubkey: str) -> None:
+    """Write an evidence ZIP (layout in this module's docstring); atomic via rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    files: dict[str, str] = {}
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for clip_path, meta in items:
+            cid = meta["record"]["clip"]
+            data = Path(clip_path).read_bytes()
+            meta_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
+            for name, blob in ((f"clips/{cid}.mp4", data), (f"clips/{cid}.meta.json", meta_bytes)):
+                zf.writestr(name, blob)
+                files[name] = sha256_bytes(blob)
+        key_bytes = (pubkey.strip() + "\n").encode()
+        zf.writestr("pubkey.txt", key_bytes)
+        files["pubkey.txt"] = sha256_bytes(key_bytes)
+        manifest = {"format": BUNDLE_FORMAT, "created": round(time.time(), 3), "pubkey": pubkey.strip(),
+                    "files": files}
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def check_bundle(path: Path, pubkey: str | None) -> list[Check]:
+    """Every file against the manifest, every clip's checks, and the chain across the bundle's clips."""
+    checks: list[Check] = []
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        manifest = json.loads(zf.read("manifest.json"))
+        bundled_key = zf.read("pubkey.txt").decode().strip() if "pubkey.txt" in names else manifest.get("pubkey")
+        key_text = pubkey or bundled_key
+        if pubkey and bundled_key and _raw(pubkey) != _raw(bundled_key):
+            checks.append(Check("key", False, "bundle's pubkey.txt is not the given key"))
+        elif not pubkey:
+            checks.append(Check("key", True, "using the bundle's own pubkey.txt (pass --pubkey to check origin)"))
+        pub = parse_public_key(key_text)
+        for name, digest in sorted(manifest.get("files", {}).items()):
+            if name not in names:
+                checks.append(Check("manifest", False, f"{name} listed but missing"))
+            elif sha256_bytes(zf.read(name)) != digest:
+                checks.append(Check("manifest", False, f"{name} sha256 differs from the manifest"))
+        metas = sorted(n for n in names if n.startswith("clips/") and n.endswith(".meta.json"))
+        records = []
+        for meta_name in metas:
+            meta = json.loads(zf.read(meta_name))
+            cid = meta_name[len("clips/"):-len(".meta.json")]
+            clip_name = f"clips/{cid}.mp4"
+            if clip_name not in names:
+                checks.append(Check("hash", False, f"{clip_name} missing from the bundle"))
+                continue
+            checks += [Check(c.name, c.ok, f"{cid}: {c.detail}") for c in check_clip(zf.read(clip_name), meta, pub)]
+            records.append(meta.get("record") or {})
+        checks += _bundle_chain(records)
+    if not any(c.name == "manifest" for c in checks):
+        checks.append(Check("manifest", True, "every file matches manifest.json"))
+    return checks
+
+
+def _raw(text: str) -> bytes:
+    return parse_public_key(text).public_bytes_raw()
+
+
+def _bundle_chain(records: list[dict[str, Any]]) -> list[Check]:
+    """Consecutive records present in the bundle must link to each other."""
+    by_seq = {r.get("seq"): r for r in records if isinstance(r.get("seq"), int)}
+    out = []
+    for seq in sorted(by_seq):
+        if seq - 1 in by_seq and record_hash(by_seq[seq - 1]) != by_seq[seq].get("prev_hash"):
+            out.append(Check("chain", False, f"record seq {seq} does not link to bundled record seq {seq - 1}"))
+    return out
+
+
+def verify_command(args) -> int:
+    """``edgecam clips verify FILE [--meta META.json] [--pubkey KEY]``: one line per check, exit 1 on failure."""
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        if zipfile.is_zipfile(path):
+            checks = check_bundle(path, _key_text(args.pubkey) if args.pubkey else None)
+        else:
+            if not args.meta or not args.pubkey:
+                raise UserError("verifying a clip needs --meta META.json and --pubkey KEY")
+            meta = json.loads(Path(args.meta).read_text())
+            checks = check_clip(path.read_bytes(), meta, parse_public_key(_key_text(args.pubkey)))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise UserError(f"cannot verify {path}: {err}") from None
+    for c in checks:
+        print(c.line())
+    failed = [c for c in checks if not c.ok]
+    print("verified" if not failed else f"FAILED: {len(failed)} check(s)")
+    return 1 if failed else 0
+
+
+def _key_text(value: str) -> str:
+    """``--pubkey`` is the key itself or a file holding it."""
+    p = Path(value)
+    return p.read_text().strip() if p.is_file() else value
+
+
+def key_show_command(args) -> int:
+    """``edgecam key show -c CONFIG``: the node's public key, one line (creates the key on first use)."""
+    cfg = load_config(args.config)
+    print(NodeKey.load_or_create(Path(cfg.storage.path) / "keys").public_text())
+    return 0
