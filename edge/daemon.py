@@ -126,19 +126,21 @@ class Daemon:
         )
 
     def _build_clip_store(self) -> Any:
-        from .clips.evidence import NodeSigner
+        from .clips.evidence import NodeKey
         from .clips.store import ClipStore
 
         c = self.cfg.clips
-        signer = NodeSigner.load_or_create(self.cfg.storage.path / "keys")
+        storage = self.cfg.storage.path
         store = ClipStore(
-            self.cfg.storage.path / "clips",
-            signer=signer,
+            storage,
+            NodeKey.load_or_create(storage / "keys"),
             max_bytes=c.max_bytes,
             max_age_s=c.max_age_days * 86400,
             min_free_bytes=c.min_free_bytes,
+            node=self.cfg.node.id,
         )
         store.recover()
+        store.check_space()
         return store
 
     def _build_camera(self, name: str, cam: CameraConfig) -> CameraRuntime:
@@ -156,8 +158,10 @@ class Daemon:
             from .clips.recorder import ClipRecorder
 
             c = self.cfg.clips
-            recorder = ClipRecorder(name, self.clip_store, pre_roll=c.pre_roll, post_roll=c.post_roll,
-                                    max_clip=c.max_clip)
+            # a file read flat out must not outrun the writer: it waits instead of dropping packets
+            recorder = ClipRecorder(name, self.clip_store, c.pre_roll, c.post_roll, c.max_clip,
+                                    thumbnails=c.thumbnails, lossless=not live and not cam.realtime)
+            recorder.start()
         analyzer = CameraAnalyzer.from_config(name, cam, self.cfg.tracker, self.cfg.events, self.detector)
         # A file read flat out waits for analysis (deterministic); a live camera never waits.
         slot = FrameSlot(size=2, block=not live and not cam.realtime)
@@ -264,6 +268,8 @@ class Daemon:
         for cam in self.cameras.values():
             if cam.recorder is not None:
                 cam.recorder.close(timeout=30.0)
+        if self.clip_store is not None:
+            self.clip_store.close()
         if self.api is not None:
             self.api.stop()
         drained = True

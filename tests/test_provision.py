@@ -48,7 +48,7 @@ def test_provision_twice_gives_the_same_tree(tmp_path, capsys):
     before = tree(root)
     assert before["etc/edgecam/edgecam.toml"][0] == "0o640"
     assert before["var/lib/edgecam/keys"][0] == "0o700"
-    assert before["var/lib/edgecam/keys/node.key"][0] == "0o600"
+    assert before["var/lib/edgecam/keys/node.ed25519"][0] == "0o600"
     assert before["var/lib/edgecam/clips"][0] == "0o750"
     assert "useradd --system" in (root / "etc/edgecam/provision-pending.txt").read_text()
 
@@ -69,10 +69,11 @@ def test_provision_twice_gives_the_same_tree(tmp_path, capsys):
     assert token not in config.read_text()
     assert "# Credentials in the URL" in config.read_text()  # the template's comments survive
     assert main(["check", "-c", str(config), "--config-only"]) == 0
-    key = (root / "var/lib/edgecam/keys/node.key").read_text()
-    assert key.startswith("-----BEGIN PRIVATE KEY-----")
+    from edge.clips.evidence import NodeKey
+
+    key = NodeKey.load_or_create(root / "var/lib/edgecam/keys")  # the daemon reads the same key
     pub = [line for line in first.stdout.splitlines() if "public key" in line][0].rsplit(" ", 1)[1]
-    assert pub.startswith("ed25519:") and pub in second.stdout
+    assert pub.startswith("ed25519:") and pub in second.stdout and pub == key.public_text()
 
 
 def test_provision_every_template_and_refusals(tmp_path):
