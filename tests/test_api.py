@@ -8,10 +8,10 @@ import socket
 import time
 
 import pytest
+from support.apinode import TOKEN, raw, request, start_node
 
 from edge.api.auth import FailureLimiter, TokenChecker, bearer_token, hash_line, parse_token_lines
 from edge.api.ranges import RangeError, parse_range
-from support.apinode import TOKEN, request, raw, start_node
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,7 @@ def format_table(rows: list[dict]) -> str:
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines)
 
 
 def list_command(args: argparse.Namespace) -> int:
@@ -295,13 +295,16 @@ def pull_command(args: argparse.Namespace) -> int:
         try:
             item = pull_clip(client, cid, out)
         except UserError as err:
+            if len(args.ids) == 1:
+                raise
             print(f"edgecam: {err}", file=sys.stderr)
             failed += 1
             continue
         items.append(item)
         print(f"{item.file}  {item.file.stat().st_size} bytes  sha256 {item.sha256}  ok")
     if failed:
-        raise UserError(f"{failed} of {len(args.ids)} clip(s) not pulled" + ("; no bundle written" if args.bundle else ""))
+        tail = "; no bundle written" if args.bundle else ""
+        raise UserError(f"{failed} of {len(args.ids)} clip(s) not pulled{tail}")
     if args.bundle:
         health = client.json("/api/v1/health")
         node = str(health.get("node") or urllib.parse.urlsplit(client.base).netloc) if isinstance(health, dict) else ""

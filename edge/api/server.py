@@ -180,7 +180,8 @@ class ApiServer:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            headers = {k: v for k, v in exc.headers.items() if k.lower() in ("retry-after", "www-authenticate", "allow")}
+            keep = ("retry-after", "www-authenticate", "allow")
+            headers = {k: v for k, v in exc.headers.items() if k.lower() in keep}
             text = exc.text or ""
             return json_error(exc.status, exc.reason.lower() if text.startswith(f"{exc.status}:") else text, headers)
         except (asyncio.CancelledError, ConnectionError):
@@ -196,14 +197,16 @@ class ApiServer:
         addr = request.remote or "?"
         wait = self._limiter.retry_after(addr)
         if wait > 0:
-            raise web.HTTPTooManyRequests(text="too many bad tokens; try later", headers={"Retry-After": str(int(wait) + 1)})
+            retry = {"Retry-After": str(int(wait) + 1)}
+            raise web.HTTPTooManyRequests(text="too many bad tokens; try later", headers=retry)
         token = bearer_token(request.headers.get("Authorization"))
         name = self._tokens.name_for(token)
         if name is None:
             if token is not None:
                 self._limiter.record_failure(addr)
                 log.warning("api: bad token from %s", addr)
-            raise web.HTTPUnauthorized(text="missing or bad token", headers={"WWW-Authenticate": 'Bearer realm="edgecam"'})
+            challenge = {"WWW-Authenticate": 'Bearer realm="edgecam"'}
+            raise web.HTTPUnauthorized(text="missing or bad token", headers=challenge)
         request[TOKEN_NAME] = name
         return await handler(request)
 

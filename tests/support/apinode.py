@@ -85,13 +85,13 @@ def raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
         try:
             while chunk := s.recv(65536):
                 chunks.append(chunk)
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
         return b"".join(chunks)
 
 
 class DroppingProxy:
-    """TCP proxy to the node that cuts each of the first ``drops`` connections after ``after`` response bytes."""
+    """TCP proxy to the node that cuts the first ``drops`` clip downloads (``.mp4``) after ``after`` response bytes."""
 
     def __init__(self, target_port: int, after: int, drops: int) -> None:
         self.target_port, self.after, self.drops = target_port, after, drops
@@ -99,6 +99,8 @@ class DroppingProxy:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self._closed = False
+        self._dropped = 0
+        self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -109,13 +111,17 @@ class DroppingProxy:
                 return
             index = len(self.requests)
             self.requests.append(b"")
-            limit = self.after if index < self.drops else None
-            threading.Thread(target=self._pipe, args=(client, limit, index), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, index), daemon=True).start()
 
-    def _pipe(self, client: socket.socket, limit: int | None, index: int) -> None:
+    def _pipe(self, client: socket.socket, index: int) -> None:
         with client, socket.create_connection(("127.0.0.1", self.target_port)) as up:
             head = client.recv(65536)
             self.requests[index] = head
+            limit = None
+            with self._lock:
+                if b".mp4 " in head and not head.startswith(b"HEAD") and self._dropped < self.drops:
+                    self._dropped += 1
+                    limit = self.after
             up.sendall(head)
             sent = 0
             while chunk := up.recv(65536):
