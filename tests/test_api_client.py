@@ -169,3 +169,24 @@ def test_token_new_prints_hash_line_only(capsys):
 
     assert parse_token_lines([line])[0].digest == hashlib.sha256(token.encode()).digest()
     assert Path  # keep the import used
+
+
+def test_tls_node_with_self_signed_cert(tmp_path):
+    import subprocess
+
+    from edge.api.server import make_ssl_context
+
+    project = Path(__file__).resolve().parent.parent
+    subprocess.run([str(project / "scripts" / "make-api-cert"), str(tmp_path / "tls"), "127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    cert, key = tmp_path / "tls" / "api-cert.pem", tmp_path / "tls" / "api-key.pem"
+    n = start_node(tmp_path / "node", ssl_context=make_ssl_context(cert, key))
+    try:
+        url = f"https://127.0.0.1:{n.port}"
+        assert cli("clips", "pull", "--node", url, "--token", TOKEN, "gate-0001", "-o", str(tmp_path / "out"),
+                   "--cafile", str(cert)) == (0, "")
+        assert (tmp_path / "out" / "gate-0001.mp4").read_bytes() == n.catalog.file_path("gate-0001").read_bytes()
+        code, err = cli("clips", "list", "--node", url, "--token", TOKEN)  # the system CAs don't know this cert
+        assert code == 1 and err.startswith("cannot reach node") and "CERTIFICATE_VERIFY_FAILED" in err
+    finally:
+        n.server.stop()
