@@ -30,6 +30,18 @@ def cli(*argv: str) -> tuple[int, str]:
         return 1, str(err)
 
 
+def clips_checks(bundle: Path) -> list:
+    """The store's own bundle checks (``edge.clips.evidence``) once that branch is merged; [] before."""
+    try:
+        from edge.clips.evidence import check_bundle
+    except ImportError:
+        return []
+    try:
+        return check_bundle(bundle, None)
+    except Exception as err:  # a broken ZIP is a failed check too
+        return [type("Failed", (), {"ok": False, "line": lambda self: str(err)})()]
+
+
 def clip_bytes(node, cid: str) -> bytes:
     return node.catalog.file_path(cid).read_bytes()
 
@@ -102,6 +114,7 @@ def test_bundle_verifies_and_one_altered_byte_fails(node, tmp_path):
                     "-o", str(tmp_path / "pulled"), "--bundle", str(bundle))
     assert (code, err) == (0, "")
     assert verify_bundle(bundle) == []
+    assert all(c.ok for c in clips_checks(bundle)), [c.line() for c in clips_checks(bundle)]
     with zipfile.ZipFile(bundle) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         assert zf.read("clips/gate-0001.mp4") == clip_bytes(node, "gate-0001")
@@ -113,6 +126,7 @@ def test_bundle_verifies_and_one_altered_byte_fails(node, tmp_path):
     bad = tmp_path / "altered.zip"
     bad.write_bytes(bytes(data))
     assert verify_bundle(bad) != []
+    assert clips_checks(bad) == [] or not all(c.ok for c in clips_checks(bad))
     # a consistent rewrite that only swaps clip bytes (fresh CRC) is caught by the manifest hash
     swapped = tmp_path / "swapped.zip"
     with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(swapped, "w") as dst:
@@ -122,6 +136,7 @@ def test_bundle_verifies_and_one_altered_byte_fails(node, tmp_path):
                 body = body[:-1] + bytes([body[-1] ^ 1])
             dst.writestr(item, body)
     assert any("does not match its sha256" in p for p in verify_bundle(swapped))
+    assert clips_checks(swapped) == [] or not all(c.ok for c in clips_checks(swapped))
 
 
 def test_list_table_and_json(node, capsys):
