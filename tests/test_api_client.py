@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from support.apinode import TOKEN, DroppingProxy, start_node
@@ -39,7 +40,7 @@ def clips_checks(bundle: Path) -> list:
     try:
         return check_bundle(bundle, None)
     except Exception as err:  # a broken ZIP is a failed check too
-        return [type("Failed", (), {"ok": False, "line": lambda self: str(err)})()]
+        return [SimpleNamespace(ok=False, line=str(err).strip)]
 
 
 def clip_bytes(node, cid: str) -> bytes:
