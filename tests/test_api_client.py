@@ -206,3 +206,32 @@ def test_tls_node_with_self_signed_cert(tmp_path):
         assert code == 1 and err.startswith("cannot reach node") and "CERTIFICATE_VERIFY_FAILED" in err
     finally:
         n.server.stop()
+
+
+def test_stale_part_with_old_etag_starts_over(node, tmp_path):
+    (tmp_path / "gate-0001.mp4.part").write_bytes(b"x" * 5000)  # from some other version of the clip
+    (tmp_path / "gate-0001.mp4.part.etag").write_text('"0000"')
+    assert cli("clips", "pull", "--node", node.url, "--token", TOKEN, "gate-0001", "-o", str(tmp_path)) == (0, "")
+    assert (tmp_path / "gate-0001.mp4").read_bytes() == clip_bytes(node, "gate-0001")
+
+
+def test_stop_with_a_stalled_download_and_busy_port(tmp_path):
+    import socket
+    import time
+
+    from edge.api.server import ApiServer
+
+    n = start_node(tmp_path / "node", write_timeout=30.0)
+    stalled = socket.create_connection(("127.0.0.1", n.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(f"GET /api/v1/clips/gate-0002.mp4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+                    .encode())
+    assert stalled.recv(100).startswith(b"HTTP/1.1 200")  # then stop reading
+    busy = ApiServer(n.catalog, n.server._handlers.view, "127.0.0.1", n.port, [])
+    with pytest.raises(RuntimeError, match="cannot listen on 127.0.0.1"):
+        busy.start()
+    busy.stop()
+    t0 = time.monotonic()
+    n.server.stop()
+    assert time.monotonic() - t0 < 5
+    stalled.close()
