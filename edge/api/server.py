@@ -8,7 +8,9 @@ strict parser limits and timeouts on the connection.
 
 CSRF: state-changing calls (POST/DELETE hold) need the ``Authorization``
 header. Browsers never attach it on their own (no cookies are used) and no
-CORS headers are sent, so a cross-site page or form cannot forge a call.
+CORS headers are sent, so a cross-site page or form cannot forge a call. The
+only other credential is a ticket (``?ticket=``, from ``POST /api/v1/ticket``):
+short-lived, for one clip/thumbnail/snapshot path, GET/HEAD only.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ..interfaces import ClipCatalog, NodeView
-from .auth import FailureLimiter, TokenChecker, bearer_token, parse_token_lines
-from .handlers import Handlers, json_error
+from .auth import FailureLimiter, TicketSigner, TokenChecker, bearer_token, parse_token_lines
+from .handlers import TOKEN_NAME, Handlers, json_error
 
 log = logging.getLogger("edge.api")
 access_log = logging.getLogger("edge.api.access")
 server_log = logging.getLogger("edge.api.http")
-TOKEN_NAME = web.RequestKey("token_name", str)
 
 
 class _OneLine(logging.Filter):
@@ -63,8 +64,8 @@ class _AccessLog(AbstractAccessLogger):
         name = request.get(TOKEN_NAME, "-") if hasattr(request, "get") else "-"
         self.logger.info(
             "%s %s %s %s %d %d %.0fms",
-            request.remote, name, request.method, request.raw_path[:200], response.status, response.body_length,
-            time * 1000,
+            request.remote, name, request.method, request.raw_path.split("?")[0][:200], response.status,
+            response.body_length, time * 1000,
         )
 
 
@@ -96,10 +97,11 @@ class ApiServer:
         if not any(isinstance(f, _OneLine) for f in server_log.filters):
             server_log.addFilter(_OneLine())
         self._limiter = limiter or FailureLimiter()
+        self._tickets = TicketSigner()
         self._host, self._port, self._ssl = host, port, ssl_context
         self._idle_timeout = idle_timeout
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-io")
-        self._handlers = Handlers(catalog, view, self._pool, write_timeout)
+        self._handlers = Handlers(catalog, view, self._pool, write_timeout, self._tickets)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -201,6 +203,10 @@ class ApiServer:
             raise web.HTTPTooManyRequests(text="too many bad tokens; try later", headers=retry)
         token = bearer_token(request.headers.get("Authorization"))
         name = self._tokens.name_for(token)
+        ticket = request.query.get("ticket")
+        if name is None and ticket is not None and request.method in ("GET", "HEAD"):
+            token = ticket
+            name = self._tickets.check(request.path, ticket)
         if name is None:
             if token is not None:
                 self._limiter.record_failure(addr)
