@@ -78,3 +78,12 @@ def test_auth_headers(node, auth):
     status, _, body = request(node.port, "/api/v1/clips", {"Authorization": auth}, token=None)
     check(status, body)
     assert status in (401, 200)
+
+
+@FUZZ
+@given(ticket=HEADER_TEXT, path=st.sampled_from(["/api/v1/clips/gate-0001.mp4", "/api/v1/clips/gate-0001/thumb.jpg",
+                                                 "/api/v1/snapshot/gate.jpg", "/api/v1/clips", "/api/v1/health"]))
+def test_ticket_values(node, ticket, path):
+    status, _, body = request(node.port, path + "?" + urllib.parse.urlencode({"ticket": ticket}), token=None)
+    check(status, body)
+    assert status == 401
