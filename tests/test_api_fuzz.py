@@ -11,7 +11,8 @@ from support.apinode import request, start_node
 
 from edge.api.auth import FailureLimiter
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=150, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 SEGMENTS = st.one_of(
     st.sampled_from(["..", ".", "%2e%2e", "%2f", "%5c", "%00", "gate-0001", "evil", "gate-0001.mp4", "meta",
