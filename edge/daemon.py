@@ -176,22 +176,19 @@ class Daemon:
         return runtime
 
     def _build_api(self) -> Any:
-        from .api.server import ApiServer
+        from .api.server import ApiServer, make_ssl_context
         from .nodeview import DaemonView
 
         a = self.cfg.api
-        ssl_context = None
-        if a.tls_cert and a.tls_key:
-            import ssl
-
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(a.tls_cert, a.tls_key)
-        server = ApiServer(self.clip_store, DaemonView(self), a.host, a.port, a.tokens, ssl_context=ssl_context)
         try:
+            ssl_context = make_ssl_context(a.tls_cert, a.tls_key) if a.tls_cert and a.tls_key else None
+            server = ApiServer(self.clip_store, DaemonView(self), a.host, a.port, a.tokens, ssl_context)
             server.start()
-        except OSError as err:
-            log.error("LAN API: cannot listen on %s (%s); clips stay on disk", a.listen, err.strerror or err)
+        except (ValueError, RuntimeError, OSError) as err:
+            # the node keeps recording and publishing; technicians can pull once this is fixed
+            log.error("LAN API disabled: %s", err)
             return None
+        log.info("LAN API on %s", server.url)
         return server
 
     # ---- supervise ---------------------------------------------------------------------
