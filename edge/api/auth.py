@@ -1,0 +1,131 @@
+"""LAN API tokens: only their hashes live in the config; bad guesses get throttled.
+
+A token is 32 random bytes (URL-safe base64). The config holds one line per
+token, ``sha256:<64 hex>:<name>``; the node never stores the token itself.
+Plain SHA-256 (no salt, no slow KDF) is enough because the token carries 256
+bits of entropy: there is nothing to brute-force from its hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+
+TOKEN_LINE = re.compile(r"^sha256:([0-9a-f]{64}):([A-Za-z0-9_.@-]{1,64})$")
+
+
+@dataclass(frozen=True)
+class TokenHash:
+    """One accepted token, as its digest and the name shown in the access log."""
+
+    digest: bytes
+    name: str
+
+
+def hash_line(token: str, name: str) -> str:
+    """The config line for ``token`` (what ``edgecam token new`` prints)."""
+    return f"sha256:{hashlib.sha256(token.encode()).hexdigest()}:{name}"
+
+
+def parse_token_lines(lines: list[str]) -> list[TokenHash]:
+    """Parse ``api.tokens``; raise ValueError naming the bad entry (never echoing a secret)."""
+    out: list[TokenHash] = []
+    for i, line in enumerate(lines):
+        m = TOKEN_LINE.match(line.strip())
+        if m is None:
+            raise ValueError(f"api.tokens[{i}] is not 'sha256:<64 hex>:<name>' (make one with: edgecam token new)")
+        out.append(TokenHash(bytes.fromhex(m.group(1)), m.group(2)))
+    return out
+
+
+class TokenChecker:
+    """Maps a presented bearer token to its name in constant time per known hash."""
+
+    def __init__(self, hashes: list[TokenHash]) -> None:
+        self._hashes = list(hashes)
+
+    def name_for(self, token: str | None) -> str | None:
+        """The token's name, or None. Compares against every hash so timing says nothing."""
+        if not token or len(token) > 512:
+            return None
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        found: str | None = None
+        for h in self._hashes:
+            if hmac.compare_digest(digest, h.digest):
+                found = h.name
+        return found
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token from an ``Authorization: Bearer <token>`` header, else None."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    value = value.strip()
+    return value or None
+
+
+class FailureLimiter:
+    """Sliding window of failed logins per client address.
+
+    After ``max_failures`` failures within ``window`` seconds an address is
+    blocked until enough of them age out of the window. Memory is bounded:
+    at most ``max_addresses`` addresses are tracked (the stalest dropped first).
+    """
+
+    def __init__(self, max_failures: int = 10, window: float = 60.0, max_addresses: int = 4096) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_addresses = max_addresses
+        self._fails: dict[str, deque[float]] = {}
+
+    def _trim(self, addr: str, now: float) -> deque[float] | None:
+        q = self._fails.get(addr)
+        if q is None:
+            return None
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if not q:
+            del self._fails[addr]
+            return None
+        return q
+
+    def retry_after(self, addr: str, now: float | None = None) -> float:
+        """Seconds until ``addr`` may try again; 0 when it is not blocked."""
+        now = time.monotonic() if now is None else now
+        q = self._trim(addr, now)
+        if q is None or len(q) < self.max_failures:
+            return 0.0
+        return max(0.0, q[len(q) - self.max_failures] + self.window - now)
+
+    def record_failure(self, addr: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        q = self._trim(addr, now)
+        if q is None:
+            if len(self._fails) >= self.max_addresses:
+                stalest = min(self._fails, key=lambda a: self._fails[a][-1])
+                del self._fails[stalest]
+            q = self._fails[addr] = deque(maxlen=self.max_failures * 2)
+        q.append(now)
+
+
+def token_new_command(args: argparse.Namespace) -> int:
+    """``edgecam token new --name NAME``: print the token once, and the config line with its hash."""
+    from ..cli import UserError
+
+    name = args.name
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+        raise UserError("token name must be 1-64 of A-Z a-z 0-9 _ . @ -")
+    token = secrets.token_urlsafe(32)
+    print(f"token (shown once, give it to the technician): {token}")
+    print("add this line to [api] tokens in the node's config:")
+    print(f'  "{hash_line(token, name)}",')
+    return 0

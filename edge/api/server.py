@@ -1,0 +1,217 @@
+"""The LAN clip API: an aiohttp server on its own thread and event loop inside the daemon.
+
+It only reads files and asks the catalog, on a small thread pool, so it never
+competes with capture or analysis for anything but a little CPU. Security in
+one place: the auth middleware (bearer token, throttling of bad tokens), the
+error middleware (every failure is a short JSON body, never a traceback), and
+strict parser limits and timeouts on the connection.
+
+CSRF: state-changing calls (POST/DELETE hold) need the ``Authorization``
+header. Browsers never attach it on their own (no cookies are used) and no
+CORS headers are sent, so a cross-site page or form cannot forge a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from ..interfaces import ClipCatalog, NodeView
+from .auth import FailureLimiter, TokenChecker, bearer_token, parse_token_lines
+from .handlers import Handlers, json_error
+
+log = logging.getLogger("edge.api")
+access_log = logging.getLogger("edge.api.access")
+server_log = logging.getLogger("edge.api.http")
+TOKEN_NAME = web.RequestKey("token_name", str)
+
+
+class _OneLine(logging.Filter):
+    """aiohttp logs parser errors (oversized headers, garbage) with a traceback: keep one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            first = " ".join(str(exc).split())[:160]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {first}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+PUBLIC_PATHS = ("/healthz", "/")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+    "frame-ancestors 'none'",
+}
+
+
+class _AccessLog(AbstractAccessLogger):
+    """One line per request: address, token name (never the token), request line, status, bytes, ms."""
+
+    def log(self, request, response, time: float) -> None:  # noqa: A002 - aiohttp's signature
+        name = request.get(TOKEN_NAME, "-") if hasattr(request, "get") else "-"
+        self.logger.info(
+            "%s %s %s %s %d %d %.0fms",
+            request.remote, name, request.method, request.raw_path[:200], response.status, response.body_length,
+            time * 1000,
+        )
+
+
+def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server TLS context from a PEM cert/key pair (``scripts/make-api-cert`` makes one)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+class ApiServer:
+    """Serve ``catalog`` and ``view`` on host:port; ``start()`` returns once listening."""
+
+    def __init__(
+        self,
+        catalog: ClipCatalog,
+        view: NodeView,
+        host: str,
+        port: int,
+        token_hashes: list[str],
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        idle_timeout: float = 15.0,
+        write_timeout: float = 60.0,
+        limiter: FailureLimiter | None = None,
+    ) -> None:
+        self._tokens = TokenChecker(parse_token_lines(token_hashes))
+        if not any(isinstance(f, _OneLine) for f in server_log.filters):
+            server_log.addFilter(_OneLine())
+        self._limiter = limiter or FailureLimiter()
+        self._host, self._port, self._ssl = host, port, ssl_context
+        self._idle_timeout = idle_timeout
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-io")
+        self._handlers = Handlers(catalog, view, self._pool, write_timeout)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._ssl else "http"
+        host = "127.0.0.1" if self._host in ("0.0.0.0", "") else self._host
+        return f"{scheme}://{host}:{self.port}" if ":" not in host else f"{scheme}://[{host}]:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Bind and serve on a daemon thread; raise RuntimeError with one line when it cannot listen."""
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="api", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise RuntimeError(f"api: not listening on {self._host}:{self._port} after {timeout:.0f} s")
+        if self._error is not None:
+            raise RuntimeError(f"api: cannot listen on {self._host}:{self._port}: {self._error}")
+        log.info("api: listening on %s (%d token(s))", self.url, len(self._tokens._hashes))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the listener and open connections, then join the thread."""
+        if self._loop is not None and self._stop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            runner = loop.run_until_complete(self._setup())
+        except Exception as err:  # bind failures and bad TLS files: reported by start()
+            self._error = err
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_until_complete(self._stop.wait())
+            loop.run_until_complete(runner.cleanup())
+        finally:
+            loop.close()
+
+    async def _setup(self) -> web.AppRunner:
+        self._stop = asyncio.Event()
+        app = web.Application(middlewares=[self._errors, self._auth], client_max_size=64 * 1024)
+        app.add_routes(self._handlers.routes())
+        app.on_response_prepare.append(_security_headers)
+        runner = web.AppRunner(
+            app,
+            access_log_class=_AccessLog,
+            access_log=access_log,
+            logger=server_log,
+            keepalive_timeout=self._idle_timeout,
+            max_line_size=8190,
+            max_field_size=8190,
+            max_headers=64,
+            shutdown_timeout=2.0,
+            handle_signals=False,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl, backlog=64)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        return runner
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+        """Every failure becomes a short JSON error; unexpected ones are logged as one line."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            keep = ("retry-after", "www-authenticate", "allow")
+            headers = {k: v for k, v in exc.headers.items() if k.lower() in keep}
+            text = exc.text or ""
+            return json_error(exc.status, exc.reason.lower() if text.startswith(f"{exc.status}:") else text, headers)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as exc:  # the one place that keeps tracebacks off the wire
+            log.error("api: %s %s failed: %s: %s", request.method, request.path[:200], type(exc).__name__, exc)
+            return json_error(500, "internal error")
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
+            return await handler(request)
+        addr = request.remote or "?"
+        wait = self._limiter.retry_after(addr)
+        if wait > 0:
+            retry = {"Retry-After": str(int(wait) + 1)}
+            raise web.HTTPTooManyRequests(text="too many bad tokens; try later", headers=retry)
+        token = bearer_token(request.headers.get("Authorization"))
+        name = self._tokens.name_for(token)
+        if name is None:
+            if token is not None:
+                self._limiter.record_failure(addr)
+                log.warning("api: bad token from %s", addr)
+            challenge = {"WWW-Authenticate": 'Bearer realm="edgecam"'}
+            raise web.HTTPUnauthorized(text="missing or bad token", headers=challenge)
+        request[TOKEN_NAME] = name
+        return await handler(request)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for key, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+
