@@ -26,6 +26,8 @@ from aiohttp.abc import AbstractAccessLogger
 from ..interfaces import ClipCatalog, NodeView
 from .auth import FailureLimiter, TokenChecker, bearer_token, parse_token_lines
 from .handlers import Handlers, json_error
+from .links import MEDIA_PREFIX, MediaSigner
+from .webroutes import WebRoutes
 
 log = logging.getLogger("edge.api")
 access_log = logging.getLogger("edge.api.access")
@@ -52,7 +54,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
-    "frame-ancestors 'none'",
+    "script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 }
 
 
@@ -61,9 +63,10 @@ class _AccessLog(AbstractAccessLogger):
 
     def log(self, request, response, time: float) -> None:  # noqa: A002 - aiohttp's signature
         name = request.get(TOKEN_NAME, "-") if hasattr(request, "get") else "-"
+        path = request.path if request.path.startswith(MEDIA_PREFIX) else request.raw_path  # no link secrets
         self.logger.info(
             "%s %s %s %s %d %d %.0fms",
-            request.remote, name, request.method, request.raw_path[:200], response.status, response.body_length,
+            request.remote, name, request.method, path[:200], response.status, response.body_length,
             time * 1000,
         )
 
@@ -91,6 +94,7 @@ class ApiServer:
         idle_timeout: float = 15.0,
         write_timeout: float = 60.0,
         limiter: FailureLimiter | None = None,
+        link_ttl: float = 600.0,
     ) -> None:
         self._tokens = TokenChecker(parse_token_lines(token_hashes))
         if not any(isinstance(f, _OneLine) for f in server_log.filters):
@@ -100,6 +104,7 @@ class ApiServer:
         self._idle_timeout = idle_timeout
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-io")
         self._handlers = Handlers(catalog, view, self._pool, write_timeout)
+        self._web = WebRoutes(self._handlers, MediaSigner(link_ttl))
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -151,6 +156,7 @@ class ApiServer:
         self._stop = asyncio.Event()
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=64 * 1024)
         app.add_routes(self._handlers.routes())
+        app.add_routes(self._web.routes())  # signed media links + evidence bundles for the web page
         app.on_response_prepare.append(_security_headers)
         runner = web.AppRunner(
             app,
@@ -192,7 +198,7 @@ class ApiServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
+        if request.path in PUBLIC_PATHS or request.path.startswith(("/static/", MEDIA_PREFIX)):  # media: signed
             return await handler(request)
         addr = request.remote or "?"
         wait = self._limiter.retry_after(addr)

@@ -1,0 +1,114 @@
+"""Routes the technician's web page needs on top of the plain API: signed media links and evidence bundles.
+
+- ``POST /api/v1/clips/<id>/link`` (token) → ``{"url", "download_url", "expires"}``: a short-lived signed
+  URL for ``<video src>`` and for a plain download (see ``links.py`` for the scheme).
+- ``GET|HEAD /api/v1/media/<id>.mp4?exp=&sig=[&download=1]`` (no token; the signature is the credential) →
+  the clip, exactly as ``/api/v1/clips/<id>.mp4`` serves it (Range, ETag, Content-Disposition).
+- ``POST /api/v1/bundle`` (token) with ``{"ids": [...]}`` → one evidence ZIP (``bundle.write_bundle``
+  layout: clips, their meta records, the node's public key, a manifest of hashes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .bundle import BundleItem, write_bundle
+from .handlers import Handlers, json_error, valid_id
+from .links import MEDIA_PREFIX, MediaSigner
+
+MAX_BUNDLE_CLIPS = 50
+MAX_BUNDLE_BYTES = 1 << 30
+
+
+class WebRoutes:
+    """Link, media and bundle handlers; reuse ``handlers`` for the catalog, the pool and file streaming."""
+
+    def __init__(self, handlers: Handlers, signer: MediaSigner, bundle_dir: Path | None = None) -> None:
+        self.h = handlers
+        self.signer = signer
+        self.bundle_dir = bundle_dir
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/api/v1/clips/{id}/link", self.link),
+            web.get(MEDIA_PREFIX + "{id}.mp4", self.media),
+            web.post("/api/v1/bundle", self.bundle),
+        ]
+
+    async def link(self, request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        if not valid_id(cid):
+            raise web.HTTPNotFound(text="not found")
+        path = await self.h._call(self.h.catalog.file_path, cid)
+        if path is None:
+            raise web.HTTPNotFound(text="not found")
+        url, exp = self.signer.url(cid)
+        return web.json_response({"url": url, "download_url": url + "&download=1", "expires": exp},
+                                  headers={"Cache-Control": "no-store"})
+
+    async def media(self, request: web.Request) -> web.StreamResponse:
+        cid = request.match_info["id"]
+        if not valid_id(cid) or not self.signer.check(cid, request.query.get("exp"), request.query.get("sig")):
+            return json_error(403, "link expired or invalid; ask for a new one")
+        return await self.h.clip_file(request)
+
+    async def bundle(self, request: web.Request) -> web.StreamResponse:
+        ids = await _bundle_ids(request)
+        fd, size = await self.h._call(self._build, ids)
+        try:
+            headers = {"Content-Type": "application/zip", "Cache-Control": "no-store",
+                       "Content-Disposition": f'attachment; filename="edgecam-evidence-{len(ids)}-clips.zip"'}
+            resp = web.StreamResponse(headers=headers)
+            resp.content_length = size
+            await resp.prepare(request)
+            await self.h._stream(request, resp, fd, 0, size)
+            return resp
+        finally:
+            os.close(fd)
+
+    def _build(self, ids: list[str]) -> tuple[int, int]:
+        """Write the ZIP in a private temp dir; return an open fd to it (already unlinked) and its size."""
+        cat = self.h.catalog
+        with tempfile.TemporaryDirectory(prefix="edgecam-bundle-", dir=self.bundle_dir) as tmp:
+            items: list[BundleItem] = []
+            total = 0
+            for cid in ids:
+                rec, path, meta = cat.get(cid), cat.file_path(cid), cat.meta(cid)
+                if rec is None or path is None or meta is None:
+                    raise web.HTTPNotFound(text=f"clip {cid} not found")
+                total += rec.bytes
+                if total > MAX_BUNDLE_BYTES:
+                    raise web.HTTPRequestEntityTooLarge(MAX_BUNDLE_BYTES, total, text="bundle over 1 GiB; pick fewer clips")
+                meta_file = Path(tmp) / f"{cid}.meta.json"
+                meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
+                items.append(BundleItem(cid, path, meta_file, rec.sha256))
+            out = write_bundle(Path(tmp) / "bundle.zip", items, cat.public_key(), node=_node_name(self.h))
+            fd = os.open(out, os.O_RDONLY | os.O_CLOEXEC)
+            return fd, os.fstat(fd).st_size
+
+
+async def _bundle_ids(request: web.Request) -> list[str]:
+    """The ``ids`` of a bundle request: 1..50 distinct valid clip ids, in the order given."""
+    try:
+        body: Any = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text="body: expected JSON {\"ids\": [...]}") from None
+    ids = body.get("ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BUNDLE_CLIPS:
+        raise web.HTTPBadRequest(text=f"ids: expected a list of 1..{MAX_BUNDLE_CLIPS} clip ids")
+    if not all(isinstance(i, str) and valid_id(i) for i in ids):
+        raise web.HTTPBadRequest(text="ids: unexpected characters")
+    return list(dict.fromkeys(ids))
+
+
+def _node_name(h: Handlers) -> str:
+    try:
+        return str(h.view.health().get("node", ""))
+    except Exception:  # the bundle does not depend on health; an empty name is fine
+        return ""
