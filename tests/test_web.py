@@ -301,6 +301,7 @@ def test_browser_sign_in_filter_play_seek(browser, node):
     page.click(".clip[data-id=evil] .play")  # a clip whose file is outside the store: a clear error, no video
     page.wait_for_selector("#message:not([hidden])")
     assert "not found" in page.inner_text("#message")
+    pg.shot("9-play-error")
     pg.close()
 
 

@@ -40,11 +40,12 @@
   }
 
   // Run an action; report failures in the message bar (a sign-out already said why).
-  async function guard(fn) {
+  async function guard(fn, what) {
     try {
       await fn();
+      if (what) show(""); // a user action that worked clears an earlier error
     } catch (err) {
-      if (!(err instanceof SignedOut)) show(err.message || String(err));
+      if (!(err instanceof SignedOut)) show((what ? what + " failed: " : "") + (err.message || String(err)));
     }
   }
 
@@ -213,10 +214,10 @@
       else state.selected.delete(rec.id);
       updateBundle();
     });
-    li.querySelector(".thumb").addEventListener("click", () => guard(() => play(rec.id)));
-    li.querySelector(".play").addEventListener("click", () => guard(() => play(rec.id)));
-    li.querySelector(".dl").addEventListener("click", () => guard(() => download(rec.id)));
-    li.querySelector(".hold").addEventListener("click", () => guard(() => toggleHold(rec.id)));
+    li.querySelector(".thumb").addEventListener("click", () => guard(() => play(rec.id), "Play"));
+    li.querySelector(".play").addEventListener("click", () => guard(() => play(rec.id), "Play"));
+    li.querySelector(".dl").addEventListener("click", () => guard(() => download(rec.id), "Download"));
+    li.querySelector(".hold").addEventListener("click", () => guard(() => toggleHold(rec.id), "Hold"));
     setHeld(li, rec.held);
     loadThumb(rec.id, li.querySelector(".thumb"));
     return li;
@@ -339,7 +340,7 @@
       guard(() => loadClips(false));
     });
     $("more").addEventListener("click", () => guard(() => loadClips(true)));
-    $("bundle").addEventListener("click", () => guard(bundle));
+    $("bundle").addEventListener("click", () => guard(bundle, "Evidence bundle"));
     $("player-close").addEventListener("click", closePlayer);
     $("video").addEventListener("error", () => guard(onVideoError));
     if (token()) {
