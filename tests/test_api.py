@@ -205,3 +205,31 @@ def test_idle_and_slow_connections_are_closed(node):
     assert got == b"" and time.monotonic() - t0 < 15
     with socket.create_connection(("127.0.0.1", node.port), timeout=20) as s:  # nothing sent at all
         assert s.recv(1024) == b""
+
+
+def test_tickets_open_one_path_for_reading(node):
+    status, _, body = request(node.port, "/api/v1/ticket?path=/api/v1/clips/gate-0001.mp4", method="POST")
+    assert status == 200
+    url = json.loads(body)["url"]
+    ticket = url.split("ticket=")[1]
+    data = (node.catalog.root / "gate" / "gate-0001.mp4").read_bytes()
+    status, _, body = request(node.port, url, {"Range": "bytes=0-99"}, token=None)  # what <video src> does
+    assert status == 206 and body == data[:100]
+    assert request(node.port, f"/api/v1/clips/gate-0002.mp4?ticket={ticket}", token=None)[0] == 401
+    assert request(node.port, f"/api/v1/clips/gate-0001/hold?ticket={ticket}", method="POST", token=None)[0] == 401
+    assert request(node.port, f"/api/v1/clips?ticket={ticket}", token=None)[0] == 401
+    forged = ticket.rsplit(".", 1)[0] + ".0123456789abcdef0123456789abcdef"
+    assert request(node.port, f"/api/v1/clips/gate-0001.mp4?ticket={forged}", token=None)[0] == 401
+    for bad in ("/api/v1/clips", "/api/v1/clips/gate-0001/hold", "/etc/passwd", ""):
+        assert request(node.port, f"/api/v1/ticket?path={bad}", method="POST")[0] == 400
+    assert request(node.port, "/api/v1/ticket?path=/api/v1/clips/gate-0001.mp4", method="POST", token=None)[0] == 401
+
+
+def test_ticket_expiry():
+    from edge.api.auth import TicketSigner
+
+    signer = TicketSigner(ttl=60)
+    ticket, expiry = signer.issue("/api/v1/snapshot/gate.jpg", "bob", now=1000.0)
+    assert expiry == 1060 and signer.check("/api/v1/snapshot/gate.jpg", ticket, now=1059.0) == "bob"
+    assert signer.check("/api/v1/snapshot/gate.jpg", ticket, now=1061.0) is None
+    assert TicketSigner().check("/api/v1/snapshot/gate.jpg", ticket, now=1000.0) is None  # other process

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from support.apinode import TOKEN, DroppingProxy, start_node
@@ -28,6 +29,18 @@ def cli(*argv: str) -> tuple[int, str]:
         return int(_resolve(args.handler)(args) or 0), ""
     except UserError as err:
         return 1, str(err)
+
+
+def clips_checks(bundle: Path) -> list:
+    """The store's own bundle checks (``edge.clips.evidence``) once that branch is merged; [] before."""
+    try:
+        from edge.clips.evidence import check_bundle
+    except ImportError:
+        return []
+    try:
+        return check_bundle(bundle, None)
+    except Exception as err:  # a broken ZIP is a failed check too
+        return [SimpleNamespace(ok=False, line=str(err).strip)]
 
 
 def clip_bytes(node, cid: str) -> bytes:
@@ -102,6 +115,7 @@ def test_bundle_verifies_and_one_altered_byte_fails(node, tmp_path):
                     "-o", str(tmp_path / "pulled"), "--bundle", str(bundle))
     assert (code, err) == (0, "")
     assert verify_bundle(bundle) == []
+    assert all(c.ok for c in clips_checks(bundle)), [c.line() for c in clips_checks(bundle)]
     with zipfile.ZipFile(bundle) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         assert zf.read("clips/gate-0001.mp4") == clip_bytes(node, "gate-0001")
@@ -113,6 +127,7 @@ def test_bundle_verifies_and_one_altered_byte_fails(node, tmp_path):
     bad = tmp_path / "altered.zip"
     bad.write_bytes(bytes(data))
     assert verify_bundle(bad) != []
+    assert clips_checks(bad) == [] or not all(c.ok for c in clips_checks(bad))
     # a consistent rewrite that only swaps clip bytes (fresh CRC) is caught by the manifest hash
     swapped = tmp_path / "swapped.zip"
     with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(swapped, "w") as dst:
@@ -122,6 +137,7 @@ def test_bundle_verifies_and_one_altered_byte_fails(node, tmp_path):
                 body = body[:-1] + bytes([body[-1] ^ 1])
             dst.writestr(item, body)
     assert any("does not match its sha256" in p for p in verify_bundle(swapped))
+    assert clips_checks(swapped) == [] or not all(c.ok for c in clips_checks(swapped))
 
 
 def test_list_table_and_json(node, capsys):
@@ -169,3 +185,53 @@ def test_token_new_prints_hash_line_only(capsys):
 
     assert parse_token_lines([line])[0].digest == hashlib.sha256(token.encode()).digest()
     assert Path  # keep the import used
+
+
+def test_tls_node_with_self_signed_cert(tmp_path):
+    import subprocess
+
+    from edge.api.server import make_ssl_context
+
+    project = Path(__file__).resolve().parent.parent
+    subprocess.run([str(project / "scripts" / "make-api-cert"), str(tmp_path / "tls"), "127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    cert, key = tmp_path / "tls" / "api-cert.pem", tmp_path / "tls" / "api-key.pem"
+    n = start_node(tmp_path / "node", ssl_context=make_ssl_context(cert, key))
+    try:
+        url = f"https://127.0.0.1:{n.port}"
+        assert cli("clips", "pull", "--node", url, "--token", TOKEN, "gate-0001", "-o", str(tmp_path / "out"),
+                   "--cafile", str(cert)) == (0, "")
+        assert (tmp_path / "out" / "gate-0001.mp4").read_bytes() == n.catalog.file_path("gate-0001").read_bytes()
+        code, err = cli("clips", "list", "--node", url, "--token", TOKEN)  # the system CAs don't know this cert
+        assert code == 1 and err.startswith("cannot reach node") and "CERTIFICATE_VERIFY_FAILED" in err
+    finally:
+        n.server.stop()
+
+
+def test_stale_part_with_old_etag_starts_over(node, tmp_path):
+    (tmp_path / "gate-0001.mp4.part").write_bytes(b"x" * 5000)  # from some other version of the clip
+    (tmp_path / "gate-0001.mp4.part.etag").write_text('"0000"')
+    assert cli("clips", "pull", "--node", node.url, "--token", TOKEN, "gate-0001", "-o", str(tmp_path)) == (0, "")
+    assert (tmp_path / "gate-0001.mp4").read_bytes() == clip_bytes(node, "gate-0001")
+
+
+def test_stop_with_a_stalled_download_and_busy_port(tmp_path):
+    import socket
+    import time
+
+    from edge.api.server import ApiServer
+
+    n = start_node(tmp_path / "node", write_timeout=30.0)
+    stalled = socket.create_connection(("127.0.0.1", n.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(f"GET /api/v1/clips/gate-0002.mp4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+                    .encode())
+    assert stalled.recv(100).startswith(b"HTTP/1.1 200")  # then stop reading
+    busy = ApiServer(n.catalog, n.server._handlers.view, "127.0.0.1", n.port, [])
+    with pytest.raises(RuntimeError, match="cannot listen on 127.0.0.1"):
+        busy.start()
+    busy.stop()
+    t0 = time.monotonic()
+    n.server.stop()
+    assert time.monotonic() - t0 < 5
+    stalled.close()

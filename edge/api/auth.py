@@ -129,3 +129,42 @@ def token_new_command(args: argparse.Namespace) -> int:
     print("add this line to [api] tokens in the node's config:")
     print(f'  "{hash_line(token, name)}",')
     return 0
+
+
+TICKET_PATH = re.compile(
+    r"^/api/v1/(clips/[A-Za-z0-9_.-]{1,128}(\.mp4|/thumb\.jpg)|snapshot/[A-Za-z0-9_.-]{1,128}\.jpg)$"
+)
+
+
+class TicketSigner:
+    """Short-lived, read-only URLs for ``<video src>`` and ``<img src>``, which cannot send a header.
+
+    A ticket is ``<expiry>.<token name>.<hmac>`` over (path, expiry, name) with a
+    secret made at start-up (tickets die with the process). It opens exactly one
+    path, for GET/HEAD only, so it cannot hold or release anything.
+    """
+
+    def __init__(self, ttl: float = 3600.0, secret: bytes | None = None) -> None:
+        self.ttl = ttl
+        self._secret = secret or secrets.token_bytes(32)
+
+    def _mac(self, path: str, expiry: int, name: str) -> str:
+        msg = f"{path}\n{expiry}\n{name}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, path: str, name: str, now: float | None = None) -> tuple[str, int] | None:
+        """(ticket, expiry) for a ticketable path, else None."""
+        if not TICKET_PATH.match(path):
+            return None
+        expiry = int((time.time() if now is None else now) + self.ttl)
+        return f"{expiry}.{name}.{self._mac(path, expiry, name)}", expiry
+
+    def check(self, path: str, ticket: str, now: float | None = None) -> str | None:
+        """The issuing token's name when ``ticket`` opens ``path`` now, else None."""
+        parts = ticket.split(".")
+        if len(parts) < 3 or not parts[0].isdigit() or len(ticket) > 256:
+            return None
+        expiry, name, mac = int(parts[0]), ".".join(parts[1:-1]), parts[-1]
+        if expiry < (time.time() if now is None else now) or not TICKET_PATH.match(path):
+            return None
+        return name if hmac.compare_digest(mac, self._mac(path, expiry, name)) else None

@@ -3,6 +3,7 @@
 Layout (stand-in until ``edge.clips.evidence.write_bundle`` lands; the lead reconciles the two)::
 
     manifest.json   {"format": "edgecam-evidence/1", "node", "created", "pubkey",
+                     "files": {member name: sha256, ...},          # every other member, as in edge.clips.evidence
                      "clips": [{"id", "file", "sha256", "meta_file", "meta_sha256"}]}
     pubkey.txt      the node's Ed25519 public key as text
     clips/<id>.mp4
@@ -45,18 +46,22 @@ def _sha256_path(path: Path) -> str:
 
 def write_bundle(path: Path, items: list[BundleItem], pubkey: str, node: str = "") -> Path:
     """Write the ZIP atomically (temp file + rename); clips are stored, not recompressed."""
-    manifest = {"format": FORMAT, "node": node, "created": time.time(), "pubkey": pubkey.strip(), "clips": []}
+    key_bytes = (pubkey.strip() + "\n").encode()
+    files = {"pubkey.txt": hashlib.sha256(key_bytes).hexdigest()}
+    manifest = {"format": FORMAT, "node": node, "created": round(time.time(), 3), "pubkey": pubkey.strip(),
+                "files": files, "clips": []}
     tmp = path.with_name(path.name + ".tmp")
     with zipfile.ZipFile(tmp, "w") as zf:
         for item in items:
             clip_name, meta_name = f"clips/{item.id}.mp4", f"clips/{item.id}.meta.json"
             zf.write(item.file, clip_name, compress_type=zipfile.ZIP_STORED)
             zf.write(item.meta_file, meta_name, compress_type=zipfile.ZIP_DEFLATED)
+            files[clip_name], files[meta_name] = item.sha256, _sha256_path(item.meta_file)
             manifest["clips"].append({
                 "id": item.id, "file": clip_name, "sha256": item.sha256,
-                "meta_file": meta_name, "meta_sha256": _sha256_path(item.meta_file),
+                "meta_file": meta_name, "meta_sha256": files[meta_name],
             })
-        zf.writestr("pubkey.txt", pubkey.strip() + "\n")
+        zf.writestr("pubkey.txt", key_bytes)
         zf.writestr("manifest.json", json.dumps(manifest, indent=1))
     os.replace(tmp, path)
     return path
@@ -101,7 +106,9 @@ def verify_bundle(path: Path) -> list[str]:
                 return ["manifest.json is not an edgecam evidence manifest"]
             if zf.read("pubkey.txt").decode().strip() != str(manifest.get("pubkey", "")).strip():
                 return ["pubkey.txt differs from the manifest's key"]
-            problems: list[str] = []
+            problems = [f"{name}: missing or does not match its sha256 in the manifest"
+                        for name, digest in sorted(dict(manifest.get("files", {})).items())
+                        if name not in names or _member_sha256(zf, name) != digest]
             for entry in manifest["clips"]:
                 problems += _check_clip(zf, names, entry)
             if not manifest["clips"]:

@@ -25,9 +25,11 @@ from aiohttp import web
 
 from ..interfaces import ClipCatalog, NodeView
 from ..types import ClipRecord
+from .auth import TicketSigner
 from .ranges import RangeError, etag_matches, if_range_allows, parse_range
 
 T = TypeVar("T")
+TOKEN_NAME = web.RequestKey("token_name", str)  # set by the auth middleware: the caller's token name
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -102,7 +104,9 @@ def _read_small(path: Path, limit: int = 16 * 1024 * 1024) -> bytes:
 class Handlers:
     """Route handlers over one catalog and one node view."""
 
-    def __init__(self, catalog: ClipCatalog, view: NodeView, pool: ThreadPoolExecutor, write_timeout: float) -> None:
+    def __init__(self, catalog: ClipCatalog, view: NodeView, pool: ThreadPoolExecutor, write_timeout: float,
+                 tickets: TicketSigner) -> None:
+        self.tickets = tickets
         self.catalog = catalog
         self.view = view
         self.pool = pool
@@ -119,6 +123,7 @@ class Handlers:
             web.get("/api/v1/openapi.json", self.openapi),
             web.get("/api/v1/health", self.health),
             web.get("/api/v1/pubkey", self.pubkey),
+            web.post("/api/v1/ticket", self.ticket),
             web.get("/api/v1/clips", self.list_clips),
             web.get("/api/v1/clips/{id}.mp4", self.clip_file),
             web.get("/api/v1/clips/{id}/meta", self.clip_meta),
@@ -155,6 +160,16 @@ class Handlers:
 
     async def pubkey(self, request: web.Request) -> web.Response:
         return web.Response(text=await self._call(self.catalog.public_key))
+
+    async def ticket(self, request: web.Request) -> web.Response:
+        """A short-lived URL for ``<video>``/``<img>``: ``POST /api/v1/ticket?path=/api/v1/clips/ID.mp4``."""
+        path = request.query.get("path", "")
+        name = request.get(TOKEN_NAME, "-")
+        issued = self.tickets.issue(path, name)
+        if issued is None:
+            raise web.HTTPBadRequest(reason="Bad Request", text="path: not a clip, thumbnail or snapshot path")
+        ticket, expiry = issued
+        return web.json_response({"url": f"{path}?ticket={ticket}", "expires": expiry})
 
     async def list_clips(self, request: web.Request) -> web.Response:
         q = request.query

@@ -8,7 +8,9 @@ strict parser limits and timeouts on the connection.
 
 CSRF: state-changing calls (POST/DELETE hold) need the ``Authorization``
 header. Browsers never attach it on their own (no cookies are used) and no
-CORS headers are sent, so a cross-site page or form cannot forge a call.
+CORS headers are sent, so a cross-site page or form cannot forge a call. The
+only other credential is a ticket (``?ticket=``, from ``POST /api/v1/ticket``):
+short-lived, for one clip/thumbnail/snapshot path, GET/HEAD only.
 """
 
 from __future__ import annotations
@@ -24,15 +26,13 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ..interfaces import ClipCatalog, NodeView
-from .auth import FailureLimiter, TokenChecker, bearer_token, parse_token_lines
-from .handlers import Handlers, json_error
-from .links import MEDIA_PREFIX, MediaSigner
+from .auth import FailureLimiter, TicketSigner, TokenChecker, bearer_token, parse_token_lines
+from .handlers import TOKEN_NAME, Handlers, json_error
 from .webroutes import WebRoutes
 
 log = logging.getLogger("edge.api")
 access_log = logging.getLogger("edge.api.access")
 server_log = logging.getLogger("edge.api.http")
-TOKEN_NAME = web.RequestKey("token_name", str)
 
 
 class _OneLine(logging.Filter):
@@ -63,11 +63,10 @@ class _AccessLog(AbstractAccessLogger):
 
     def log(self, request, response, time: float) -> None:  # noqa: A002 - aiohttp's signature
         name = request.get(TOKEN_NAME, "-") if hasattr(request, "get") else "-"
-        path = request.path if request.path.startswith(MEDIA_PREFIX) else request.raw_path  # no link secrets
         self.logger.info(
             "%s %s %s %s %d %d %.0fms",
-            request.remote, name, request.method, path[:200], response.status, response.body_length,
-            time * 1000,
+            request.remote, name, request.method, request.raw_path.split("?")[0][:200], response.status,
+            response.body_length, time * 1000,
         )
 
 
@@ -94,17 +93,17 @@ class ApiServer:
         idle_timeout: float = 15.0,
         write_timeout: float = 60.0,
         limiter: FailureLimiter | None = None,
-        link_ttl: float = 600.0,
     ) -> None:
         self._tokens = TokenChecker(parse_token_lines(token_hashes))
         if not any(isinstance(f, _OneLine) for f in server_log.filters):
             server_log.addFilter(_OneLine())
         self._limiter = limiter or FailureLimiter()
+        self._tickets = TicketSigner()
         self._host, self._port, self._ssl = host, port, ssl_context
         self._idle_timeout = idle_timeout
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-io")
-        self._handlers = Handlers(catalog, view, self._pool, write_timeout)
-        self._web = WebRoutes(self._handlers, MediaSigner(link_ttl))
+        self._handlers = Handlers(catalog, view, self._pool, write_timeout, self._tickets)
+        self._web = WebRoutes(self._handlers)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -130,7 +129,7 @@ class ApiServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the listener and open connections, then join the thread."""
-        if self._loop is not None and self._stop is not None and self._thread is not None:
+        if self._thread is not None and self._thread.is_alive() and self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -156,7 +155,7 @@ class ApiServer:
         self._stop = asyncio.Event()
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=64 * 1024)
         app.add_routes(self._handlers.routes())
-        app.add_routes(self._web.routes())  # signed media links + evidence bundles for the web page
+        app.add_routes(self._web.routes())  # evidence bundles for the web page
         app.on_response_prepare.append(_security_headers)
         runner = web.AppRunner(
             app,
@@ -198,7 +197,7 @@ class ApiServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS or request.path.startswith(("/static/", MEDIA_PREFIX)):  # media: signed
+        if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
             return await handler(request)
         addr = request.remote or "?"
         wait = self._limiter.retry_after(addr)
@@ -207,6 +206,10 @@ class ApiServer:
             raise web.HTTPTooManyRequests(text="too many bad tokens; try later", headers=retry)
         token = bearer_token(request.headers.get("Authorization"))
         name = self._tokens.name_for(token)
+        ticket = request.query.get("ticket")
+        if name is None and ticket is not None and request.method in ("GET", "HEAD"):
+            token = ticket
+            name = self._tickets.check(request.path, ticket)
         if name is None:
             if token is not None:
                 self._limiter.record_failure(addr)

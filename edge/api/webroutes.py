@@ -1,11 +1,10 @@
-"""Routes the technician's web page needs on top of the plain API: signed media links and evidence bundles.
+"""The route the technician's web page adds to the plain API: an evidence bundle for a selection of clips.
 
-- ``POST /api/v1/clips/<id>/link`` (token) → ``{"url", "download_url", "expires"}``: a short-lived signed
-  URL for ``<video src>`` and for a plain download (see ``links.py`` for the scheme).
-- ``GET|HEAD /api/v1/media/<id>.mp4?exp=&sig=[&download=1]`` (no token; the signature is the credential) →
-  the clip, exactly as ``/api/v1/clips/<id>.mp4`` serves it (Range, ETag, Content-Disposition).
-- ``POST /api/v1/bundle`` (token) with ``{"ids": [...]}`` → one evidence ZIP (``bundle.write_bundle``
-  layout: clips, their meta records, the node's public key, a manifest of hashes).
+``POST /api/v1/bundle`` (bearer token) with ``{"ids": [...]}`` → one evidence ZIP in the
+``bundle.write_bundle`` layout (clips, their meta records, the node's public key, a manifest of hashes),
+the same file ``edgecam clips pull --bundle`` writes. The ZIP is built in a private temp directory
+(``bundle_dir``, default the system's) and unlinked before it is streamed, so nothing is left behind.
+The body is JSON, which a cross-site form cannot send with the ``Authorization`` header: CSRF-safe.
 """
 
 from __future__ import annotations
@@ -19,44 +18,21 @@ from typing import Any
 from aiohttp import web
 
 from .bundle import BundleItem, write_bundle
-from .handlers import Handlers, json_error, valid_id
-from .links import MEDIA_PREFIX, MediaSigner
+from .handlers import Handlers, valid_id
 
 MAX_BUNDLE_CLIPS = 50
 MAX_BUNDLE_BYTES = 1 << 30
 
 
 class WebRoutes:
-    """Link, media and bundle handlers; reuse ``handlers`` for the catalog, the pool and file streaming."""
+    """The bundle handler; reuses ``handlers`` for the catalog, the thread pool and file streaming."""
 
-    def __init__(self, handlers: Handlers, signer: MediaSigner, bundle_dir: Path | None = None) -> None:
+    def __init__(self, handlers: Handlers, bundle_dir: Path | None = None) -> None:
         self.h = handlers
-        self.signer = signer
         self.bundle_dir = bundle_dir
 
     def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post("/api/v1/clips/{id}/link", self.link),
-            web.get(MEDIA_PREFIX + "{id}.mp4", self.media),
-            web.post("/api/v1/bundle", self.bundle),
-        ]
-
-    async def link(self, request: web.Request) -> web.Response:
-        cid = request.match_info["id"]
-        if not valid_id(cid):
-            raise web.HTTPNotFound(text="not found")
-        path = await self.h._call(self.h.catalog.file_path, cid)
-        if path is None:
-            raise web.HTTPNotFound(text="not found")
-        url, exp = self.signer.url(cid)
-        return web.json_response({"url": url, "download_url": url + "&download=1", "expires": exp},
-                                  headers={"Cache-Control": "no-store"})
-
-    async def media(self, request: web.Request) -> web.StreamResponse:
-        cid = request.match_info["id"]
-        if not valid_id(cid) or not self.signer.check(cid, request.query.get("exp"), request.query.get("sig")):
-            return json_error(403, "link expired or invalid; ask for a new one")
-        return await self.h.clip_file(request)
+        return [web.post("/api/v1/bundle", self.bundle)]
 
     async def bundle(self, request: web.Request) -> web.StreamResponse:
         ids = await _bundle_ids(request)
@@ -84,7 +60,7 @@ class WebRoutes:
                     raise web.HTTPNotFound(text=f"clip {cid} not found")
                 total += rec.bytes
                 if total > MAX_BUNDLE_BYTES:
-                    raise web.HTTPRequestEntityTooLarge(MAX_BUNDLE_BYTES, total, text="bundle over 1 GiB; pick fewer clips")
+                    raise web.HTTPRequestEntityTooLarge(MAX_BUNDLE_BYTES, total, text="bundle over 1 GiB; pick fewer")
                 meta_file = Path(tmp) / f"{cid}.meta.json"
                 meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
                 items.append(BundleItem(cid, path, meta_file, rec.sha256))

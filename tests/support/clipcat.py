@@ -1,18 +1,24 @@
 """A small real clip catalog for API tests: real MP4 files (stream-copied from the shared videos), real sha256s.
 
 It implements ``edge.interfaces.ClipCatalog`` over a dict, with the same
-"paths stay inside the store" promise the real ClipStore makes. It stands in
-for the store (written in parallel), not for any network part.
+"paths stay inside the store" promise the real ClipStore makes, and META in the
+store's documented shape (``edgecam-clip-meta/1``: an Ed25519-signed record with
+seq and prev_hash chain). It stands in for the store (written in parallel), not
+for any network part.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import subprocess
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.types import ClipRecord
 
@@ -35,6 +41,11 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _canonical(obj: Any) -> bytes:
+    """Sorted-key compact UTF-8 JSON: the bytes a record's signature covers."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 @dataclass(frozen=True)
 class HeldRecord(ClipRecord):
     held: bool = False
@@ -48,6 +59,9 @@ class DictCatalog:
         root.mkdir(parents=True, exist_ok=True)
         self._records: dict[str, HeldRecord] = {}
         self._files: dict[str, str] = {}
+        self._signed: dict[str, dict[str, Any]] = {}
+        self._chain: list[dict[str, Any]] = []
+        self._key = Ed25519PrivateKey.generate()
         self._lock = threading.Lock()
 
     def add_file(self, clip_id: str, rel: str, camera: str, start_ts: float, end_ts: float,
@@ -57,7 +71,20 @@ class DictCatalog:
         with self._lock:
             self._records[clip_id] = rec
             self._files[clip_id] = rel
+            self._sign(rec)
         return rec
+
+    def _sign(self, rec: ClipRecord) -> None:
+        prev = self._chain[-1] if self._chain else None
+        record = {
+            "v": 1, "seq": len(self._chain) + 1, "node": "test-node", "clip": rec.id, "camera": rec.camera,
+            "start_ts": rec.start_ts, "end_ts": rec.end_ts, "time_ok": True, "duration": rec.end_ts - rec.start_ts,
+            "bytes": rec.bytes, "sha256": rec.sha256, "labels": list(rec.labels), "events": [], "continues": None,
+            "prev_hash": hashlib.sha256(_canonical(prev["record"])).hexdigest() if prev else None,
+        }
+        signed = {"record": record, "signature": base64.b64encode(self._key.sign(_canonical(record))).decode()}
+        self._signed[rec.id] = {**signed, "prev": prev}
+        self._chain.append(signed)
 
     def add_clip(self, clip_id: str, source: Path, camera: str, start_ts: float, seconds: float,
                  labels: tuple[str, ...], offset: float = 0.0) -> HeldRecord:
@@ -97,12 +124,14 @@ class DictCatalog:
         return self._inside(rel[:-4] + ".jpg") if rel else None
 
     def meta(self, clip_id: str) -> dict[str, Any] | None:
-        rec = self._records.get(clip_id)
-        if rec is None:
+        rec, signed = self._records.get(clip_id), self._signed.get(clip_id)
+        if rec is None or signed is None:
             return None
-        record = asdict(rec)
-        record["labels"] = list(rec.labels)
-        return {"record": record, "events": [], "signature": None}
+        return {
+            "format": "edgecam-clip-meta/1", "record": signed["record"], "signature": signed["signature"],
+            "record_hash": hashlib.sha256(_canonical(signed["record"])).hexdigest(), "pubkey": self.public_key(),
+            "prev": signed["prev"], "events": [], "held": rec.held, "status": "ok",
+        }
 
     def hold(self, clip_id: str) -> bool:
         return self._set_held(clip_id, True)
@@ -119,7 +148,7 @@ class DictCatalog:
         return True
 
     def public_key(self) -> str:
-        return "ed25519:test-catalog-has-no-key"
+        return "ed25519:" + base64.b64encode(self._key.public_key().public_bytes_raw()).decode()
 
 
 class StillView:

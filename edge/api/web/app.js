@@ -1,6 +1,6 @@
 // edgecam technician page: plain JavaScript, no framework, nothing loaded from outside the node.
 // The token lives in sessionStorage (this tab only) and goes out only as "Authorization: Bearer".
-// <video> and downloads use short-lived signed links from POST /api/v1/clips/<id>/link (see docs/lan-api.md).
+// <video> and downloads use short-lived read-only tickets from POST /api/v1/ticket (see docs/lan-api.md).
 "use strict";
 (() => {
   const KEY = "edgecam.token";
@@ -251,7 +251,12 @@
 
   // ---- actions -------------------------------------------------------------------------------------
 
-  const link = async (id) => (await api(`/api/v1/clips/${enc(id)}/link`, { method: "POST" })).json();
+  // A ticket URL (POST /api/v1/ticket): read-only, for this one clip, short-lived; <video> cannot send a header.
+  async function link(id) {
+    const path = `/api/v1/clips/${enc(id)}.mp4`;
+    const t = await (await api("/api/v1/ticket?path=" + enc(path), { method: "POST" })).json();
+    return { url: t.url, download_url: t.url + "&download=1" };
+  }
 
   async function play(id) {
     const l = await link(id);
@@ -269,14 +274,19 @@
     video.play().catch(() => { /* the user can press play */ });
   }
 
-  // A link that expired while paused: fetch a fresh one once and resume where it was.
+  // The ticket expired while paused, or the file is gone: ask for a fresh ticket, check it, and resume once.
   async function onVideoError() {
     const video = $("video");
     if (!state.playing || !video.getAttribute("src")) return;
-    if (state.retried) return show("This clip cannot be played here; download it instead.");
+    if (state.retried) throw new Error("this browser cannot play the clip; download it instead");
     state.retried = true;
     const at = video.currentTime;
     const l = await link(state.playing);
+    const head = await fetch(l.url, { method: "HEAD", cache: "no-store", credentials: "omit" });
+    if (!head.ok) {
+      closePlayer();
+      throw new Error(head.status === 404 ? "the clip's file is not on the node" : head.status + " " + head.statusText);
+    }
     video.src = l.url;
     video.currentTime = at;
   }
@@ -342,7 +352,7 @@
     $("more").addEventListener("click", () => guard(() => loadClips(true)));
     $("bundle").addEventListener("click", () => guard(bundle, "Evidence bundle"));
     $("player-close").addEventListener("click", closePlayer);
-    $("video").addEventListener("error", () => guard(onVideoError));
+    $("video").addEventListener("error", () => guard(onVideoError, "Play"));
     if (token()) {
       guard(async () => enter(await (await api("/api/v1/health")).json()));
     } else {
