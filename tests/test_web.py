@@ -257,6 +257,13 @@ def test_browser_sign_in_filter_play_seek(browser, node):
     assert any(status == 206 for status, _ in pg.media), pg.media  # the browser fetched ranges
     pg.shot("6-seeked")
 
+    # a ticket that no longer works (expired, or the node restarted): the page gets a fresh one and resumes
+    page.evaluate("""() => { const v = document.getElementById('video');
+        v.src = v.src.replace(/ticket=[^&]+/, 'ticket=1.alice.0123456789abcdef0123456789abcdef'); }""")
+    page.wait_for_function("() => { const v = document.getElementById('video');"
+                           " return v.readyState >= 2 && !v.src.includes('ticket=1.'); }", timeout=15000)
+    assert page.is_hidden("#message")
+
     page.click(".clip[data-id=evil] .play")  # a clip whose file is outside the store: a clear error, no video
     page.wait_for_selector("#message:not([hidden])")
     assert "Play failed: the clip's file is not on the node" in page.inner_text("#message")

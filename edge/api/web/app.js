@@ -93,6 +93,7 @@
     clearInterval(state.timer);
     closePlayer();
     clearList();
+    $("filters").reset();
     const select = $("f-camera");
     while (select.options.length > 1) select.remove(1);
     $("labels").replaceChildren();
@@ -353,6 +354,7 @@
     $("bundle").addEventListener("click", () => guard(bundle, "Evidence bundle"));
     $("player-close").addEventListener("click", closePlayer);
     $("video").addEventListener("error", () => guard(onVideoError, "Play"));
+    $("video").addEventListener("loadeddata", () => { state.retried = false; });
     if (token()) {
       guard(async () => enter(await (await api("/api/v1/health")).json()));
     } else {
