@@ -235,3 +235,10 @@ def test_stop_with_a_stalled_download_and_busy_port(tmp_path):
     n.server.stop()
     assert time.monotonic() - t0 < 5
     stalled.close()
+
+
+def test_bad_tls_files_are_one_line(tmp_path):
+    from edge.api.server import make_ssl_context
+
+    with pytest.raises(ValueError, match="api.tls_cert/api.tls_key: cannot load"):
+        make_ssl_context(tmp_path / "missing.pem", tmp_path / "missing.key")

@@ -11,7 +11,8 @@ from support.apinode import request, start_node
 
 from edge.api.auth import FailureLimiter
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=150, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 SEGMENTS = st.one_of(
     st.sampled_from(["..", ".", "%2e%2e", "%2f", "%5c", "%00", "gate-0001", "evil", "gate-0001.mp4", "meta",
@@ -78,3 +79,12 @@ def test_auth_headers(node, auth):
     status, _, body = request(node.port, "/api/v1/clips", {"Authorization": auth}, token=None)
     check(status, body)
     assert status in (401, 200)
+
+
+@FUZZ
+@given(ticket=HEADER_TEXT, path=st.sampled_from(["/api/v1/clips/gate-0001.mp4", "/api/v1/clips/gate-0001/thumb.jpg",
+                                                 "/api/v1/snapshot/gate.jpg", "/api/v1/clips", "/api/v1/health"]))
+def test_ticket_values(node, ticket, path):
+    status, _, body = request(node.port, path + "?" + urllib.parse.urlencode({"ticket": ticket}), token=None)
+    check(status, body)
+    assert status == 401

@@ -50,6 +50,9 @@ class TokenChecker:
     def __init__(self, hashes: list[TokenHash]) -> None:
         self._hashes = list(hashes)
 
+    def __len__(self) -> int:
+        return len(self._hashes)
+
     def name_for(self, token: str | None) -> str | None:
         """The token's name, or None. Compares against every hash so timing says nothing."""
         if not token or len(token) > 512:

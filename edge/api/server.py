@@ -74,7 +74,10 @@ def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
     """A server TLS context from a PEM cert/key pair (``scripts/make-api-cert`` makes one)."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(cert), str(key))
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as err:
+        raise ValueError(f"api.tls_cert/api.tls_key: cannot load {cert} / {key}: {err}") from None
     return ctx
 
 
@@ -125,7 +128,9 @@ class ApiServer:
             raise RuntimeError(f"api: not listening on {self._host}:{self._port} after {timeout:.0f} s")
         if self._error is not None:
             raise RuntimeError(f"api: cannot listen on {self._host}:{self._port}: {self._error}")
-        log.info("api: listening on %s (%d token(s))", self.url, len(self._tokens._hashes))
+        log.info("api: listening on %s (%d token(s))", self.url, len(self._tokens))
+        if not len(self._tokens):
+            log.warning("api: no tokens in [api] tokens, so every call is refused; make one: edgecam token new")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the listener and open connections, then join the thread."""
