@@ -6,7 +6,7 @@
   const KEY = "edgecam.token";
   const PAGE = 50;
   const $ = (id) => document.getElementById(id);
-  const state = { after: null, clips: new Map(), blobs: [], selected: new Set(), playing: null, retried: false, timer: null };
+  const state = { after: null, clips: new Map(), blobs: [], selected: new Set(), playing: null, retried: false, timer: null, seq: 0 };
 
   class SignedOut extends Error {}
 
@@ -174,8 +174,10 @@
     const q = query();
     if (append && state.after) q.set("after", state.after);
     else clearList();
+    const seq = ++state.seq; // a newer Apply wins over an older answer still on its way
     const resp = await api("/api/v1/clips?" + q.toString());
     const rows = await resp.json();
+    if (seq !== state.seq) return;
     state.after = resp.headers.get("X-Next-After");
     const list = $("clips");
     for (const rec of rows) {
