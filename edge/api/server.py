@@ -28,6 +28,7 @@ from aiohttp.abc import AbstractAccessLogger
 from ..interfaces import ClipCatalog, NodeView
 from .auth import FailureLimiter, TicketSigner, TokenChecker, bearer_token, parse_token_lines
 from .handlers import TOKEN_NAME, Handlers, json_error
+from .webroutes import WebRoutes
 
 log = logging.getLogger("edge.api")
 access_log = logging.getLogger("edge.api.access")
@@ -53,7 +54,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
-    "frame-ancestors 'none'",
+    "script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 }
 
 
@@ -105,6 +106,7 @@ class ApiServer:
         self._idle_timeout = idle_timeout
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-io")
         self._handlers = Handlers(catalog, view, self._pool, write_timeout, self._tickets)
+        self._web = WebRoutes(self._handlers)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -158,6 +160,7 @@ class ApiServer:
         self._stop = asyncio.Event()
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=64 * 1024)
         app.add_routes(self._handlers.routes())
+        app.add_routes(self._web.routes())  # evidence bundles for the web page
         app.on_response_prepare.append(_security_headers)
         runner = web.AppRunner(
             app,
