@@ -15,6 +15,7 @@ import random
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ class MqttSettings:
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
     max_inflight: int = 50
+    replay_window: float = 5.0  # after an unexpected disconnect, resend what was acked in the last N s
 
 
 def settings_from_config(cfg: MqttConfig, client_id: str) -> MqttSettings:
@@ -175,6 +177,7 @@ class Publisher:
         self.connected = False
         self.published_total = 0
         self.connects_total = 0
+        self.replayed_total = 0
         self.last_error = ""
         self._events_topic = events_topic(settings.prefix, node)
         self._status_topic = status_topic(settings.prefix, node)
@@ -183,6 +186,8 @@ class Publisher:
         self._stop = threading.Event()
         self._stats: queue.Queue[bytes] = queue.Queue(maxsize=2)
         self._once = _Once()
+        self._recent: deque[tuple[float, int, bytes]] = deque(maxlen=50_000)
+        self._replay: deque[tuple[int, bytes]] = deque()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -253,18 +258,21 @@ class Publisher:
 
     def _session(self, client: mqtt.Client) -> None:
         """Publish rows oldest first, at most ``max_inflight`` unacked; ack a row only on its PUBACK."""
-        inflight: dict[int, int] = {}
+        inflight: dict[int, tuple[int, bytes, bool]] = {}  # mid -> (seq, message, is a replay)
         acked: list[int] = []
         up = [True]
+        replay, self._replay = self._replay, deque()
 
         def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _p: Any) -> None:
-            seq = inflight.pop(mid, None)
-            if seq is None:
+            item = inflight.pop(mid, None)
+            if item is None:
                 return
             if rc.is_failure:
                 self._once.warn(f"broker refused an event ({rc}); it is resent after the next reconnect")
-            else:
-                acked.append(seq)
+                return
+            self._remember(item[0], item[1])
+            if not item[2]:
+                acked.append(item[0])
 
         def on_disconnect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
             up[0] = False
@@ -277,22 +285,41 @@ class Publisher:
             if self._wake.is_set():
                 self._wake.clear()
                 more = True
+            while replay and len(inflight) < self.s.max_inflight:
+                seq, msg = replay.popleft()
+                inflight[client.publish(self._events_topic, msg, qos=1).mid] = (seq, msg, True)
             room = self.s.max_inflight - len(inflight)
-            if more and room > 0:
+            if more and room > 0 and not replay:
                 rows = self.outbox.pending(room, after=sent_upto)
                 more = len(rows) == room
                 for seq, msg in rows:
-                    info = client.publish(self._events_topic, msg, qos=1)
-                    inflight[info.mid] = seq
+                    inflight[client.publish(self._events_topic, msg, qos=1).mid] = (seq, msg, False)
                     sent_upto = seq
             self._flush_stats(client)
-            busy = more and len(inflight) < self.s.max_inflight
+            busy = (more or replay) and len(inflight) < self.s.max_inflight
             if client.loop(0.0 if busy else 0.05) != mqtt.MQTT_ERR_SUCCESS:
                 up[0] = False
             if acked and (len(acked) >= 200 or not inflight or time.monotonic() - last_ack > 0.05):
                 self._ack(acked)
                 last_ack = time.monotonic()
         self._ack(acked)
+        if not self._stop.is_set():
+            self._plan_replay(replay, [(seq, msg) for seq, msg, again in inflight.values() if again])
+
+    def _remember(self, seq: int, msg: bytes) -> None:
+        """Keep what the broker acked in the last ``replay_window`` s: a PUBACK means "in the broker's RAM"."""
+        now = time.monotonic()
+        self._recent.append((now, seq, msg))
+        while self._recent and self._recent[0][0] < now - self.s.replay_window:
+            self._recent.popleft()
+
+    def _plan_replay(self, unsent: deque[tuple[int, bytes]], unacked: list[tuple[int, bytes]]) -> None:
+        """After an unexpected loss, resend recently acked events: a broker killed before its autosave loses
+        them. Duplicates are allowed by contract (``(id, type, seq)``); losses are not."""
+        again = {seq: msg for seq, msg in [*unsent, *unacked, *((q, m) for _t, q, m in self._recent)]}
+        self._recent.clear()
+        self._replay = deque(sorted(again.items()))
+        self.replayed_total += len(self._replay)
 
     def _ack(self, acked: list[int]) -> None:
         if acked:

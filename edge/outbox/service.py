@@ -121,6 +121,7 @@ class OutboxService:
             "oldest_age_s": round(self.outbox.oldest_age(), 1),
             "evicted": self.outbox.evicted_total,
             "published": self.publisher.published_total,
+            "replayed": self.publisher.replayed_total,
             "connected": self.publisher.connected,
             "blocked_submits": self.blocked_total,
             "last_seq": self.outbox.last_seq(),
