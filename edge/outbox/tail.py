@@ -91,6 +91,8 @@ def tail_command(args: argparse.Namespace) -> int:
         seen[0] += 1
 
     client.on_message = on_message
+    client.on_subscribe = lambda *_a: print(f"listening on {topic} at {host}:{port} (Ctrl-C to stop)",
+                                            file=sys.stderr, flush=True)
     client.subscribe(topic, qos=1)
     try:
         while not args.count or seen[0] < args.count:
