@@ -289,14 +289,14 @@ class Publisher:
                 seq, msg = replay.popleft()
                 inflight[client.publish(self._events_topic, msg, qos=1).mid] = (seq, msg, True)
             room = self.s.max_inflight - len(inflight)
-            if more and room > 0 and not replay:
+            if more and room >= max(1, self.s.max_inflight // 2) and not replay:
                 rows = self.outbox.pending(room, after=sent_upto)
                 more = len(rows) == room
                 for seq, msg in rows:
                     inflight[client.publish(self._events_topic, msg, qos=1).mid] = (seq, msg, False)
                     sent_upto = seq
             self._flush_stats(client)
-            busy = (more or replay) and len(inflight) < self.s.max_inflight
+            busy = (more or replay) and room > 0
             if client.loop(0.0 if busy else 0.05) != mqtt.MQTT_ERR_SUCCESS:
                 up[0] = False
             if acked and (len(acked) >= 200 or not inflight or time.monotonic() - last_ack > 0.05):
