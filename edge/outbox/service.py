@@ -139,15 +139,22 @@ class OutboxService:
         Returns True when the outbox is empty; what is left goes out on the next start.
         """
         deadline = time.monotonic() + drain_timeout
+        writer_done = True
         if self._writer is not None:
-            self._queue.put(_STOP)
-            self._writer.join()
+            try:
+                self._queue.put(_STOP, timeout=max(1.0, drain_timeout))
+            except queue.Full:
+                pass
+            self._writer.join(max(1.0, deadline - time.monotonic()))
+            writer_done = not self._writer.is_alive()
+            if not writer_done:
+                log.error("outbox: %d events still waiting for the disk at shutdown", self._queue.qsize())
         while self.outbox.depth() and time.monotonic() < deadline:
             time.sleep(0.05)
         drained = self.outbox.depth() == 0
         stopped = self.publisher.stop()
         if not drained:
             log.info("outbox: %d events not delivered yet; they go out on the next start", self.outbox.depth())
-        if stopped:
+        if stopped and writer_done:
             self.outbox.close()
         return drained
