@@ -105,7 +105,8 @@ def test_broker_kill9_three_times_during_2000_event_burst_loses_nothing(tmp_path
     for i in range(2000):
         svc.submit(event(i))
     for k in (1, 2, 3):
-        wait_until(lambda k=k: len(col.seqs()) >= 300 * k, 30)
+        wait_until(lambda k=k: len(col.seqs()) >= 300 * k and svc.publisher.connected, 30)
+        assert len(set(col.seqs())) < 2000, "the kill must land mid-burst"
         broker.kill()
         time.sleep(0.3)
         broker.start()
@@ -113,7 +114,7 @@ def test_broker_kill9_three_times_during_2000_event_burst_loses_nothing(tmp_path
     drained = svc.stop(10.0)
     col.stop()
     assert missing == set(), f"{len(missing)} seqs lost, e.g. {sorted(missing)[:10]}"
-    assert drained
+    assert drained and svc.publisher.connects_total >= 4
     seqs = col.seqs()
     assert max(seqs) == 2000 and len(seqs) >= 2000  # duplicates allowed
 
