@@ -128,7 +128,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     lines = [
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {platform.machine()}, "
-        f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}",
+        f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} (shared machine)",
         "- command: `PYTHONPATH=. python benchmarks/outbox.py" + " ".join([""] + sys.argv[1:]) + "`",
         f"- durable enqueue, one transaction (fsync) per event: **{single:,.0f} events/s** ({args.single} events)",
         f"- durable enqueue via OutboxService.submit + writer-thread batching, until flush(): "

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from edge.cli import UserError
-from edge.outbox.publisher import backoff_delay
+from edge.config import MqttConfig
+from edge.outbox.publisher import backoff_delay, limits_from_config, settings_from_config
 from edge.outbox.store import Outbox, OutboxLimits, rows_to_evict
 from edge.outbox.tail import format_event, parse_broker
 
@@ -45,7 +46,9 @@ def test_pending_is_oldest_first_with_after_and_ack_only_removes_given(tmp_path:
 
 
 def test_durability_settings(tmp_path: Path) -> None:
-    Outbox(tmp_path / "o.db", "n1").close()
+    ob = Outbox(tmp_path / "o.db", "n1")
+    assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == 2, "FULL: a returned enqueue survives power loss"
+    ob.close()
     db = sqlite3.connect(tmp_path / "o.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
@@ -88,6 +91,13 @@ def test_rows_to_evict_pure() -> None:
     assert rows_to_evict(3, 90, lim, [10, 10, 10]) == 0
     assert rows_to_evict(5, 50, lim, [10] * 5) == 2
     assert rows_to_evict(2, 130, lim, [40, 90]) == 1
+
+
+def test_settings_and_limits_from_config() -> None:
+    cfg = MqttConfig(host="b.lan", port=8883, tls=True, username="u", outbox_max_age_days=2)
+    s = settings_from_config(cfg, "edgecam-n1")
+    assert (s.host, s.port, s.tls, s.username, s.client_id) == ("b.lan", 8883, True, "u", "edgecam-n1")
+    assert limits_from_config(cfg).max_age_s == 2 * 86400
 
 
 def test_backoff_grows_caps_and_jitters() -> None:

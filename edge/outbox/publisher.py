@@ -27,7 +27,7 @@ from paho.mqtt.properties import Properties
 
 from ..config import MqttConfig
 from ..payload import events_topic, stats_topic, status_message, status_topic
-from .store import Outbox
+from .store import Outbox, OutboxLimits
 
 log = logging.getLogger("edge.outbox")
 
@@ -65,6 +65,10 @@ def settings_from_config(cfg: MqttConfig, client_id: str) -> MqttSettings:
         ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file, connect_timeout=cfg.connect_timeout,
         reconnect_min=cfg.reconnect_min, reconnect_max=cfg.reconnect_max, max_inflight=cfg.max_inflight,
     )
+
+
+def limits_from_config(cfg: MqttConfig) -> OutboxLimits:
+    return OutboxLimits(cfg.outbox_max_rows, cfg.outbox_max_bytes, cfg.outbox_max_age_days * 86400.0)
 
 
 def backoff_delay(attempt: int, lo: float, hi: float, rand: Callable[[], float] = random.random) -> float:
