@@ -33,6 +33,7 @@ log = logging.getLogger("edge.outbox")
 
 SESSION_EXPIRY_S = 7 * 86400  # MQTT 5: how long the broker keeps our persistent session
 REPEAT_LOG_S = 600.0  # the same failure is logged again at most this often
+STABLE_SESSION_S = 10.0  # a connection that lasted this long resets the backoff
 
 
 @dataclass(frozen=True)
@@ -226,18 +227,22 @@ class Publisher:
                 self._stop.wait(backoff_delay(attempt, self.s.reconnect_min, self.s.reconnect_max))
                 attempt += 1
                 continue
-            attempt = 0
+            started = time.monotonic()
             try:
                 self._session(client)
             except Exception as err:  # noqa: BLE001 - a bug must not kill delivery: log, reconnect, resend
                 log.exception("mqtt: publisher session failed (%s); reconnecting", err)
-                self._stop.wait(self.s.reconnect_min)
             finally:
                 self.connected = False
             if self._stop.is_set():
                 self._say_offline(client)
-            else:
-                _drop(client)
+                return
+            _drop(client)
+            if time.monotonic() - started > STABLE_SESSION_S:
+                attempt = 0
+            else:  # a flapping link (or a twin with our client id) backs off like a failed connect
+                self._stop.wait(backoff_delay(attempt, self.s.reconnect_min, self.s.reconnect_max))
+                attempt += 1
 
     def _open(self) -> mqtt.Client | None:
         will = (self._status_topic, status_message("offline", time.time(), self.version))
