@@ -112,18 +112,12 @@ class Daemon:
         return detector
 
     def _build_outbox(self) -> Any:
-        from .outbox.publisher import settings_from_config
+        from .outbox.publisher import limits_from_config, settings_from_config
         from .outbox.service import OutboxService
 
         m = self.cfg.mqtt
-        return OutboxService(
-            db_path=self.cfg.storage.path / "outbox.db",
-            node=self.cfg.node.id,
-            settings=settings_from_config(m, self.cfg.client_id),
-            max_rows=m.outbox_max_rows,
-            max_bytes=m.outbox_max_bytes,
-            max_age_s=m.outbox_max_age_days * 86400,
-        )
+        return OutboxService(self.cfg.storage.path / "outbox.db", self.cfg.node.id,
+                             settings_from_config(m, self.cfg.client_id), limits_from_config(m), version=__version__)
 
     def _build_clip_store(self) -> Any:
         from .clips.evidence import NodeKey
