@@ -57,7 +57,7 @@ class Daemon:
         self.clip_store: Any = None
         self.api: Any = None
         self.started = time.monotonic()
-        self._clock = _ClockCache()
+        self.clock = _ClockCache()
 
     # ---- start -------------------------------------------------------------------------
     def start(self) -> None:
@@ -160,7 +160,7 @@ class Daemon:
         # A file read flat out waits for analysis (deterministic); a live camera never waits.
         slot = FrameSlot(size=2, block=not live and not cam.realtime)
         capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max)
-        analysis = AnalysisLoop(name, slot, analyzer, recorder, self.outbox, self._clock.ok)
+        analysis = AnalysisLoop(name, slot, analyzer, recorder, self.outbox, self.clock.ok)
         runtime = CameraRuntime(name, cam, capture, analysis, recorder)
         gate = FrameGate(cam.detect_fps)
         runtime.threads = [

@@ -28,36 +28,41 @@ def disk_usage(path: Path) -> dict[str, int]:
         usage = shutil.disk_usage(path)
     except OSError:
         return {}
-    return {"total": usage.total, "used": usage.used, "free": usage.free}
+    return {"used_bytes": usage.used, "free_bytes": usage.free, "total_bytes": usage.total}
 
 
 def node_stats(daemon: Daemon) -> dict[str, Any]:
-    """The body of ``<prefix>/<node>/stats``: small, flat enough to graph."""
+    """The daemon's part of ``<prefix>/<node>/stats`` (the outbox adds v, node, ts, uptime and its own)."""
+    uptime = max(1e-6, time.monotonic() - daemon.started)
+    fps: dict[str, float] = {}
+    dropped: dict[str, int] = {}
+    stage_ms: dict[str, float] = {}
     cameras: dict[str, Any] = {}
-    uptime = time.monotonic() - daemon.started
     for cam in daemon.cameras.values():
         analyzer_stats = cam.analysis.analyzer.stats()
+        fps[cam.name] = round(cam.analysis.analysed / uptime, 2)
+        dropped[cam.name] = cam.capture.slot.dropped
+        for stage, ms in analyzer_stats.get("stage_ms", {}).items():
+            stage_ms[f"{cam.name}.{stage}"] = round(float(ms), 3)
         cameras[cam.name] = {
             "state": cam.capture.state.value,
-            "fps": round(cam.analysis.analysed / uptime, 2) if uptime > 0 else 0.0,
             "frames": cam.analysis.analysed,
-            "dropped": cam.capture.slot.dropped,
             "reconnects": cam.capture.reconnects,
-            "stage_ms": analyzer_stats.get("stage_ms", {}),
             "lines": analyzer_stats.get("lines", {}),
         }
         if cam.recorder is not None:
             cameras[cam.name]["recorder"] = cam.recorder.stats()
-    outbox = daemon.outbox.stats() if daemon.outbox is not None else {}
+    disk = disk_usage(daemon.cfg.storage.path)
+    if daemon.clip_store is not None:
+        disk["clips_bytes"] = int(daemon.clip_store.stats().get("bytes", 0))
     return {
-        "node": daemon.cfg.node.id,
-        "ts": round(time.time(), 3),
-        "uptime": round(uptime, 1),
+        "fps": fps,
+        "stage_ms": stage_ms,
+        "dropped_frames": dropped,
         "cameras": cameras,
-        "outbox": outbox,
-        "disk": disk_usage(daemon.cfg.storage.path),
-        "cpu_temp": cpu_temperature(),
-        "time_ok": daemon._clock.ok(),
+        "disk": disk,
+        "cpu_temp_c": cpu_temperature(),
+        "time_ok": daemon.clock.ok(),
     }
 
 
@@ -87,7 +92,7 @@ class DaemonView:
             "outbox": {"depth": d.outbox.depth() if d.outbox is not None else 0},
             "disk": disk_usage(d.cfg.storage.path),
             "clips": store_stats,
-            "time_ok": d._clock.ok(),
+            "time_ok": d.clock.ok(),
         }
 
 
