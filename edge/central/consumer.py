@@ -232,6 +232,8 @@ class Consumer:
     def _commit(self, batch: _Batch) -> bool:
         """Write one batch, retrying while the database is unreachable; False if stopped meanwhile."""
         delay = 0.5
+        log.debug("writing a batch: %d events, %d statuses, %d stats", len(batch.events), len(batch.statuses),
+                  len(batch.stats))
         while True:
             try:
                 assert self._store is not None

@@ -143,6 +143,12 @@ class Store:
     def close(self) -> None:
         self._conn.close()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     # -- schema ------------------------------------------------------------------------------------
 
     def _migrate(self) -> None:
