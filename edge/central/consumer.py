@@ -182,16 +182,29 @@ class Consumer:
     # -- writer thread -----------------------------------------------------------------------------
 
     def _gather(self) -> list[_Message]:
+        """What is queued now, plus stragglers until a short quiet spell or ``batch_wait``.
+
+        It must not wait for a full batch: the broker sends only its in-flight window (20 for
+        mosquitto's MQTT 3.1.1 default) until we ack, so a full batch may never come.
+        """
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
         batch = [first]
         deadline = time.monotonic() + self.batch_wait
+        quiet = min(self.batch_wait, 0.01)
         while len(batch) < self.batch_size:
-            left = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=min(left, quiet)))
             except queue.Empty:
                 break
         return batch
