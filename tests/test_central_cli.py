@@ -200,3 +200,9 @@ def test_node_status_messages_from_a_real_broker_show_in_status(broker, tmp_path
         central.proc.send_signal(signal.SIGTERM)
         assert central.proc.wait(15) == 0
         pub.close()
+
+
+def test_example_config_is_valid_and_documents_the_defaults():
+    from edge.central.config import CentralConfig, load_central_config
+
+    assert load_central_config(ROOT / "firmware_config" / "central.toml.example") == CentralConfig()
