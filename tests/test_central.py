@@ -136,15 +136,51 @@ def test_malformed_payloads_are_counted_and_skipped(broker, tmp_path):
         pub.raw(topic, event("node-a", 2).replace(b'"type":"start"', b'"type":"explode"'))
         pub.raw(topic, b'{"v":1,"seq":3}')
         pub.raw(payload.status_topic("edgecam", "node-a"), b'{"state":"sleepy"}')
+        pub.raw(topic, event("node-a", 6).decode().encode("utf-16"))
+        pub.raw(topic, event("node-a", 7).replace(b'"label":"car"', b'"label":"c\\u0000r"'))
         pub.raw(topic, event("node-a", 4))
         pub.flush()
         with Store(url) as store:
             wait_until(lambda: store.count_events() == 1, what="the valid event")
-            wait_until(lambda: consumer.counters.malformed == 5, what="5 malformed counted")
+            wait_until(lambda: consumer.counters.malformed == 7, what="7 malformed counted")
             pub.events("node-a", [5])
             pub.flush()
             wait_until(lambda: store.count_events() == 2, what="consumer still storing")
             assert store.seqs("node-a") == [4, 5]
+    finally:
+        consumer.stop()
+        pub.close()
+
+
+def refuse_label(url: str, label: str) -> None:
+    """Make the database itself refuse one kind of row (a value it cannot store)."""
+    Store(url).close()  # creates the schema
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+            conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.label = '{label}'"
+                         " BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE events ADD CONSTRAINT refuse CHECK (label <> '{label}')")
+
+
+def test_a_row_the_database_refuses_is_dropped_not_wedging_the_stream(broker, db_url):
+    refuse_label(db_url, "poison")
+    consumer = start_consumer(broker.port, db_url)
+    pub = Publisher(broker.port)
+    try:
+        pub.events("node-a", [1, 2])
+        pub.events("node-a", [3], label="poison")
+        pub.events("node-a", [4, 5])
+        pub.flush()
+        with Store(db_url) as store:
+            wait_until(lambda: store.count_events() == 4, what="the 4 storable events")
+            assert store.seqs("node-a") == [1, 2, 4, 5]
+        assert consumer.counters.malformed == 1 and consumer.counters.db_errors >= 2
     finally:
         consumer.stop()
         pub.close()

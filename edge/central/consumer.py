@@ -237,37 +237,62 @@ class Consumer:
                     batch.stats.append(parse_stats(node, m.data))
                 else:
                     raise BadMessage("unknown topic kind")
-            except BadMessage as err:
+            except (BadMessage, ValueError, TypeError) as err:  # never let one payload stop the writer
                 self.counters.malformed += 1
                 log.warning("dropped malformed message on %s: %s", m.topic, err)
         return batch
 
     def _commit(self, batch: _Batch) -> bool:
-        """Write one batch, retrying while the database is unreachable; False if stopped meanwhile."""
-        delay = 0.5
+        """Write one batch, retrying while the database is unreachable; False if stopped meanwhile.
+
+        A database that is up but keeps refusing the batch (a value it cannot store) would wedge the
+        stream forever; from the second such refusal the batch is written item by item and the
+        refused items are dropped and counted as malformed.
+        """
         log.debug("writing a batch: %d events, %d statuses, %d stats", len(batch.events), len(batch.statuses),
                   len(batch.stats))
-        while True:
-            try:
-                assert self._store is not None
-                new = self._store.write_batch(batch.events, batch.statuses, batch.stats)
-                break
-            except Exception as err:  # noqa: BLE001 - any database failure: keep the messages unacked, retry
-                self.counters.db_errors += 1
-                log.error("database write failed (%s); retrying in %.1f s", str(err).splitlines()[0], delay)
-                if self._stopping.wait(delay):
-                    return False
-                delay = min(delay * 2, 30.0)
-                self._reopen()
+        delay, refusals = 0.5, 0
+        while (err := self._try_write(batch)) is not None:
+            self.counters.db_errors += 1
+            log.error("database write failed (%s); retrying in %.1f s", err, delay)
+            if self._stopping.wait(delay):
+                return False
+            delay = min(delay * 2, 30.0)
+            if self._reopen():
+                refusals += 1
+                if refusals >= 2:
+                    batch = self._write_singly(batch)
+        return True
+
+    def _try_write(self, batch: _Batch) -> str | None:
+        """Write and count; the error's first line on failure."""
+        try:
+            assert self._store is not None
+            new = self._store.write_batch(batch.events, batch.statuses, batch.stats)
+        except Exception as err:  # noqa: BLE001 - any database failure: keep the messages unacked
+            return (str(err).strip().splitlines() or [type(err).__name__])[0]
         c = self.counters
         c.batches += 1
         c.stored += new
         c.duplicates += len(batch.events) - new
         c.statuses += len(batch.statuses)
         c.stats += len(batch.stats)
-        return True
+        return None
 
-    def _reopen(self) -> None:
+    def _write_singly(self, batch: _Batch) -> _Batch:
+        """Commit each item alone; drop the ones the database refuses. Returns what is left (nothing)."""
+        singles = [_Batch(events=[e]) for e in batch.events] + [_Batch(statuses=[s]) for s in batch.statuses]
+        singles += [_Batch(stats=[s]) for s in batch.stats]
+        for one in singles:
+            err = self._try_write(one)
+            if err is not None:
+                self.counters.malformed += 1
+                item = (one.events or one.statuses or one.stats)[0]
+                log.warning("dropped a message from %s that the database refuses: %s", item.node, err)
+        return _Batch()
+
+    def _reopen(self) -> bool:
+        """A fresh connection; True when the database answered."""
         try:
             if self._store is not None:
                 self._store.close()
@@ -275,5 +300,7 @@ class Consumer:
             pass
         try:
             self._store = Store(self.database_url)
+            return True
         except Exception as err:  # noqa: BLE001
             log.error("database reopen failed: %s", str(err).splitlines()[0])
+            return False

@@ -60,9 +60,14 @@ class StatsRow:
 
 def _load(data: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(data)
+        text = data.decode("utf-8")
+        obj = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadMessage(f"not JSON ({err})") from None
+        raise BadMessage(f"not UTF-8 JSON ({err})") from None
+    except RecursionError:
+        raise BadMessage("JSON nested too deeply") from None
+    if "\\u0000" in text:
+        raise BadMessage("contains a NUL character (no database stores it in text)")
     if not isinstance(obj, dict):
         raise BadMessage("not a JSON object")
     return obj
