@@ -122,6 +122,7 @@ class Consumer:
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         return client
 
@@ -133,6 +134,9 @@ class Consumer:
         log.info("connected to %s:%d (session %s)", self.broker.host, self.broker.port,
                  "resumed" if flags.session_present else "new")
         self.connected.set()
+
+    def _on_connect_fail(self, _client, _userdata) -> None:
+        log.warning("cannot reach broker %s:%d; retrying", self.broker.host, self.broker.port)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()
