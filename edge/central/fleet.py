@@ -1,0 +1,92 @@
+"""The fleet view: per node, what ``edgecam central status`` prints (and ``--json`` emits).
+
+A missing seq range is only an alarm once it has been known for ``alarm_after``
+seconds: a node that was offline drains its outbox in seq order within moments
+of reconnecting, and a hole that closes that way is delivery working as designed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from .messages import stats_summary
+from .store import Store
+
+
+def node_state(status: str | None, last_seen: float | None, now: float, stale_after: float) -> str:
+    """online/offline from the retained status (offline is the Last Will); stale when online but silent."""
+    if status == "online" and last_seen is not None and now - last_seen > stale_after:
+        return "stale"
+    return status or "unknown"
+
+
+def fleet_rows(store: Store, now: float, alarm_after: float, stale_after: float) -> list[dict[str, Any]]:
+    rows = []
+    for n in store.nodes():
+        report = store.gaps(n["node"])
+        missing = [{"first": g.first, "last": g.last, "since": round(g.since, 3),
+                    "alarm": now - g.since > alarm_after} for g in report.gaps]
+        rows.append({
+            "node": n["node"],
+            "state": node_state(n["status"], n["last_seen"], now, stale_after),
+            "last_seen": n["last_seen"],
+            "version": n["version"],
+            "max_seq": report.max_seq,
+            "contiguous_seq": report.contiguous,
+            "missing": missing,
+            "alarm": any(m["alarm"] for m in missing),
+            **stats_summary(n["stats"]),
+            "stats_ts": n["stats_ts"],
+            "time_ok": n["time_ok"],
+            "api_url": n["api_url"],
+            "pubkey": n["pubkey"],
+        })
+    return rows
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    secs = max(0, int(now - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit} ago"
+    return f"{secs}s ago"
+
+
+def _ranges(missing: list[dict[str, Any]]) -> str:
+    if not missing:
+        return "-"
+    parts = []
+    for m in missing[:5]:
+        text = str(m["first"]) if m["first"] == m["last"] else f"{m['first']}-{m['last']}"
+        parts.append(text + (" ALARM" if m["alarm"] else ""))
+    if len(missing) > 5:
+        parts.append(f"+{len(missing) - 5} more")
+    return ", ".join(parts)
+
+
+def _disk(row: dict[str, Any]) -> str:
+    if row["disk_used_pct"] is not None:
+        return f"{row['disk_used_pct']}% used"
+    if isinstance(row["disk_free"], (int, float)):
+        return f"{row['disk_free'] / 1e9:.1f} GB free"
+    return "-"
+
+
+def format_fleet(rows: list[dict[str, Any]], now: float | None = None) -> str:
+    now = datetime.now(timezone.utc).timestamp() if now is None else now
+    table = [("NODE", "STATE", "LAST SEEN", "CONTIG SEQ", "MAX SEQ", "MISSING", "OUTBOX", "DISK", "CLOCK")]
+    for r in rows:
+        clock = "-" if r["time_ok"] is None else ("ok" if r["time_ok"] else "UNSYNCED")
+        table.append((r["node"], r["state"], _ago(r["last_seen"], now), str(r["contiguous_seq"]), str(r["max_seq"]),
+                      _ranges(r["missing"]), "-" if r["outbox"] is None else str(r["outbox"]), _disk(r), clock))
+    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)).rstrip() for t in table]
+    alarms = sum(1 for r in rows if r["alarm"])
+    if not rows:
+        lines.append("(no nodes yet)")
+    elif alarms:
+        lines.append(f"{alarms} node(s) with seq ranges missing for longer than the alarm time (ALARM)")
+    return "\n".join(lines)

@@ -1,0 +1,330 @@
+"""The central event store: one schema on SQLite (WAL) and PostgreSQL, idempotent on (node, seq).
+
+Plain SQL with a ``schema_version`` table, not SQLAlchemy: the store needs a
+dozen statements that are already portable (``ON CONFLICT``, window functions,
+``LAG``), so a two-entry dialect shim (placeholder style, hour bucketing) costs
+less than a 3 MB dependency and a second query language to learn; migrations are
+numbered lists of DDL run once under a lock (an advisory lock on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite) so several consumers may start together.
+
+Gaps are derived from the seqs themselves: ``LAG(seq)`` finds each hole, and the
+smallest ``received_at`` at or after it says since when the hole was known. A
+per-node watermark (``nodes.contiguous_seq``) bounds that scan to the rows after
+the first hole, so a status query does not re-read a node's whole history.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .messages import EventRow, StatsRow, StatusRow
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS events (
+            node TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+            camera TEXT NOT NULL, label TEXT NOT NULL, score DOUBLE PRECISION NOT NULL,
+            ts DOUBLE PRECISION NOT NULL, box TEXT NOT NULL, zones TEXT NOT NULL, clip TEXT,
+            line_name TEXT, line_dir TEXT, duration DOUBLE PRECISION, time_ok BOOLEAN NOT NULL,
+            received_at DOUBLE PRECISION NOT NULL, raw TEXT NOT NULL,
+            PRIMARY KEY (node, seq))""",
+        "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)",
+        "CREATE INDEX IF NOT EXISTS events_label_ts ON events (label, ts)",
+        """CREATE TABLE IF NOT EXISTS nodes (
+            node TEXT PRIMARY KEY, status TEXT, status_ts DOUBLE PRECISION, last_seen DOUBLE PRECISION,
+            version TEXT, pubkey TEXT, api_url TEXT, stats TEXT, stats_ts DOUBLE PRECISION,
+            time_ok BOOLEAN, contiguous_seq BIGINT NOT NULL DEFAULT 0)""",
+    ],
+]
+
+_EVENT_COLUMNS = ("node", "seq", "id", "type", "camera", "label", "score", "ts", "box", "zones", "clip",
+                  "line_name", "line_dir", "duration", "time_ok", "raw")
+
+
+class StoreError(Exception):
+    """The database cannot be opened or migrated; one line for the user."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    first: int  # first missing seq
+    last: int  # last missing seq
+    since: float  # central wall clock when the hole was first known (a later seq arrived)
+
+
+@dataclass(frozen=True)
+class GapReport:
+    node: str
+    max_seq: int  # highest seq stored
+    contiguous: int  # every seq 1..contiguous is stored
+    gaps: tuple[Gap, ...]
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    since: float | None = None
+    until: float | None = None
+    label: str | None = None
+    node: str | None = None
+    camera: str | None = None
+    zone: str | None = None
+    limit: int = 1000
+
+
+class Store:
+    """One connection; not shared between threads (each thread or command opens its own)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.postgres = url.startswith(("postgresql://", "postgres://"))
+        try:
+            self._conn: Any = self._connect_pg(url) if self.postgres else self._connect_sqlite(url)
+            self._migrate()
+        except (sqlite3.Error, OSError) as err:
+            raise StoreError(f"database {url}: {err}") from None
+        except Exception as err:  # psycopg.Error, imported lazily
+            if type(err).__module__.startswith("psycopg"):
+                raise StoreError(f"database {_safe_url(url)}: {str(err).strip().splitlines()[0]}") from None
+            raise
+
+    # -- connection and dialect shim ---------------------------------------------------------------
+
+    @staticmethod
+    def _connect_sqlite(url: str) -> sqlite3.Connection:
+        path = Path(url[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a commit we ack on must survive power loss
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @staticmethod
+    def _connect_pg(url: str) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError("PostgreSQL needs psycopg: pip install 'psycopg[binary]'") from None
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def _hour(self, col: str) -> str:
+        if self.postgres:
+            return f"CAST(FLOOR({col} / 3600) AS BIGINT) * 3600"
+        return f"CAST({col} / 3600 AS INTEGER) * 3600"
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(self._sql(sql), tuple(params))
+
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        cur = self._conn.cursor()
+        cur.executemany(self._sql(sql), list(rows))
+        return max(cur.rowcount, 0)
+
+    def _begin(self) -> None:
+        self._conn.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - nothing open to roll back
+            pass
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        self._begin()
+        try:
+            if self.postgres:
+                self._execute("SELECT pg_advisory_xact_lock(4242017)")
+            self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self._execute("SELECT MAX(version) FROM schema_version").fetchone()
+            have = int(row[0] or 0)
+            if have > len(MIGRATIONS):
+                raise StoreError(f"database schema version {have} is newer than this edgecam ({len(MIGRATIONS)})")
+            for version in range(have + 1, len(MIGRATIONS) + 1):
+                for ddl in MIGRATIONS[version - 1]:
+                    self._execute(ddl)
+                self._execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    def schema_version(self) -> int:
+        return int(self._execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+
+    # -- writes (the consumer) ---------------------------------------------------------------------
+
+    def write_batch(self, events: Sequence[EventRow], statuses: Sequence[StatusRow],
+                    stats: Sequence[StatsRow], now: float | None = None) -> int:
+        """Store one batch in one transaction; returns how many events were new. Redeliveries change nothing."""
+        now = time.time() if now is None else now
+        self._begin()
+        try:
+            inserted = self._insert_events(events, now)
+            for node in sorted({e.node for e in events}):
+                latest = max((e for e in events if e.node == node), key=lambda e: e.seq)
+                self._upsert_node(node, {"last_seen": now, "time_ok": latest.time_ok})
+            for st in statuses:
+                seen = min(now, st.ts) if st.retained and st.ts is not None else now
+                self._upsert_node(st.node, {"status": st.state, "status_ts": st.ts, "version": st.version,
+                                            "last_seen": seen}, overwrite=("status", "status_ts", "version"))
+            for sr in stats:
+                fields: dict[str, Any] = {"stats": sr.raw, "stats_ts": now, "last_seen": now}
+                if sr.time_ok is not None:
+                    fields["time_ok"] = sr.time_ok
+                self._upsert_node(sr.node, fields)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return inserted
+
+    def _insert_events(self, events: Sequence[EventRow], now: float) -> int:
+        if not events:
+            return 0
+        cols = ", ".join((*_EVENT_COLUMNS, "received_at"))
+        marks = ", ".join("?" * (len(_EVENT_COLUMNS) + 1))
+        sql = f"INSERT INTO events ({cols}) VALUES ({marks}) ON CONFLICT (node, seq) DO NOTHING"
+        return self._executemany(sql, ([getattr(e, c) for c in _EVENT_COLUMNS] + [now] for e in events))
+
+    def _upsert_node(self, node: str, fields: dict[str, Any], overwrite: Sequence[str] = ()) -> None:
+        """Insert or update a node row: ``last_seen`` only moves forward; other fields take the new value."""
+        names = list(fields)
+        sets = []
+        for name in names:
+            if name == "last_seen":
+                sets.append("last_seen = CASE WHEN nodes.last_seen IS NULL OR excluded.last_seen > nodes.last_seen"
+                            " THEN excluded.last_seen ELSE nodes.last_seen END")
+            elif name in overwrite:
+                sets.append(f"{name} = excluded.{name}")
+            else:
+                sets.append(f"{name} = COALESCE(excluded.{name}, nodes.{name})")
+        sql = (f"INSERT INTO nodes (node, {', '.join(names)}) VALUES (?{', ?' * len(names)}) "
+               f"ON CONFLICT (node) DO UPDATE SET {', '.join(sets)}")
+        self._execute(sql, [node, *fields.values()])
+
+    def register_node(self, node: str, pubkey: str, api_url: str | None) -> None:
+        self._begin()
+        try:
+            self._upsert_node(node, {"pubkey": pubkey, "api_url": api_url})
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def count_events(self, node: str | None = None) -> int:
+        if node is None:
+            return int(self._execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        return int(self._execute("SELECT COUNT(*) FROM events WHERE node = ?", (node,)).fetchone()[0])
+
+    def seqs(self, node: str) -> list[int]:
+        return [int(r[0]) for r in self._execute("SELECT seq FROM events WHERE node = ? ORDER BY seq", (node,))]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every known node (from messages or registration), with its last status and stats."""
+        cur = self._execute("SELECT node, status, status_ts, last_seen, version, pubkey, api_url, stats, stats_ts,"
+                            " time_ok FROM nodes ORDER BY node")
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        for row in rows:
+            row["time_ok"] = None if row["time_ok"] is None else bool(row["time_ok"])
+        return rows
+
+    def node(self, node: str) -> dict[str, Any] | None:
+        return next((r for r in self.nodes() if r["node"] == node), None)
+
+    def gaps(self, node: str) -> GapReport:
+        """Missing seq ranges of one node, scanning only past its remembered contiguous watermark."""
+        row = self._execute("SELECT contiguous_seq FROM nodes WHERE node = ?", (node,)).fetchone()
+        mark = int(row[0]) if row else 0
+        holes = self._execute(
+            """SELECT prev + 1, seq - 1, known FROM (
+                 SELECT seq, LAG(seq, 1, CAST(? AS BIGINT)) OVER (ORDER BY seq) AS prev,
+                        MIN(received_at) OVER (ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                          AS known
+                 FROM events WHERE node = ? AND seq > ?) t
+               WHERE seq > prev + 1 ORDER BY seq""",
+            (mark, node, mark),
+        ).fetchall()
+        top = self._execute("SELECT MAX(seq) FROM events WHERE node = ?", (node,)).fetchone()[0]
+        max_seq = int(top or 0)
+        gaps = tuple(Gap(int(a), int(b), float(k)) for a, b, k in holes)
+        contiguous = gaps[0].first - 1 if gaps else max(max_seq, mark)
+        if row and contiguous > mark:
+            self._execute("UPDATE nodes SET contiguous_seq = ? WHERE node = ? AND contiguous_seq < ?",
+                          (contiguous, node, contiguous))
+        return GapReport(node=node, max_seq=max_seq, contiguous=contiguous, gaps=gaps)
+
+    def _where(self, f: SearchFilter) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for col, op, value in (("e.ts", ">=", f.since), ("e.ts", "<", f.until), ("e.label", "=", f.label),
+                               ("e.node", "=", f.node), ("e.camera", "=", f.camera)):
+            if value is not None:
+                clauses.append(f"{col} {op} ?")
+                params.append(value)
+        if f.zone is not None:
+            escaped = f.zone.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', '\\\\"')
+            clauses.append("e.zones LIKE ? ESCAPE '\\'")
+            params.append(f'%"{escaped}"%')
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def search(self, f: SearchFilter) -> list[dict[str, Any]]:
+        """Events matching ``f``, oldest first, with the node's API address."""
+        where, params = self._where(f)
+        cur = self._execute(
+            "SELECT e.node, e.seq, e.id, e.type, e.camera, e.label, e.score, e.ts, e.box, e.zones, e.clip,"
+            " e.line_name, e.line_dir, e.duration, e.time_ok, e.received_at, n.api_url"
+            f" FROM events e LEFT JOIN nodes n ON n.node = e.node{where}"
+            " ORDER BY e.ts, e.node, e.seq LIMIT ?",
+            [*params, int(f.limit)],
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def line_counts(self, f: SearchFilter) -> list[dict[str, Any]]:
+        """Directional line crossings per hour (UTC hour start, UNIX seconds), node, camera and line."""
+        where, params = self._where(f)
+        where = (where + " AND " if where else " WHERE ") + "e.line_name IS NOT NULL"
+        hour = self._hour("e.ts")
+        cur = self._execute(
+            f"SELECT {hour} AS hour, e.node, e.camera, e.line_name,"
+            " SUM(CASE WHEN e.line_dir = 'in' THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN e.line_dir = 'out' THEN 1 ELSE 0 END)"
+            f" FROM events e{where} GROUP BY {hour}, e.node, e.camera, e.line_name"
+            " ORDER BY 1, 2, 3, 4 LIMIT ?",
+            [*params, int(f.limit)],
+        )
+        return [{"hour": int(h), "node": n, "camera": c, "line": ln, "in": int(i), "out": int(o)}
+                for h, n, c, ln, i, o in cur.fetchall()]
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password, for error messages."""
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, cred = head.partition("//")
+    return f"{scheme}//{cred.split(':', 1)[0]}:***@{tail}"
