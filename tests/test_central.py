@@ -53,7 +53,8 @@ def test_redeliveries_and_outage_end_with_one_row_per_seq(broker, db_url):
             pub.raw(payload.status_topic("edgecam", node), payload.status_message("online", time.time(), "0.1.0"),
                     retain=True)
         pub.raw(payload.stats_topic("edgecam", "node-a"),
-                json.dumps({"fps": 5.0, "outbox_depth": 7, "disk": {"free": 12e9}, "time_ok": False}).encode(), qos=0)
+                json.dumps({"fps": {"cam": 5.0}, "outbox": {"depth": 7},
+                            "disk": {"free_bytes": 12e9, "used_bytes": 4e9}, "time_ok": False}).encode(), qos=0)
         pub.events("node-a", list(range(1, 31)), time_ok=False)  # node-a's clock is not synchronised
         pub.events("node-b", list(range(1, 31)) + list(range(5, 11)))  # redelivered 5..10
         pub.events("node-c", list(range(1, 11)) + list(range(21, 31)) + [21, 22])  # outage: 11..20 missing

@@ -152,27 +152,24 @@ def parse_stats(node: str, data: bytes) -> StatsRow:
                     time_ok=time_ok if isinstance(time_ok, bool) else None)
 
 
-def _pick(obj: dict[str, Any], *paths: str) -> Any:
-    for path in paths:
-        value: Any = obj
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is not None and not isinstance(value, (dict, list)):
-            return value
-    return None
-
-
 def stats_summary(raw: str | None) -> dict[str, Any]:
-    """Outbox depth, disk and fps from a node's last stats, whichever spelling its version used."""
+    """Outbox depth, disk and fps from a node's last stats (edge/schema/stats.schema.json)."""
     try:
         obj = json.loads(raw) if raw else {}
     except json.JSONDecodeError:
         obj = {}
     if not isinstance(obj, dict):
         obj = {}
+    outbox = obj.get("outbox") if isinstance(obj.get("outbox"), dict) else {}
+    disk = obj.get("disk") if isinstance(obj.get("disk"), dict) else {}
+    used, free = disk.get("used_bytes"), disk.get("free_bytes")
+    used_pct = None
+    if isinstance(used, (int, float)) and isinstance(free, (int, float)) and used + free > 0:
+        used_pct = round(100.0 * used / (used + free), 1)
+    fps = obj.get("fps")
     return {
-        "outbox": _pick(obj, "outbox_depth", "outbox.depth", "outbox.rows", "outbox.pending", "outbox"),
-        "disk_free": _pick(obj, "disk_free", "disk.free", "disk.free_bytes", "disk_free_bytes"),
-        "disk_used_pct": _pick(obj, "disk_used_pct", "disk.used_pct", "disk.pct", "disk_pct"),
-        "fps": _pick(obj, "fps"),
+        "outbox": outbox.get("depth"),
+        "disk_free": free,
+        "disk_used_pct": used_pct,
+        "fps": round(sum(fps.values()), 2) if isinstance(fps, dict) else fps,
     }
