@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -17,6 +17,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
+
+M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgecam/edgecam.toml")
 
@@ -244,15 +246,16 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parse_config(data: dict[str, Any]) -> Config:
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    """Validate parsed TOML against a config model; raises ConfigError with one line."""
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(describe_error(err)) from None
 
 
-def load_config(path: Path | str) -> Config:
-    """Read and validate a TOML file; raises ConfigError with one line."""
+def read_toml(path: Path | str) -> dict[str, Any]:
+    """Read a TOML file; every failure is one ConfigError line naming the file."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -261,9 +264,17 @@ def load_config(path: Path | str) -> Config:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: config is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    return parse_config(data)
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    return validate(Config, data)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the node's TOML file; raises ConfigError with one line."""
+    return parse_config(read_toml(path))

@@ -7,18 +7,12 @@ files fail the same way: one line naming the key path and the bad value.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config import ConfigError, describe_error
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from ..config import read_toml, validate
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
@@ -80,25 +74,9 @@ class CentralConfig(_Section):
 
 
 def parse_central_config(data: dict[str, Any]) -> CentralConfig:
-    try:
-        return CentralConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(describe_error(err)) from None
+    return validate(CentralConfig, data)
 
 
 def load_central_config(path: Path | str) -> CentralConfig:
     """Read and validate a central TOML file; raises ConfigError with one line."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: config is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    return parse_central_config(data)
+    return parse_central_config(read_toml(path))
