@@ -1,0 +1,223 @@
+"""Tracker: one stable id per object from the frames' detections.
+
+Written here rather than taken from norfair or supervision: both pull in
+extra dependencies for a Pi (norfair: rich, filterpy; supervision: matplotlib,
+pillow, scipy, opencv-python and more) while the job is ~200 lines over
+numpy and scipy's Hungarian solver, which the node already has.
+
+Each track predicts its box with a constant-velocity model, so fast cars
+still overlap their prediction; assignment is Hungarian on a cost mixing IoU
+with the predicted box and centre distance (a gate for cars that move more
+than their own length between analysed frames). A track is real after
+``min_hits`` detections (no one-frame ghosts); its label is a score-weighted
+vote over its life. A track that stops moving becomes *stationary*: it is
+kept without detections and re-checked every ``stationary_recheck`` seconds.
+A track ends when it was looked at (inside a detector crop) and missed for
+``max_lost`` seconds, or left the frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ..types import Box, Detection
+from .regions import inside_any
+
+VEHICLES = frozenset({"car", "truck", "bus", "motorcycle", "bicycle", "train", "boat"})
+_NO_MATCH = 1e6
+_VELOCITY_GAIN = 0.5  # how much a new measurement moves the velocity estimate
+_STILL_SECONDS = 2.0  # a track that moved less than its own size/8 over this long is stationary
+_STILL_FRACTION = 0.125
+_TENTATIVE_GRACE = 0.5  # seconds a not-yet-real track survives being looked at and missed
+
+
+def label_group(label: str) -> str:
+    """Labels that one object may flip between (car/truck/bus) share a group; person stays apart."""
+    return "vehicle" if label in VEHICLES else label
+
+
+@dataclass
+class Track:
+    """A tracked object; owned and changed by ``Tracker`` only, read by the event builder."""
+
+    id: int
+    box: Box
+    first_time: float
+    last_time: float  # last time a detection matched
+    score: float
+    best_score: float
+    votes: dict[str, float] = field(default_factory=dict)
+    hits: int = 1
+    confirmed: bool = False
+    stationary: bool = False
+    vx: float = 0.0  # centre velocity, px/s
+    vy: float = 0.0
+    predicted: Box | None = None
+    anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # x, y, time where it last moved
+    ended: bool = False
+
+    @property
+    def label(self) -> str:
+        return max(self.votes.items(), key=lambda kv: kv[1])[0]
+
+    @property
+    def lifetime(self) -> float:
+        return self.last_time - self.first_time
+
+
+@dataclass(frozen=True)
+class TrackerStats:
+    tracks: int  # confirmed tracks that ended
+    short: int  # of those, lived < 1 s (fragmentation)
+    median_life: float
+    ghosts: int  # tracks dropped before they were confirmed
+
+
+def _shift(box: Box, dx: float, dy: float) -> Box:
+    return Box(box.x1 + dx, box.y1 + dy, box.x2 + dx, box.y2 + dy)
+
+
+class Tracker:
+    """Hungarian IoU + centre-distance tracker with a constant-velocity motion model."""
+
+    def __init__(
+        self,
+        frame_size: tuple[int, int],
+        min_hits: int = 3,
+        max_lost: float = 1.5,
+        match_iou: float = 0.2,
+        stationary_recheck: float = 5.0,
+    ) -> None:
+        self.frame_size = frame_size
+        self.min_hits = min_hits
+        self.max_lost = max_lost
+        self.match_iou = match_iou
+        self.stationary_recheck = stationary_recheck
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self._lives: list[float] = []
+        self._ghosts = 0
+
+    def due_for_check(self, time: float) -> list[Box]:
+        """Boxes of tracks the detector should look at even without motion (stationary re-checks)."""
+        return [
+            t.box for t in self.tracks
+            if t.confirmed and time - t.last_time >= self.stationary_recheck
+        ]
+
+    def update(self, detections: Sequence[Detection], time: float, looked: Sequence[Box]) -> list[Track]:
+        """Match this frame's detections; returns tracks that ended now. ``looked``: the crops run."""
+        for t in self.tracks:
+            dt = max(0.0, time - t.last_time)
+            t.predicted = t.box if t.stationary else _shift(t.box, t.vx * dt, t.vy * dt)
+        matches, unmatched = self._assign(detections)
+        for ti, di in matches:
+            self._absorb(self.tracks[ti], detections[di], time)
+        ended = self._expire(time, looked, {ti for ti, _ in matches})
+        for di in unmatched:
+            d = detections[di]
+            self.tracks.append(Track(self._next_id, d.box, time, time, d.score, d.score, {d.label: d.score},
+                                     anchor=(*d.box.center, time)))
+            self._next_id += 1
+        return ended
+
+    def end_all(self) -> list[Track]:
+        """End every track (end of stream); returns the confirmed ones."""
+        ended = [t for t in self.tracks if t.confirmed]
+        for t in ended:
+            t.ended = True
+            self._lives.append(t.lifetime)
+        self.tracks = []
+        return ended
+
+    def reset(self) -> None:
+        self.tracks = []
+
+    def stats(self) -> TrackerStats:
+        lives = sorted(self._lives)
+        median = lives[len(lives) // 2] if lives else 0.0
+        return TrackerStats(len(lives), sum(1 for v in lives if v < 1.0), median, self._ghosts)
+
+    def _cost(self, track: Track, det: Detection) -> float:
+        if label_group(det.label) != label_group(track.label):
+            return _NO_MATCH
+        pred = track.predicted or track.box
+        iou = pred.iou(det.box)
+        if iou >= self.match_iou:
+            return 1.0 - iou
+        (px, py), (dx, dy) = pred.center, det.box.center
+        size = max(pred.width, pred.height, det.box.width, det.box.height, 1.0)
+        dist = ((px - dx) ** 2 + (py - dy) ** 2) ** 0.5 / size
+        ratio = det.box.area / max(pred.area, 1.0)
+        if dist <= 0.75 and 0.33 <= ratio <= 3.0:  # near its prediction, similar size: the same object
+            return 1.0 + dist
+        return _NO_MATCH
+
+    def _assign(self, detections: Sequence[Detection]) -> tuple[list[tuple[int, int]], list[int]]:
+        if not self.tracks or not detections:
+            return [], list(range(len(detections)))
+        cost = np.array([[self._cost(t, d) for d in detections] for t in self.tracks])
+        rows, cols = linear_sum_assignment(cost)
+        matches = [(r, c) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
+        used = {c for _, c in matches}
+        return matches, [i for i in range(len(detections)) if i not in used]
+
+    def _absorb(self, t: Track, d: Detection, time: float) -> None:
+        dt = time - t.last_time
+        if dt > 0:
+            (ox, oy), (nx, ny) = t.box.center, d.box.center
+            g = _VELOCITY_GAIN if t.hits > 1 else 1.0
+            t.vx += g * ((nx - ox) / dt - t.vx)
+            t.vy += g * ((ny - oy) / dt - t.vy)
+        t.box = d.box
+        t.last_time = time
+        t.score = d.score
+        t.best_score = max(t.best_score, d.score)
+        t.votes[d.label] = t.votes.get(d.label, 0.0) + d.score
+        t.hits += 1
+        t.confirmed = t.confirmed or t.hits >= self.min_hits
+        ax, ay, at = t.anchor
+        cx, cy = d.box.center
+        if abs(cx - ax) + abs(cy - ay) > _STILL_FRACTION * max(d.box.width, d.box.height):
+            t.anchor = (cx, cy, time)
+            t.stationary = False
+        elif time - at >= _STILL_SECONDS:
+            t.stationary = True
+            t.vx = t.vy = 0.0
+
+    def _expire(self, time: float, looked: Sequence[Box], matched: set[int]) -> list[Track]:
+        ended: list[Track] = []
+        keep: list[Track] = []
+        w, h = self.frame_size
+        for i, t in enumerate(self.tracks):
+            gone = False
+            if i not in matched:
+                pred = t.predicted or t.box
+                cx, cy = pred.center
+                left_frame = not (0 <= cx < w and 0 <= cy < h)
+                missed = inside_any(pred, looked)
+                if not t.confirmed:
+                    gone = left_frame or time - t.last_time > (_TENTATIVE_GRACE if missed else self.max_lost)
+                elif left_frame:
+                    gone = True
+                elif missed or not t.stationary:
+                    # Looked at and not found, or a mover nobody looked at: lost after max_lost.
+                    gone = time - t.last_time > self.max_lost and (missed or not t.stationary)
+                if not t.stationary and not missed:
+                    t.vx *= 0.5  # unseen movers are probably stopping: do not fly them off
+                    t.vy *= 0.5
+            if gone:
+                if t.confirmed:
+                    t.ended = True
+                    self._lives.append(t.lifetime)
+                    ended.append(t)
+                else:
+                    self._ghosts += 1
+            else:
+                keep.append(t)
+        self.tracks = keep
+        return ended
