@@ -32,6 +32,7 @@ _NO_MATCH = 1e6
 _VELOCITY_GAIN = 0.5  # how much a new measurement moves the velocity estimate
 _STILL_SECONDS = 2.0  # a track that moved less than its own size/8 over this long is stationary
 _STILL_FRACTION = 0.125
+_MOVED_FRACTION = 0.25  # an object is news once its centre moved this much of its size
 _TENTATIVE_GRACE = 0.5  # seconds a not-yet-real track survives being looked at and missed
 
 
@@ -59,6 +60,7 @@ class Track:
     predicted: Box | None = None
     anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # x, y, time where it last moved
     ended: bool = False
+    early: list[tuple[float, float]] = field(default_factory=list)  # first centres: it must move away from all
 
     @property
     def label(self) -> str:
@@ -75,6 +77,17 @@ class TrackerStats:
     short: int  # of those, lived < 1 s (fragmentation)
     median_life: float
     ghosts: int  # tracks dropped before they were confirmed
+
+
+def _moved(early: Sequence[tuple[float, float]], box: Box) -> bool:
+    """Whether the centre is far from every early one: parked cars never are.
+
+    All early centres, not the first: a parked car's first box may be merged
+    with a car passing in front of it, and then it seems to have moved.
+    """
+    limit = _MOVED_FRACTION * max(box.width, box.height, 1.0)
+    cx, cy = box.center
+    return all(((cx - x) ** 2 + (cy - y) ** 2) ** 0.5 >= limit for x, y in early)
 
 
 def _shift(box: Box, dx: float, dy: float) -> Box:
@@ -121,7 +134,7 @@ class Tracker:
         for di in unmatched:
             d = detections[di]
             self.tracks.append(Track(self._next_id, d.box, time, time, d.score, d.score, {d.label: d.score},
-                                     anchor=(*d.box.center, time)))
+                                     anchor=(*d.box.center, time), early=[d.box.center]))
             self._next_id += 1
         return ended
 
@@ -179,7 +192,9 @@ class Tracker:
         t.best_score = max(t.best_score, d.score)
         t.votes[d.label] = t.votes.get(d.label, 0.0) + d.score
         t.hits += 1
-        t.confirmed = t.confirmed or t.hits >= self.min_hits
+        if len(t.early) < self.min_hits:
+            t.early.append(d.box.center)
+        t.confirmed = t.confirmed or (t.hits >= self.min_hits and _moved(t.early, d.box))
         ax, ay, at = t.anchor
         cx, cy = d.box.center
         if abs(cx - ax) + abs(cy - ay) > _STILL_FRACTION * max(d.box.width, d.box.height):
