@@ -44,7 +44,9 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def iter_frames(path: Path, detect_fps: float, timing: FileRun | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+def iter_frames(
+    path: Path, detect_fps: float, timing: FileRun | None = None, stop_at: float | None = None
+) -> Iterator[tuple[int, float, np.ndarray]]:
     """(index, source time, BGR image) of the frames ``FrameGate`` picks; decode time goes to ``timing``."""
     import av  # only the file runner needs PyAV
 
@@ -61,6 +63,8 @@ def iter_frames(path: Path, detect_fps: float, timing: FileRun | None = None) ->
             for vf in packet.decode():
                 index += 1
                 t = float(vf.pts * vf.time_base) if vf.pts is not None else index / float(stream.average_rate or 25)
+                if stop_at is not None and t >= stop_at:
+                    return
                 if timing is not None:
                     timing.frames = index + 1
                     timing.video_s = max(timing.video_s, t)
@@ -83,20 +87,20 @@ def analyse_file(
     analyzer: CameraAnalyzer,
     detect_fps: float = 5.0,
     transform: Callable[[int, float, np.ndarray], np.ndarray] | None = None,
-    camera: str = "bench",
+    stop_at: float | None = None,
 ) -> FileRun:
     """Feed a file through ``analyzer`` as the daemon would; returns events, stats and costs."""
     run = FileRun()
     wall0 = time.time()
     cpu0, t0 = _cpu(), time.perf_counter()
     last_t = 0.0
-    for index, t, image in iter_frames(path, detect_fps, run):
+    for index, t, image in iter_frames(path, detect_fps, run, stop_at):
         if transform is not None:
             image = transform(index, t, image)
         run.size = (image.shape[1], image.shape[0])
         run.analysed += 1
         last_t = t
-        run.events += analyzer.process(Frame(camera, index, t, t, wall0 + t, image))
+        run.events += analyzer.process(Frame(analyzer.camera, index, t, t, wall0 + t, image))
     run.events += analyzer.flush(last_t, wall0 + last_t)
     run.wall_s = time.perf_counter() - t0
     run.cpu_s = _cpu() - cpu0

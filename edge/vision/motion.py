@@ -78,7 +78,7 @@ class MotionDetector:
 
     def detect(self, image: np.ndarray) -> list[Box]:
         """Motion boxes in full-frame pixels; [] when nothing moved or the light changed."""
-        cv2.resize(image, (self._small.shape[1], self._small.shape[0]), dst=self._small, interpolation=cv2.INTER_AREA)
+        cv2.resize(image, (self._small.shape[1], self._small.shape[0]), dst=self._small, interpolation=cv2.INTER_LINEAR)
         cv2.cvtColor(self._small, cv2.COLOR_BGR2GRAY, dst=self._gray)
         cv2.GaussianBlur(self._gray, (5, 5), 0, dst=self._blur)
         if self._frames == 0:
@@ -115,7 +115,8 @@ class MotionDetector:
             count = 1 + self._earlier_count(x, y, x + w, y + h)
             current.append((x, y, x + w, y + h, count))
             if count >= self.persist_frames:
-                boxes.append(Box(x * self._scale_x, y * self._scale_y, (x + w) * self._scale_x, (y + h) * self._scale_y))
+                sx, sy = self._scale_x, self._scale_y
+                boxes.append(Box(x * sx, y * sy, (x + w) * sx, (y + h) * sy))
         self._previous = current
         return boxes
 

@@ -33,6 +33,7 @@ _VELOCITY_GAIN = 0.5  # how much a new measurement moves the velocity estimate
 _STILL_SECONDS = 2.0  # a track that moved less than its own size/8 over this long is stationary
 _STILL_FRACTION = 0.125
 _MOVED_FRACTION = 0.25  # an object is news once its centre moved this much of its size
+_GATE = 0.75  # centre distance (in object sizes) within which a non-overlapping detection may match
 _TENTATIVE_GRACE = 0.5  # seconds a not-yet-real track survives being looked at and missed
 
 
@@ -60,7 +61,7 @@ class Track:
     predicted: Box | None = None
     anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # x, y, time where it last moved
     ended: bool = False
-    early: list[tuple[float, float]] = field(default_factory=list)  # first centres: it must move away from all
+    early: list[Box] = field(default_factory=list)  # first boxes: it must move away from all of them
 
     @property
     def label(self) -> str:
@@ -79,15 +80,21 @@ class TrackerStats:
     ghosts: int  # tracks dropped before they were confirmed
 
 
-def _moved(early: Sequence[tuple[float, float]], box: Box) -> bool:
-    """Whether the centre is far from every early one: parked cars never are.
+def _moved(early: Sequence[Box], box: Box) -> bool:
+    """Whether the box is far from (or much larger or smaller than) every early one: parked cars never are.
 
-    All early centres, not the first: a parked car's first box may be merged
-    with a car passing in front of it, and then it seems to have moved.
+    All early boxes, not the first: a parked car's first box may be merged
+    with a car passing in front of it, and then it seems to have moved. Size
+    counts too: people walking towards the camera mostly grow.
     """
     limit = _MOVED_FRACTION * max(box.width, box.height, 1.0)
     cx, cy = box.center
-    return all(((cx - x) ** 2 + (cy - y) ** 2) ** 0.5 >= limit for x, y in early)
+    for e in early:
+        ex, ey = e.center
+        grown = abs(box.height / max(e.height, 1.0) - 1.0) >= _MOVED_FRACTION
+        if not grown and ((cx - ex) ** 2 + (cy - ey) ** 2) ** 0.5 < limit:
+            return False
+    return True
 
 
 def _shift(box: Box, dx: float, dy: float) -> Box:
@@ -134,7 +141,7 @@ class Tracker:
         for di in unmatched:
             d = detections[di]
             self.tracks.append(Track(self._next_id, d.box, time, time, d.score, d.score, {d.label: d.score},
-                                     anchor=(*d.box.center, time), early=[d.box.center]))
+                                     anchor=(*d.box.center, time), early=[d.box]))
             self._next_id += 1
         return ended
 
@@ -166,7 +173,8 @@ class Tracker:
         size = max(pred.width, pred.height, det.box.width, det.box.height, 1.0)
         dist = ((px - dx) ** 2 + (py - dy) ** 2) ** 0.5 / size
         ratio = det.box.area / max(pred.area, 1.0)
-        if dist <= 0.75 and 0.33 <= ratio <= 3.0:  # near its prediction, similar size: the same object
+        gate = _GATE if track.hits > 1 else 2 * _GATE  # no velocity yet after one sighting
+        if dist <= gate and 0.33 <= ratio <= 3.0:  # near its prediction, similar size: the same object
             return 1.0 + dist
         return _NO_MATCH
 
@@ -175,7 +183,7 @@ class Tracker:
             return [], list(range(len(detections)))
         cost = np.array([[self._cost(t, d) for d in detections] for t in self.tracks])
         rows, cols = linear_sum_assignment(cost)
-        matches = [(r, c) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
+        matches = [(r, c) for r, c in zip(rows, cols, strict=True) if cost[r, c] < _NO_MATCH]
         used = {c for _, c in matches}
         return matches, [i for i in range(len(detections)) if i not in used]
 
@@ -193,7 +201,7 @@ class Tracker:
         t.votes[d.label] = t.votes.get(d.label, 0.0) + d.score
         t.hits += 1
         if len(t.early) < self.min_hits:
-            t.early.append(d.box.center)
+            t.early.append(d.box)
         t.confirmed = t.confirmed or (t.hits >= self.min_hits and _moved(t.early, d.box))
         ax, ay, at = t.anchor
         cx, cy = d.box.center
