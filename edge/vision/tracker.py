@@ -9,8 +9,10 @@ Each track predicts its box with a constant-velocity model, so fast cars
 still overlap their prediction; assignment is Hungarian on a cost mixing IoU
 with the predicted box and centre distance (a gate for cars that move more
 than their own length between analysed frames). A track is real after
-``min_hits`` detections (no one-frame ghosts); its label is a score-weighted
-vote over its life. A track that stops moving becomes *stationary*: it is
+``min_hits`` detections (no one-frame ghosts) once it has moved (or grown)
+by a quarter of its size away from its first positions: parked cars that a
+crop happens to cover are tracked but never reported. Its label is a
+score-weighted vote over its life. A track that stops moving becomes *stationary*: it is
 kept without detections and re-checked every ``stationary_recheck`` seconds.
 A track ends when it was looked at (inside a detector crop) and missed for
 ``max_lost`` seconds, or left the frame.
@@ -97,6 +99,10 @@ def _moved(early: Sequence[Box], box: Box) -> bool:
     return True
 
 
+def _xyxy(box: Box) -> tuple[float, float, float, float]:
+    return (box.x1, box.y1, box.x2, box.y2)
+
+
 def _shift(box: Box, dx: float, dy: float) -> Box:
     return Box(box.x1 + dx, box.y1 + dy, box.x2 + dx, box.y2 + dy)
 
@@ -162,28 +168,36 @@ class Tracker:
         median = lives[len(lives) // 2] if lives else 0.0
         return TrackerStats(len(lives), sum(1 for v in lives if v < 1.0), median, self._ghosts)
 
-    def _cost(self, track: Track, det: Detection) -> float:
-        if label_group(det.label) != label_group(track.label):
-            return _NO_MATCH
-        pred = track.predicted or track.box
-        iou = pred.iou(det.box)
-        if iou >= self.match_iou:
-            return 1.0 - iou
-        (px, py), (dx, dy) = pred.center, det.box.center
-        size = max(pred.width, pred.height, det.box.width, det.box.height, 1.0)
-        dist = ((px - dx) ** 2 + (py - dy) ** 2) ** 0.5 / size
-        ratio = det.box.area / max(pred.area, 1.0)
-        gate = _GATE if track.hits > 1 else 2 * _GATE  # no velocity yet after one sighting
-        if dist <= gate and 0.33 <= ratio <= 3.0:  # near its prediction, similar size: the same object
-            return 1.0 + dist
-        return _NO_MATCH
+    def _cost(self, detections: Sequence[Detection]) -> np.ndarray:
+        """Tracks x detections: 1 - IoU with the prediction; else 1 + centre distance within the gate."""
+        p = np.array([_xyxy(t.predicted or t.box) for t in self.tracks])
+        d = np.array([_xyxy(x.box) for x in detections])
+        ix = np.clip(np.minimum(p[:, None, 2], d[None, :, 2]) - np.maximum(p[:, None, 0], d[None, :, 0]), 0, None)
+        iy = np.clip(np.minimum(p[:, None, 3], d[None, :, 3]) - np.maximum(p[:, None, 1], d[None, :, 1]), 0, None)
+        pa = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
+        da = (d[:, 2] - d[:, 0]) * (d[:, 3] - d[:, 1])
+        inter = ix * iy
+        iou = inter / np.maximum(pa[:, None] + da[None, :] - inter, 1e-9)
+        pc = (p[:, :2] + p[:, 2:]) / 2
+        dc = (d[:, :2] + d[:, 2:]) / 2
+        p_side = (p[:, 2:] - p[:, :2]).max(axis=1)[:, None]
+        size = np.maximum(np.maximum(p_side, (d[:, 2:] - d[:, :2]).max(axis=1)[None, :]), 1.0)
+        dist = np.hypot(pc[:, None, 0] - dc[None, :, 0], pc[:, None, 1] - dc[None, :, 1]) / size
+        ratio = da[None, :] / np.maximum(pa[:, None], 1.0)
+        gate = np.array([_GATE if t.hits > 1 else 2 * _GATE for t in self.tracks])[:, None]  # no velocity yet
+        near = (dist <= gate) & (ratio >= 0.33) & (ratio <= 3.0)  # near its prediction, similar size
+        cost = np.where(iou >= self.match_iou, 1.0 - iou, np.where(near, 1.0 + dist, _NO_MATCH))
+        groups_t = np.array([label_group(t.label) for t in self.tracks])
+        groups_d = np.array([label_group(x.label) for x in detections])
+        cost[groups_t[:, None] != groups_d[None, :]] = _NO_MATCH  # a person never becomes a car
+        return cost
 
     def _assign(self, detections: Sequence[Detection]) -> tuple[list[tuple[int, int]], list[int]]:
         if not self.tracks or not detections:
             return [], list(range(len(detections)))
-        cost = np.array([[self._cost(t, d) for d in detections] for t in self.tracks])
+        cost = self._cost(detections)
         rows, cols = linear_sum_assignment(cost)
-        matches = [(r, c) for r, c in zip(rows, cols, strict=True) if cost[r, c] < _NO_MATCH]
+        matches = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] < _NO_MATCH]
         used = {c for _, c in matches}
         return matches, [i for i in range(len(detections)) if i not in used]
 
