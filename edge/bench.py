@@ -142,7 +142,11 @@ def summarise(run: FileRun, source: Path, model: str) -> dict[str, Any]:
         "frames": run.frames,
         "analysed": run.analysed,
         "fps": round(run.frames / max(run.wall_s, 1e-9), 1),
-        "ms_per_analysed_frame": {"decode": round(run.decode_ms / max(1, run.analysed), 2), **s.get("ms", {})},
+        "ms_per_analysed_frame": {
+            "decode": round(run.decode_ms / max(1, run.analysed), 2),
+            **{k: round(v / max(1, run.analysed), 2) for k, v in s.get("ms_total", {}).items()},
+        },
+        "detect_ms_per_call": round(s.get("ms_total", {}).get("detect", 0.0) / max(1, s.get("detector_calls", 0)), 2),
         "detector_calls": s.get("detector_calls", 0),
         "motion_frames": s.get("motion_frames", 0),
         "tracks": s.get("tracks", 0),

@@ -100,8 +100,6 @@ class CameraAnalyzer:
         self._motion: MotionDetector | None = None
         self._tracker: Tracker | None = None
         self._events: EventBuilder | None = None
-        self._line_totals: dict[str, dict[str, int]] = {}
-        self._started: dict[str, int] = {}
 
     def process(self, frame: Frame) -> list[Event]:
         image = frame.image
@@ -145,7 +143,7 @@ class CameraAnalyzer:
             "frames": self.frames,
             "motion_frames": self.motion_frames,
             "detector_calls": self.detector_calls,
-            "ms": {k: round(v, 3) for k, v in self.timings.mean_ms().items()},
+            "ms": {k: round(v, 3) for k, v in self.timings.mean_ms().items()},  # per frame that ran the stage
             "ms_total": {k: round(v, 1) for k, v in self.timings.totals_ms.items()},
             "tracks": track.tracks if track else 0,
             "short_tracks": track.short if track else 0,
