@@ -36,6 +36,7 @@ _STILL_SECONDS = 2.0  # a track that moved less than its own size/8 over this lo
 _STILL_FRACTION = 0.125
 _MOVED_FRACTION = 0.25  # an object is news once its centre moved this much of its size
 _GATE = 0.75  # centre distance (in object sizes) within which a non-overlapping detection may match
+_MOTION_COVER = 0.1  # share of a box inside a motion box for it to count as moving (dark cars move in fragments)
 _TENTATIVE_GRACE = 0.5  # seconds a not-yet-real track survives being looked at and missed
 
 
@@ -135,14 +136,22 @@ class Tracker:
             if t.confirmed and time - t.last_time >= self.stationary_recheck
         ]
 
-    def update(self, detections: Sequence[Detection], time: float, looked: Sequence[Box]) -> list[Track]:
-        """Match this frame's detections; returns tracks that ended now. ``looked``: the crops run."""
+    def update(
+        self, detections: Sequence[Detection], time: float, looked: Sequence[Box], moving: Sequence[Box] | None = None
+    ) -> list[Track]:
+        """Match this frame's detections; returns tracks that ended now.
+
+        ``looked``: the crops the detector ran on. ``moving``: motion boxes (None: treat all as moving);
+        a track becomes real only on a detection that is in motion, so a parked car whose box was
+        distorted while a car passed in front of it does not turn real once the passer has gone.
+        """
         for t in self.tracks:
             dt = max(0.0, time - t.last_time)
             t.predicted = t.box if t.stationary else _shift(t.box, t.vx * dt, t.vy * dt)
         matches, unmatched = self._assign(detections)
         for ti, di in matches:
-            self._absorb(self.tracks[ti], detections[di], time)
+            d = detections[di]
+            self._absorb(self.tracks[ti], d, time, moving is None or inside_any(d.box, moving, _MOTION_COVER))
         ended = self._expire(time, looked, {ti for ti, _ in matches})
         for di in unmatched:
             d = detections[di]
@@ -201,7 +210,7 @@ class Tracker:
         used = {c for _, c in matches}
         return matches, [i for i in range(len(detections)) if i not in used]
 
-    def _absorb(self, t: Track, d: Detection, time: float) -> None:
+    def _absorb(self, t: Track, d: Detection, time: float, in_motion: bool) -> None:
         dt = time - t.last_time
         if dt > 0:
             (ox, oy), (nx, ny) = t.box.center, d.box.center
@@ -216,7 +225,7 @@ class Tracker:
         t.hits += 1
         if len(t.early) < self.min_hits:
             t.early.append(d.box)
-        t.confirmed = t.confirmed or (t.hits >= self.min_hits and _moved(t.early, d.box))
+        t.confirmed = t.confirmed or (t.hits >= self.min_hits and in_motion and _moved(t.early, d.box))
         ax, ay, at = t.anchor
         cx, cy = d.box.center
         if abs(cx - ax) + abs(cy - ay) > _STILL_FRACTION * max(d.box.width, d.box.height):
