@@ -16,6 +16,7 @@ from support.assets import model_path, video_path
 from edge.bench import FileRun, analyse_file
 from edge.types import EventType, Frame
 from edge.vision.detector import load_detector
+from edge.vision.factory import SharedDetector
 from edge.vision.pipeline import AnalyzerSettings, CameraAnalyzer, EventSettings, MotionSettings
 from edge.vision.tracker import label_group
 
@@ -129,7 +130,7 @@ def test_static_scene_costs_no_detector_call(detector):
     from edge.bench import iter_frames
 
     _, _, image = next(iter_frames(video_path("street"), 5.0))
-    analyzer = CameraAnalyzer("static", detector)
+    analyzer = CameraAnalyzer("static", SharedDetector(detector))  # as the daemon shares one
     rng = np.random.default_rng(1)
     events = []
     for i in range(60):
