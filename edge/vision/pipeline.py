@@ -70,6 +70,12 @@ class AnalyzerSettings:
     max_area: float = 0.9
 
 
+def _grow(box: Box, width: int, height: int) -> Box:
+    """A motion box with a margin of half its size: motion often covers only part of an object."""
+    mx, my = box.width / 2, box.height / 2
+    return Box(max(0.0, box.x1 - mx), max(0.0, box.y1 - my), min(width, box.x2 + mx), min(height, box.y2 + my))
+
+
 class FrameGate:
     """Which frames to analyse for ``detect_fps``: the first frame of each 1/fps slot of source time."""
 
@@ -120,7 +126,10 @@ class CameraAnalyzer:
         regions: list[Box] = []
         detections: list[Detection] = []
         if moving or recheck:
-            regions = plan_regions([*moving, *recheck], (w, h), self.detector.input_size)
+            wanted = [*(_grow(b, w, h) for b in moving), *recheck]
+            if moving:  # moving tracks too: a motion box is often only part of a car
+                wanted += [b for b in self._tracker.expected(frame.time) if inside_any(b, moving, 0.05)]
+            regions = plan_regions(wanted, (w, h), self.detector.input_size)
             detections = self._detect(image, regions, moving)
             t2 = _time.perf_counter()
             self.timings.add("detect", (t2 - t1) * 1000)

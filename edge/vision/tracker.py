@@ -136,6 +136,15 @@ class Tracker:
             if t.confirmed and time - t.last_time >= self.stationary_recheck
         ]
 
+    def expected(self, time: float) -> list[Box]:
+        """Where moving tracks should be now: crops must hold whole objects, not the motion fragments."""
+        out = []
+        for t in self.tracks:
+            if not t.stationary:
+                dt = max(0.0, time - t.last_time)
+                out.append(_shift(t.box, t.vx * dt, t.vy * dt))
+        return out
+
     def update(
         self, detections: Sequence[Detection], time: float, looked: Sequence[Box], moving: Sequence[Box] | None = None
     ) -> list[Track]:
