@@ -1,0 +1,157 @@
+"""Events: turn tracks into start / update / end messages, with zones and counting lines.
+
+Zones and lines are in normalised 0..1 coordinates (what the config holds);
+an object's position is the bottom centre of its box (where it touches the
+ground). A line runs from ``a`` to ``b``; seen on the image as displayed,
+someone walking from ``a`` to ``b`` has a left and a right hand: crossing
+from the left side to the right side is ``in``, the other way ``out``. For a
+line drawn left to right across the image (a=(0, .5), b=(1, .5)) the left
+side is the upper half, so an object moving down the image goes ``in``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..types import Event, EventType, LineCrossing
+from .tracker import Track
+
+Point = tuple[float, float]
+
+
+def side(a: Point, b: Point, p: Point) -> float:
+    """Image coordinates (y down): < 0 when p is on the left of a→b as seen on screen, > 0 on the right."""
+    return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+
+
+def crossing(a: Point, b: Point, p0: Point, p1: Point) -> str | None:
+    """``in`` / ``out`` when the move p0→p1 crosses the segment a-b, else None."""
+    left0, left1 = side(a, b, p0) < 0, side(a, b, p1) < 0  # a point on the line counts as right
+    if left0 == left1:
+        return None
+    t0, t1 = side(p0, p1, a), side(p0, p1, b)
+    if (t0 < 0) == (t1 < 0) and t0 != 0 and t1 != 0:
+        return None  # the move passes beside the segment, not through it
+    return "in" if left0 else "out"
+
+
+def in_polygon(p: Point, polygon: Sequence[Point]) -> bool:
+    """Even-odd rule; points on an edge may fall either way."""
+    x, y = p
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        x1, y1 = polygon[i]
+        x2, y2 = polygon[(i + 1) % n]
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
+@dataclass
+class _State:
+    """What the builder remembers about one track."""
+
+    event_id: str = ""
+    point: Point | None = None
+    started: bool = False
+    zones: tuple[str, ...] = ()
+    reported_zones: tuple[str, ...] = ()
+    reported_score: float = 0.0
+    last_emit: float = float("-inf")
+    pending: list[LineCrossing] = field(default_factory=list)
+
+
+class EventBuilder:
+    """Start/update/end per tracked object; per-line in/out counts."""
+
+    def __init__(
+        self,
+        camera: str,
+        frame_size: tuple[int, int],
+        zones: Mapping[str, Sequence[Point]] | None = None,
+        lines: Mapping[str, tuple[Point, Point]] | None = None,
+        update_interval: float = 1.0,
+        score_step: float = 0.1,
+    ) -> None:
+        self.camera = camera
+        self.frame_size = frame_size
+        self.zones = {k: [tuple(p) for p in v] for k, v in (zones or {}).items()}
+        self.lines = {k: (tuple(a), tuple(b)) for k, (a, b) in (lines or {}).items()}
+        self.update_interval = update_interval
+        self.score_step = score_step
+        self.line_counts: dict[str, dict[str, int]] = {k: {"in": 0, "out": 0} for k in self.lines}
+        self.started: dict[str, int] = {}  # start events per label
+        self.sent: dict[str, int] = {"start": 0, "update": 0, "end": 0}
+        self._states: dict[int, _State] = {}
+
+    def process(self, tracks: Sequence[Track], ended: Sequence[Track], time: float, wall: float) -> list[Event]:
+        """Events for this frame: ``tracks`` are the live ones, ``ended`` those the tracker closed now."""
+        events: list[Event] = []
+        for t in tracks:
+            st = self._states.get(t.id)
+            if st is None:
+                st = self._states[t.id] = _State(event_id=f"{self.camera}-{int(wall * 1000):x}-{t.id}")
+            self._move(t, st)
+            if not t.confirmed:
+                continue
+            if not st.started:
+                st.started = True
+                st.reported_zones = st.zones
+                st.reported_score = t.best_score
+                st.last_emit = time
+                self.started[t.label] = self.started.get(t.label, 0) + 1
+                for c in st.pending:
+                    self.line_counts[c.name][c.direction] += 1
+                events.append(self._event(t, st, EventType.START, time, wall))
+            elif time - st.last_emit >= self.update_interval and self._wants_update(t, st):
+                events.append(self._update(t, st, time, wall))
+        for t in ended:
+            st = self._states.pop(t.id, None)
+            if st is None or not st.started:
+                continue
+            while st.pending:  # crossings not yet reported: never lose a count at the end
+                events.append(self._update(t, st, time, wall))
+            events.append(self._event(t, st, EventType.END, time, wall, duration=t.lifetime))
+        self._forget(tracks)
+        return events
+
+    def _move(self, t: Track, st: _State) -> None:
+        """New position: zone membership and line crossings since the last frame."""
+        w, h = self.frame_size
+        p = ((t.box.x1 + t.box.x2) / 2 / w, t.box.y2 / h)
+        if st.point is not None and p != st.point:
+            for name, (a, b) in self.lines.items():
+                direction = crossing(a, b, st.point, p)
+                if direction is not None:
+                    st.pending.append(LineCrossing(name, direction))
+                    if st.started:
+                        self.line_counts[name][direction] += 1
+        st.point = p
+        st.zones = tuple(name for name, poly in self.zones.items() if in_polygon(p, poly))
+
+    def _wants_update(self, t: Track, st: _State) -> bool:
+        return bool(st.pending) or st.zones != st.reported_zones or t.best_score >= st.reported_score + self.score_step
+
+    def _update(self, t: Track, st: _State, time: float, wall: float) -> Event:
+        line = st.pending.pop(0) if st.pending else None
+        st.reported_zones = st.zones
+        st.reported_score = max(st.reported_score, t.best_score)
+        st.last_emit = time
+        return self._event(t, st, EventType.UPDATE, time, wall, line=line)
+
+    def _event(self, t: Track, st: _State, kind: EventType, time: float, wall: float, **extra) -> Event:
+        self.sent[kind.value] += 1
+        score = t.score if kind is EventType.START else t.best_score
+        return Event(
+            id=st.event_id, type=kind, camera=self.camera, label=t.label, score=round(score, 3), ts=wall,
+            time=time, box=t.box.normalised(*self.frame_size), zones=st.zones, **extra,
+        )
+
+    def _forget(self, tracks: Sequence[Track]) -> None:
+        """Drop state of tracks the tracker dropped without ending (ghosts)."""
+        if len(self._states) > len(tracks):
+            live = {t.id for t in tracks}
+            for tid in [k for k in self._states if k not in live]:
+                del self._states[tid]
