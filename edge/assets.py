@@ -147,6 +147,12 @@ PINNED: list[tuple[str, str, str]] = [
 PINNED += [(f"{COCO_DIR}/{image_id}.jpg", sha, f"{COCO}{image_id}.jpg") for image_id, sha in COCO_PINS.items()]
 
 
+def default_model_dir() -> Path | None:
+    """The project's models/ when `edgecam model prepare` has written a manifest there, else None (FP32)."""
+    here = PROJECT_ROOT / "models"
+    return here if (here / "manifest.json").exists() else None
+
+
 def candidate_roots() -> list[Path]:
     roots = []
     if os.environ.get("EDGECAM_ASSETS"):

@@ -1,7 +1,7 @@
 """The two loops that move one camera's data: capture and analysis.
 
 Capture reads the source and never waits on analysis: packets go to the clip
-recorder (cheap, queued), and only frames chosen by ``FrameGate`` are converted
+recorder (cheap, queued), and only frames chosen by ``FrameGate`` (by source time) are converted
 and handed over through a small ``FrameSlot``. A live camera drops the oldest
 waiting frame when analysis is slow (counted); a file read flat out waits
 instead, so results are the same on any machine.
@@ -20,26 +20,11 @@ from dataclasses import replace
 from .capture import SourceError
 from .interfaces import Analyzer, ClipSink, EventSink, Source
 from .types import CameraState, Event, EventType, Frame, Packet
+from .vision.pipeline import FrameGate
 
 log = logging.getLogger(__name__)
 
 END = object()  # put in a FrameSlot when capture is finished for good
-
-
-class FrameGate:
-    """Pick frames at ``fps`` by source time, so the choice does not depend on machine speed."""
-
-    def __init__(self, fps: float) -> None:
-        self.interval = 1.0 / fps
-        self._next: float | None = None
-
-    def should_analyse(self, t: float) -> bool:
-        nxt = self._next
-        if nxt is not None and t + 1e-6 < nxt and nxt - t <= 2 * self.interval:
-            return False
-        # on schedule: step the grid; after a jump (loop, reconnect): restart it at t
-        self._next = nxt + self.interval if nxt is not None and t - nxt < self.interval else t + self.interval
-        return True
 
 
 class FrameSlot:

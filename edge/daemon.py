@@ -12,11 +12,10 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .camera import AnalysisLoop, CaptureLoop, FrameGate, FrameSlot
+from . import __version__, assets
+from .camera import AnalysisLoop, CaptureLoop, FrameSlot
 from .capture import open_source, source_kind
 from .config import CameraConfig, Config, load_config
 from .sdnotify import Notifier
@@ -91,25 +90,17 @@ class Daemon:
 
     def _build_detector(self) -> Any:
         from .vision.detector import ModelError, load_detector
+        from .vision.factory import SharedDetector, detector_kwargs
 
         det = self.cfg.detector
-        model_dir = det.model if det.model is not None and det.model.is_dir() else _default_model_dir()
         try:
-            detector, choice = load_detector(
-                model_dir if det.model is None or det.model.is_dir() else det.model,
-                precision=det.precision,
-                keep_labels=det.labels,
-                min_score=det.min_score,
-                scores=det.scores,
-                nms_iou=det.nms_iou,
-                threads=det.threads,
-                providers=det.providers,
-            )
+            model = det.model or assets.default_model_dir()
+            detector, choice = load_detector(model, det.precision, **detector_kwargs(det))
         except (ModelError, OSError) as err:
             raise StartupError(f"detector: {err}") from None
         log.info("detector: %s model %s (%s) on %s", choice.precision, choice.path.name, choice.reason,
                  detector.provider)
-        return detector
+        return SharedDetector(detector)
 
     def _build_outbox(self) -> Any:
         from .outbox.publisher import limits_from_config, settings_from_config
@@ -138,7 +129,8 @@ class Daemon:
         return store
 
     def _build_camera(self, name: str, cam: CameraConfig) -> CameraRuntime:
-        from .vision.pipeline import CameraAnalyzer
+        from .vision.factory import analyzer_settings
+        from .vision.pipeline import CameraAnalyzer, FrameGate
 
         kind = source_kind(cam.source)
         source = open_source(
@@ -156,7 +148,7 @@ class Daemon:
             recorder = ClipRecorder(name, self.clip_store, c.pre_roll, c.post_roll, c.max_clip,
                                     thumbnails=c.thumbnails, lossless=not live and not cam.realtime)
             recorder.start()
-        analyzer = CameraAnalyzer.from_config(name, cam, self.cfg.tracker, self.cfg.events, self.detector)
+        analyzer = CameraAnalyzer(name, self.detector, analyzer_settings(cam, self.cfg))
         # A file read flat out waits for analysis (deterministic); a live camera never waits.
         slot = FrameSlot(size=2, block=not live and not cam.realtime)
         capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max)
@@ -312,12 +304,6 @@ class _ClockCache:
             self._value = clock_synchronised() is not False
             self._checked = now
         return self._value
-
-
-def _default_model_dir() -> Path | None:
-    """The project's models/ (where `edgecam model prepare` writes), if it has a manifest."""
-    here = Path(__file__).resolve().parent.parent / "models"
-    return here if (here / "manifest.json").exists() else None
 
 
 def run_command(args: Any) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.assets import VIDEOS, video_path
 
-from edge.camera import END, FrameGate, FrameSlot
+from edge.camera import END, FrameSlot
 from edge.capture import SourceError, open_source, source_kind
 from edge.capture.pyav import PyavSource
 from edge.types import Packet
@@ -134,17 +134,6 @@ def test_picamera_without_picamera2_is_a_clear_error() -> None:
     except ImportError:
         with pytest.raises(SourceError, match="picamera2 is not installed"):
             source.open()
-
-
-def test_frame_gate_is_deterministic_by_source_time() -> None:
-    times = [i / 30.0 for i in range(300)]  # 10 s at 30 fps
-    gate = FrameGate(5.0)
-    chosen = [t for t in times if gate.should_analyse(t)]
-    assert len(chosen) == 50
-    again = FrameGate(5.0)
-    assert [t for t in times if again.should_analyse(t)] == chosen
-    jump = FrameGate(5.0)
-    assert jump.should_analyse(100.0) and not jump.should_analyse(100.1) and jump.should_analyse(0.0)
 
 
 def test_frame_slot_drops_oldest_when_live_and_never_blocks() -> None:

@@ -9,9 +9,10 @@ import pytest
 from support.assets import video_path
 from support.rtsp import RtspServer, require_rtsp
 
-from edge.camera import CaptureLoop, FrameGate, FrameSlot
+from edge.camera import CaptureLoop, FrameSlot
 from edge.capture import open_source
 from edge.types import CameraState
+from edge.vision.pipeline import FrameGate
 
 
 class Counter:
