@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from .capture import SourceError
+from .capture.pyav import PyavSource
 from .cli import UserError
-from .types import Event, Frame
+from .types import Event, Frame, Packet
 from .vision.pipeline import CameraAnalyzer, FrameGate
 
 
@@ -47,39 +49,39 @@ def _cpu() -> float:
 def iter_frames(
     path: Path, detect_fps: float, timing: FileRun | None = None, stop_at: float | None = None
 ) -> Iterator[tuple[int, float, np.ndarray]]:
-    """(index, source time, BGR image) of the frames ``FrameGate`` picks; decode time goes to ``timing``."""
-    import av  # only the file runner needs PyAV
-
-    gate = FrameGate(detect_fps)
+    """(index, source time, BGR image) of the frames ``FrameGate`` picks, read by the daemon's own
+    capture stage; decode time (BGR conversion included) goes to ``timing``."""
+    source = PyavSource("bench", str(path))
     try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as err:
-        raise UserError(f"cannot open {path}: {err}") from None
-    with container:
-        stream = container.streams.video[0]
-        index = -1
-        t0 = time.perf_counter()
-        for packet in container.demux(stream):
-            for vf in packet.decode():
-                index += 1
-                t = float(vf.pts * vf.time_base) if vf.pts is not None else index / float(stream.average_rate or 25)
-                if stop_at is not None and t >= stop_at:
-                    return
-                if timing is not None:
-                    timing.frames = index + 1
-                    timing.video_s = max(timing.video_s, t)
-                if not gate.should_analyse(t):
-                    continue
-                image = vf.to_ndarray(format="bgr24")
-                if timing is not None:
-                    timing.decode_ms += (time.perf_counter() - t0) * 1000
-                yield index, t, image
-                t0 = time.perf_counter()
-        if timing is not None:
-            timing.decode_ms += (time.perf_counter() - t0) * 1000
-            rate = float(stream.average_rate or 0)
-            if rate:
-                timing.video_s += 1.0 / rate  # the last frame lasts one frame interval
+        info = source.open()
+    except SourceError as err:
+        raise UserError(str(err)) from None
+    gate = FrameGate(detect_fps)
+    t0 = time.perf_counter()
+    try:
+        for item in source.items():
+            if isinstance(item, Packet):
+                continue
+            if stop_at is not None and item.time >= stop_at:
+                return
+            if timing is not None:
+                timing.frames = item.index + 1
+                timing.video_s = max(timing.video_s, item.time)
+            if not gate.should_analyse(item.time):
+                continue
+            image = item.to_bgr()
+            if timing is not None:
+                timing.decode_ms += (time.perf_counter() - t0) * 1000
+            yield item.index, item.time, image
+            t0 = time.perf_counter()
+    except SourceError as err:
+        raise UserError(str(err)) from None
+    finally:
+        source.close()
+    if timing is not None:
+        timing.decode_ms += (time.perf_counter() - t0) * 1000
+        if info.fps:
+            timing.video_s += 1.0 / info.fps  # the last frame lasts one frame interval
 
 
 def analyse_file(
