@@ -82,6 +82,26 @@ def _grids(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(cells).astype(np.float32), np.concatenate(strides).astype(np.float32)
 
 
+def letterbox(image: np.ndarray, canvas: np.ndarray, tensor: np.ndarray) -> float:
+    """Resize ``image`` into the top-left of ``canvas`` (SxSx3 uint8), pad with 114, fill ``tensor`` (1x3xSxS).
+
+    Both buffers are reused between calls; returns the scale applied to the image.
+    """
+    size = canvas.shape[0]
+    h, w = image.shape[:2]
+    ratio = min(size / h, size / w)
+    nh, nw = min(size, max(1, int(h * ratio))), min(size, max(1, int(w * ratio)))
+    if (nh, nw) == (h, w):
+        canvas[:nh, :nw] = image
+    else:
+        interp = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
+        canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interp)
+    canvas[nh:, :] = PAD_VALUE
+    canvas[:nh, nw:] = PAD_VALUE
+    np.copyto(tensor[0], canvas.transpose(2, 0, 1))
+    return ratio
+
+
 class Detector:
     """YOLOX detector: ``detect(bgr image of any size) -> detections in that image's pixels``."""
 
@@ -122,26 +142,9 @@ class Detector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Detections in ``image`` (BGR uint8 HxWx3), boxes in its pixel coordinates, best first."""
         h, w = image.shape[:2]
-        ratio = self._letterbox(image)
+        ratio = letterbox(image, self._canvas, self._input)
         out = self._run()
         return self._decode(out, ratio, w, h)
-
-    def _letterbox(self, image: np.ndarray) -> float:
-        """Resize into the top-left of the reused canvas, pad the rest with 114, fill the input tensor."""
-        size = self.input_size
-        h, w = image.shape[:2]
-        ratio = min(size / h, size / w)
-        nh, nw = min(size, max(1, int(h * ratio))), min(size, max(1, int(w * ratio)))
-        canvas = self._canvas
-        if (nh, nw) == (h, w):
-            canvas[:nh, :nw] = image
-        else:
-            interp = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
-            canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interp)
-        canvas[nh:, :] = PAD_VALUE
-        canvas[:nh, nw:] = PAD_VALUE
-        np.copyto(self._input[0], canvas.transpose(2, 0, 1))
-        return ratio
 
     def _run(self) -> np.ndarray:
         return self._session.run(None, {self._input_name: self._input})[0][0]
@@ -269,9 +272,7 @@ def _fallback(model_dir: Path | None, precision: str) -> tuple[ModelChoice, list
     return ModelChoice(path, guessed, reason, assets.sha256_file(path)), read_labels(label_file)
 
 
-def load_detector(
-    model_dir: Path | None, precision: str = "auto", **detector_kwargs
-) -> tuple[Detector, ModelChoice]:
+def load_detector(model_dir: Path | None, precision: str = "auto", **detector_kwargs) -> tuple[Detector, ModelChoice]:
     """Build the detector the manifest in ``model_dir`` chose (INT8 when faithful and fast), or FP32."""
     choice, labels = choose_model(model_dir, precision)
     detector = Detector(choice.path, labels, **detector_kwargs)
