@@ -1,21 +1,27 @@
 """``edgecam model prepare``: make a static INT8 (QDQ) YOLOX model, measure it against FP32, write the manifest.
 
 Naive INT8 destroys this model (raw 0-255 input: the stem's outputs span about +-137),
-so the recipe keeps the stem Convs in FP32, uses per-channel weights and percentile
-calibration. INT8 only pays on CPUs with int8 dot products, so the choice is made
-by measuring both models on the machine that runs them (see NOTES.md).
+so the recipe quantizes only the Convs (SiLUs stay FP32), keeps the stem Convs and
+the prediction Convs in FP32, and uses per-channel weights and percentile
+calibration (benchmarks/quantization.md has every recipe tried). INT8 only pays on
+CPUs with int8 dot products, so the choice is made by measuring both models on the
+machine that runs them (see NOTES.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import os
 import platform
 import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,9 +57,10 @@ class Recipe:
     symmetric: bool = True  # onnxruntime's default for Percentile: range [-t, t]
     fp32_stem_convs: int = 3  # first N Convs (with their SiLU) kept in FP32
     fp32_head_tail: bool = False  # keep the output Sigmoids/Concats/Reshapes in FP32
-    fp32_head_preds: bool = False  # keep the 9 prediction Convs (box, objectness, class) in FP32
+    fp32_head_preds: bool = True  # keep the 9 prediction Convs (box, objectness, class) in FP32
     extra_fp32_nodes: tuple[str, ...] = ()
-    op_types: tuple[str, ...] = ()  # op types to quantize; () = all onnxruntime supports
+    # Only Convs: quantized SiLU (QLinearSigmoid + QLinearMul) is slower than FP32's fused one and less exact.
+    op_types: tuple[str, ...] = ("Conv",)  # () = every op type onnxruntime can quantize
     opset: int = 13
     calib_images: int = 50
 
@@ -102,6 +109,10 @@ class ImageReader:
         letterbox(self._images[self._i], canvas, tensor)
         self._i += 1
         return {self._name: tensor}
+
+    def __iter__(self):  # noqa: ANN204 (onnxruntime's debug tools iterate readers)
+        while (item := self.get_next()) is not None:
+            yield item
 
     def rewind(self) -> None:
         self._i, self._end = 0, len(self._images)
@@ -155,7 +166,7 @@ def quantize(fp32: Path, out: Path, calib: list[np.ndarray], size: int, recipe: 
     if model.opset_import[0].version < recipe.opset:
         model = version_converter.convert_version(model, recipe.opset)  # per-channel QDQ needs opset 13
     exclude = fp32_nodes(model, recipe)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
         src = Path(tmp) / "fp32_opset.onnx"
         onnx.save(model, str(src))
         quantize_static(
@@ -176,6 +187,19 @@ def quantize(fp32: Path, out: Path, calib: list[np.ndarray], size: int, recipe: 
             },
         )
     return exclude
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """onnxruntime's quantizer prints progress and a pre-processing hint: keep the CLI output ours."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def _chunk(n: int, most: int = 10) -> int:
@@ -239,23 +263,18 @@ def measure_agreement(fp32: Detector, int8: Detector, images: list[tuple[str, np
     return agreement
 
 
-def median_latency_ms(detector: Detector, image: np.ndarray, runs: int) -> float:
-    """Median wall time of one full detect() (letterbox, inference, decode) in ms."""
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        detector.detect(image)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times)
-
-
 def interleaved_latency(a: Detector, b: Detector, image: np.ndarray, runs: int) -> tuple[float, float]:
-    """Median ms of both models, measured in alternating rounds so machine load hits both alike."""
-    ta, tb = [], []
-    for _ in range(max(1, runs // 10)):
-        ta.append(median_latency_ms(a, image, 10))
-        tb.append(median_latency_ms(b, image, 10))
-    return statistics.median(ta), statistics.median(tb)
+    """Median ms of one full detect() (letterbox, inference, decode) of both models.
+
+    Calls alternate a, b, a, b... so that load from other processes hits both alike.
+    """
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for detector, out in ((a, times[0]), (b, times[1])):
+            t0 = time.perf_counter()
+            detector.detect(image)
+            out.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def cpu_flags() -> list[str]:
@@ -327,7 +346,7 @@ def prepare(inputs: PrepareInputs, out_dir: Path, threads: int = 2, recipe: Reci
     if not evals:
         raise UserError("no images left to measure agreement on (all used for calibration)")
     agreement = measure_agreement(ref, quantized, evals)
-    fp32_ms, int8_ms = interleaved_latency(ref, quantized, evals[0][1], runs=60)
+    fp32_ms, int8_ms = interleaved_latency(ref, quantized, evals[0][1], runs=100)
     precision, reason = choose(agreement, fp32_ms, int8_ms)
     import onnxruntime
 
