@@ -14,7 +14,7 @@ from support.assets import coco_dir, model_path
 
 from edge import assets
 from edge.types import Box
-from edge.vision.detector import ModelError, choose_model, load_detector, read_labels
+from edge.vision.detector import ModelError, choose_model, filter_area, load_detector, read_labels
 
 # COCO val2017 000000001532: a freeway under a sign gantry. Looked at with boxes drawn: two cars at the left
 # (taxi, white van), a black SUV in the middle, a dark car on the right, a small car far away.
@@ -154,3 +154,14 @@ def test_unavailable_provider_falls_back_to_cpu(caplog) -> None:
     assert det.provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     lines = [r.getMessage() for r in caplog.records if "detector:" in r.getMessage()]
     assert len(lines) == 1 and det.provider in lines[0]
+
+
+def test_filter_area_uses_frame_fractions(fp32) -> None:
+    detector, _ = fp32
+    dets = detector.detect(cars_image())
+    frame = 640 * 480
+    big = filter_area(dets, 640, 480, 0.05, 1.0)  # only the SUV covers >5% of the frame
+    assert [d.label for d in big] == ["car"] and big[0].box.area >= 0.05 * frame
+    small = filter_area(dets, 640, 480, 0.0, 0.01)
+    assert small and all(d.box.area <= 0.01 * frame for d in small)
+    assert len(filter_area(dets, 640, 480, 0.0, 1.0)) == len(dets)

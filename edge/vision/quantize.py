@@ -423,6 +423,10 @@ def prepare_command(args: argparse.Namespace) -> int:
         manifest = prepare(inputs, Path(args.out), threads=args.threads, recipe=Recipe(calib_images=count))
     except ModelError as err:
         raise UserError(str(err)) from None
+    except ImportError as err:
+        raise UserError(
+            f"{err.name or err}: missing; install the prepare extra: pip install 'edgecam[prepare]'"
+        ) from None
     agreement, latency, choice = manifest["agreement"], manifest["latency"], manifest["choice"]
     print(f"calibrated on {manifest['quantization']['calib_images']} images from {calib_dir}")
     print(
