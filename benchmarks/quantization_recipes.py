@@ -18,15 +18,8 @@ import onnx
 
 from edge import assets
 from edge.vision.detector import Detector, read_labels
-from edge.vision.quantize import (
-    EVAL_SCORE,
-    Recipe,
-    interleaved_latency,
-    load_images,
-    measure_agreement,
-    quantize,
-    video_frames,
-)
+from edge.vision.model_eval import EVAL_SCORE, interleaved_latency, load_images, measure_agreement, video_frames
+from edge.vision.quantize import Recipe, quantize
 
 _ALL_OPS = {"op_types": (), "fp32_head_preds": False}  # the NOTES.md recipe: every op quantized
 

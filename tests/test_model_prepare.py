@@ -13,7 +13,8 @@ from support.assets import coco_dir, model_path
 from edge import assets
 from edge.cli import main
 from edge.vision.detector import ModelError, load_detector
-from edge.vision.quantize import FP32_NAME, INT8_NAME, LABELS_NAME, Agreement, choose
+from edge.vision.model_eval import Agreement, choose
+from edge.vision.quantize import FP32_NAME, INT8_NAME, LABELS_NAME
 
 CARS_IMAGE = "000000001532.jpg"  # see test_detector.py: five cars on a freeway
 

@@ -18,30 +18,36 @@ import logging
 import os
 import platform
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .. import assets
 from ..cli import UserError
-from ..types import Detection
 from .detector import MANIFEST, PAD_VALUE, Detector, ModelError, letterbox, read_labels
+from .model_eval import (
+    EVAL_SCORE,
+    HIGH_SCORE,
+    MATCH_IOU,
+    MIN_AGREEMENT,
+    MIN_AGREEMENT_HIGH,
+    VIDEO_FRAMES,
+    Agreement,
+    choose,
+    cpu_flags,
+    interleaved_latency,
+    load_images,
+    measure_agreement,
+    video_frames,
+)
 
 INT8_NAME = "yolox_nano_int8.onnx"
 FP32_NAME = "yolox_nano_fp32.onnx"
 LABELS_NAME = "yolox_nano.labels.txt"
-MIN_AGREEMENT = 0.93  # share of FP32 detections (score >= 0.3) matched by INT8
-MIN_AGREEMENT_HIGH = 0.98  # share of FP32 detections scoring >= 0.5 matched
-MATCH_IOU = 0.5
-EVAL_SCORE = 0.3
-HIGH_SCORE = 0.5
-VIDEO_FRAMES = 10  # frames taken from each shared video for the agreement set
 
 
 @dataclass(frozen=True)
@@ -63,25 +69,6 @@ class Recipe:
     op_types: tuple[str, ...] = ("Conv",)  # () = every op type onnxruntime can quantize
     opset: int = 13
     calib_images: int = 50
-
-
-@dataclass
-class Agreement:
-    fp32_detections: int = 0
-    matched: int = 0
-    fp32_high: int = 0
-    matched_high: int = 0
-    int8_detections: int = 0
-    images: int = 0
-    per_source: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def share(self) -> float:
-        return self.matched / self.fp32_detections if self.fp32_detections else 1.0
-
-    @property
-    def share_high(self) -> float:
-        return self.matched_high / self.fp32_high if self.fp32_high else 1.0
 
 
 class ImageReader:
@@ -207,100 +194,6 @@ def _chunk(n: int, most: int = 10) -> int:
     return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
 
 
-def load_images(paths: list[Path]) -> list[np.ndarray]:
-    images = []
-    for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UserError(f"cannot read image {path}")
-        images.append(image)
-    return images
-
-
-def video_frames(per_video: int = VIDEO_FRAMES) -> list[tuple[str, np.ndarray]]:
-    """Evenly spaced frames from each shared video (none when the videos are absent)."""
-    frames = []
-    video_dir = assets.find(assets.VIDEO_DIR)
-    for path in sorted(video_dir.glob("*.mp4")) if video_dir else []:
-        cap = cv2.VideoCapture(str(path))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        for k in range(per_video):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, (k * total) // per_video)
-            ok, image = cap.read()
-            if ok:
-                frames.append((path.stem, image))
-        cap.release()
-    return frames
-
-
-def match(ref: list[Detection], got: list[Detection], agreement: Agreement, source: str) -> None:
-    """Greedy same-label IoU matching of ``got`` against the FP32 reference ``ref``; adds to ``agreement``."""
-    used = [False] * len(got)
-    for det in sorted(ref, key=lambda d: -d.score):
-        best, best_iou = -1, MATCH_IOU
-        for j, other in enumerate(got):
-            if not used[j] and other.label == det.label:
-                iou = det.box.iou(other.box)
-                if iou >= best_iou:
-                    best, best_iou = j, iou
-        high = det.score >= HIGH_SCORE
-        agreement.fp32_detections += 1
-        agreement.fp32_high += high
-        if best >= 0:
-            used[best] = True
-            agreement.matched += 1
-            agreement.matched_high += high
-        else:
-            agreement.per_source[source] = agreement.per_source.get(source, 0) + 1
-    agreement.int8_detections += len(got)
-    agreement.images += 1
-
-
-def measure_agreement(fp32: Detector, int8: Detector, images: list[tuple[str, np.ndarray]]) -> Agreement:
-    agreement = Agreement()
-    for source, image in images:
-        match(fp32.detect(image), int8.detect(image), agreement, source)
-    return agreement
-
-
-def interleaved_latency(a: Detector, b: Detector, image: np.ndarray, runs: int) -> tuple[float, float]:
-    """Median ms of one full detect() (letterbox, inference, decode) of both models.
-
-    Calls alternate a, b, a, b... so that load from other processes hits both alike.
-    """
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(runs):
-        for detector, out in ((a, times[0]), (b, times[1])):
-            t0 = time.perf_counter()
-            detector.detect(image)
-            out.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times[0]), statistics.median(times[1])
-
-
-def cpu_flags() -> list[str]:
-    """The int8 dot-product flags this CPU reports (x86 VNNI, ARM dotprod/i8mm)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    words = set(text.split())
-    wanted = ("avx_vnni", "avx512_vnni", "amx_int8", "asimddp", "i8mm", "avx2")
-    return [w for w in wanted if w in words]
-
-
-def choose(agreement: Agreement, fp32_ms: float, int8_ms: float) -> tuple[str, str]:
-    """The precision the daemon should run, and why: INT8 only when faithful and not slower."""
-    figures = (
-        f"agreement {agreement.share:.1%} (all), {agreement.share_high:.1%} (score>={HIGH_SCORE}); "
-        f"INT8 {int8_ms:.1f} ms vs FP32 {fp32_ms:.1f} ms"
-    )
-    if agreement.share < MIN_AGREEMENT or agreement.share_high < MIN_AGREEMENT_HIGH:
-        return "fp32", f"INT8 not faithful ({figures}; needs >={MIN_AGREEMENT:.0%} and >={MIN_AGREEMENT_HIGH:.0%})"
-    if int8_ms > fp32_ms:
-        return "fp32", f"INT8 faithful but slower on this machine ({figures})"
-    return "int8", f"INT8 faithful and not slower ({figures})"
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
@@ -327,6 +220,20 @@ class PrepareInputs:
     video_frames: int = VIDEO_FRAMES
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What ``prepare`` measured, for the manifest."""
+
+    input_size: int
+    provider: str
+    calib_images: int
+    kept_fp32: list[str]
+    video_frames: int
+    agreement: Agreement
+    fp32_ms: float
+    int8_ms: float
+
+
 def prepare(inputs: PrepareInputs, out_dir: Path, threads: int = 2, recipe: Recipe = Recipe()) -> dict:
     """Quantize, measure both models here, write models + labels + manifest into ``out_dir``; returns the manifest."""
     started = time.monotonic()
@@ -344,34 +251,46 @@ def prepare(inputs: PrepareInputs, out_dir: Path, threads: int = 2, recipe: Reci
     frames = video_frames(inputs.video_frames) if inputs.video_frames else []
     evals = [("coco", image) for image in load_images(inputs.eval_images)] + frames
     if not evals:
-        raise UserError("no images left to measure agreement on (all used for calibration)")
+        raise ModelError("no images left to measure agreement on (all used for calibration)")
     agreement = measure_agreement(ref, quantized, evals)
     fp32_ms, int8_ms = interleaved_latency(ref, quantized, evals[0][1], runs=100)
-    precision, reason = choose(agreement, fp32_ms, int8_ms)
+    measured = Measured(ref.input_size, ref.provider, len(calib), kept_fp32, len(frames), agreement, fp32_ms, int8_ms)
+    manifest = build_manifest(inputs, out_dir, labels, recipe, measured, threads)
+    manifest["prepare_seconds"] = round(time.monotonic() - started, 1)
+    write_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
+
+
+def build_manifest(
+    inputs: PrepareInputs, out_dir: Path, labels: list[str], recipe: Recipe, measured: Measured, threads: int
+) -> dict:
+    """The manifest's contents (schema 1); ``choice`` is what the daemon runs."""
     import onnxruntime
 
-    manifest = {
+    agreement = measured.agreement
+    precision, reason = choose(agreement, measured.fp32_ms, measured.int8_ms)
+    return {
         "schema": 1,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "input_size": ref.input_size,
+        "input_size": measured.input_size,
         "input": "images [1,3,S,S] BGR 0-255, letterboxed top-left, pad 114",
         "labels": labels,
         "labels_file": LABELS_NAME,
         "models": {
-            "fp32": {"file": FP32_NAME, "sha256": assets.sha256_file(fp32_path), "source": str(inputs.fp32)},
-            "int8": {"file": INT8_NAME, "sha256": assets.sha256_file(int8_path)},
+            "fp32": {"file": FP32_NAME, "sha256": assets.sha256_file(out_dir / FP32_NAME), "source": str(inputs.fp32)},
+            "int8": {"file": INT8_NAME, "sha256": assets.sha256_file(out_dir / INT8_NAME)},
         },
         "quantization": {
             **asdict(recipe),
-            "fp32_nodes": kept_fp32,
+            "fp32_nodes": measured.kept_fp32,
             "calib_dir": str(inputs.calib[0].parent) if inputs.calib else None,
-            "calib_images": len(calib),
+            "calib_images": measured.calib_images,
             "onnxruntime": onnxruntime.__version__,
         },
         "agreement": {
             "images": agreement.images,
             "coco_images": len(inputs.eval_images),
-            "video_frames": len(frames),
+            "video_frames": measured.video_frames,
             "match": f"same label, IoU>={MATCH_IOU}, both scores>={EVAL_SCORE}",
             "fp32_detections": agreement.fp32_detections,
             "matched": agreement.matched,
@@ -384,18 +303,15 @@ def prepare(inputs: PrepareInputs, out_dir: Path, threads: int = 2, recipe: Reci
         },
         "latency": {
             "threads": threads,
-            "provider": ref.provider,
-            "fp32_ms": round(fp32_ms, 2),
-            "int8_ms": round(int8_ms, 2),
-            "what": "median detect() on one 640x480 image: letterbox + inference + decode",
+            "provider": measured.provider,
+            "fp32_ms": round(measured.fp32_ms, 2),
+            "int8_ms": round(measured.int8_ms, 2),
+            "what": "median detect() (letterbox + inference + decode) on one held-out image, calls alternating",
         },
         "machine": {"machine": platform.machine(), "cpu_flags": cpu_flags(), "cpus": os.cpu_count()},
         "rule": {"min_agreement": MIN_AGREEMENT, "min_agreement_high": MIN_AGREEMENT_HIGH, "int8_not_slower": True},
         "choice": {"precision": precision, "reason": reason},
-        "prepare_seconds": round(time.monotonic() - started, 1),
     }
-    write_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
-    return manifest
 
 
 def _images_in(directory: Path) -> list[Path]:
