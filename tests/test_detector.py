@@ -24,9 +24,10 @@ ROOM_IMAGE = "000000000139.jpg"
 
 
 @pytest.fixture(scope="module")
-def fp32():
+def fp32(tmp_path_factory):
+    """The FP32 model through load_detector's no-manifest fallback (an empty model directory)."""
     model_path()
-    detector, choice = load_detector(None)
+    detector, choice = load_detector(tmp_path_factory.mktemp("no-manifest"))
     return detector, choice
 
 
@@ -165,3 +166,10 @@ def test_filter_area_uses_frame_fractions(fp32) -> None:
     small = filter_area(dets, 640, 480, 0.0, 0.01)
     assert small and all(d.box.area <= 0.01 * frame for d in small)
     assert len(filter_area(dets, 640, 480, 0.0, 1.0)) == len(dets)
+
+
+def test_model_file_given_directly() -> None:
+    choice, labels = choose_model(model_path())
+    assert choice.precision == "fp32" and "given directly" in choice.reason and len(labels) == 80
+    with pytest.raises(ModelError, match="no manifest"):
+        choose_model(model_path().parent / "no-such-dir", "int8")

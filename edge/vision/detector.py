@@ -236,10 +236,15 @@ def load_manifest(model_dir: Path) -> dict | None:
 
 
 def choose_model(model_dir: Path | None, precision: str = "auto") -> tuple[ModelChoice, list[str]]:
-    """Pick the model file and its labels per the manifest (or the FP32 fallback); verify its sha256."""
+    """Pick the model file and its labels per the manifest (or the FP32 fallback); verify its sha256.
+
+    ``model_dir``: a directory holding manifest.json (None: the project's models/), or an .onnx file.
+    """
     if precision not in ("auto", "int8", "fp32"):
         raise ModelError(f"precision {precision!r} is not auto, int8 or fp32")
-    manifest = load_manifest(model_dir) if model_dir is not None else None
+    if model_dir is None:
+        model_dir = assets.PROJECT_ROOT / "models"  # where `make model` / `edgecam model prepare` write
+    manifest = load_manifest(model_dir) if Path(model_dir).suffix != ".onnx" else None
     if manifest is None:
         return _fallback(model_dir, precision)
     if precision == "auto":
