@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="models", help="output directory (default models/)")
     p.add_argument("--fp32", help="FP32 ONNX model (default: the shared YOLOX-Nano)")
     p.add_argument("--threads", type=int, default=2, help="inference threads for the timing")
+    p.add_argument("--calib-count", type=int, default=50, help="calibration images (the next 50 measure agreement)")
+    p.add_argument("--eval-count", type=int, default=50, help="held-out images for the agreement measurement")
     p.set_defaults(handler="edge.vision.quantize:prepare_command")
 
     clips = sub.add_parser("clips", help="list, pull, verify, hold clips").add_subparsers(

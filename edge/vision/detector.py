@@ -82,6 +82,26 @@ def _grids(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(cells).astype(np.float32), np.concatenate(strides).astype(np.float32)
 
 
+def letterbox(image: np.ndarray, canvas: np.ndarray, tensor: np.ndarray) -> float:
+    """Resize ``image`` into the top-left of ``canvas`` (SxSx3 uint8), pad with 114, fill ``tensor`` (1x3xSxS).
+
+    Both buffers are reused between calls; returns the scale applied to the image.
+    """
+    size = canvas.shape[0]
+    h, w = image.shape[:2]
+    ratio = min(size / h, size / w)
+    nh, nw = min(size, max(1, int(h * ratio))), min(size, max(1, int(w * ratio)))
+    if (nh, nw) == (h, w):
+        canvas[:nh, :nw] = image
+    else:
+        interp = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
+        canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interp)
+    canvas[nh:, :] = PAD_VALUE
+    canvas[:nh, nw:] = PAD_VALUE
+    np.copyto(tensor[0], canvas.transpose(2, 0, 1))
+    return ratio
+
+
 class Detector:
     """YOLOX detector: ``detect(bgr image of any size) -> detections in that image's pixels``."""
 
@@ -122,26 +142,9 @@ class Detector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Detections in ``image`` (BGR uint8 HxWx3), boxes in its pixel coordinates, best first."""
         h, w = image.shape[:2]
-        ratio = self._letterbox(image)
+        ratio = letterbox(image, self._canvas, self._input)
         out = self._run()
         return self._decode(out, ratio, w, h)
-
-    def _letterbox(self, image: np.ndarray) -> float:
-        """Resize into the top-left of the reused canvas, pad the rest with 114, fill the input tensor."""
-        size = self.input_size
-        h, w = image.shape[:2]
-        ratio = min(size / h, size / w)
-        nh, nw = min(size, max(1, int(h * ratio))), min(size, max(1, int(w * ratio)))
-        canvas = self._canvas
-        if (nh, nw) == (h, w):
-            canvas[:nh, :nw] = image
-        else:
-            interp = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
-            canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interp)
-        canvas[nh:, :] = PAD_VALUE
-        canvas[:nh, nw:] = PAD_VALUE
-        np.copyto(self._input[0], canvas.transpose(2, 0, 1))
-        return ratio
 
     def _run(self) -> np.ndarray:
         return self._session.run(None, {self._input_name: self._input})[0][0]
@@ -176,6 +179,18 @@ class Detector:
             for i in order
             if wh[i, 0] > 0 and wh[i, 1] > 0
         ]
+
+
+def filter_area(
+    detections: list[Detection], width: int, height: int, min_area: float, max_area: float
+) -> list[Detection]:
+    """Drop boxes smaller or larger than the given fractions of a ``width`` x ``height`` frame.
+
+    Applied to full-frame boxes (after mapping crops back), since a crop's size says nothing
+    about how big an object is in the scene.
+    """
+    frame = float(width * height)
+    return [d for d in detections if min_area * frame <= d.box.area <= max_area * frame]
 
 
 def _open_session(path: Path, threads: int, providers: list[str]) -> ort.InferenceSession:
@@ -221,10 +236,15 @@ def load_manifest(model_dir: Path) -> dict | None:
 
 
 def choose_model(model_dir: Path | None, precision: str = "auto") -> tuple[ModelChoice, list[str]]:
-    """Pick the model file and its labels per the manifest (or the FP32 fallback); verify its sha256."""
+    """Pick the model file and its labels per the manifest (or the FP32 fallback); verify its sha256.
+
+    ``model_dir``: a directory holding manifest.json (None: the project's models/), or an .onnx file.
+    """
     if precision not in ("auto", "int8", "fp32"):
         raise ModelError(f"precision {precision!r} is not auto, int8 or fp32")
-    manifest = load_manifest(model_dir) if model_dir is not None else None
+    if model_dir is None:
+        model_dir = assets.PROJECT_ROOT / "models"  # where `make model` / `edgecam model prepare` write
+    manifest = load_manifest(model_dir) if Path(model_dir).suffix != ".onnx" else None
     if manifest is None:
         return _fallback(model_dir, precision)
     if precision == "auto":
@@ -269,9 +289,7 @@ def _fallback(model_dir: Path | None, precision: str) -> tuple[ModelChoice, list
     return ModelChoice(path, guessed, reason, assets.sha256_file(path)), read_labels(label_file)
 
 
-def load_detector(
-    model_dir: Path | None, precision: str = "auto", **detector_kwargs
-) -> tuple[Detector, ModelChoice]:
+def load_detector(model_dir: Path | None, precision: str = "auto", **detector_kwargs) -> tuple[Detector, ModelChoice]:
     """Build the detector the manifest in ``model_dir`` chose (INT8 when faithful and fast), or FP32."""
     choice, labels = choose_model(model_dir, precision)
     detector = Detector(choice.path, labels, **detector_kwargs)
