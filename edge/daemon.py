@@ -151,7 +151,8 @@ class Daemon:
         analyzer = CameraAnalyzer(name, self.detector, analyzer_settings(cam, self.cfg))
         # A file read flat out waits for analysis (deterministic); a live camera never waits.
         slot = FrameSlot(size=2, block=not live and not cam.realtime)
-        capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max)
+        capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max,
+                              encoder_factory=_raw_encoder(cam) if kind == "usb" else None)
         analysis = AnalysisLoop(name, slot, analyzer, recorder, self.outbox, self.clock.ok)
         runtime = CameraRuntime(name, cam, capture, analysis, recorder)
         gate = FrameGate(cam.detect_fps)
@@ -304,6 +305,14 @@ class _ClockCache:
             self._value = clock_synchronised() is not False
             self._checked = now
         return self._value
+
+
+def _raw_encoder(cam: CameraConfig) -> Any:
+    """Clips from a raw (USB) camera: encode once with PyAV at the configured size and bitrate."""
+    from .clips.encoder import FrameEncoder
+
+    e = cam.encode
+    return lambda: FrameEncoder(e.width, e.height, e.fps, e.bitrate, e.encoder)
 
 
 def run_command(args: Any) -> int:
