@@ -95,11 +95,9 @@ class Daemon:
         det = self.cfg.detector
         try:
             model = det.model or assets.default_model_dir()
-            detector, choice = load_detector(model, det.precision, **detector_kwargs(det))
+            detector, _choice = load_detector(model, det.precision, **detector_kwargs(det))  # logs its choice
         except (ModelError, OSError) as err:
             raise StartupError(f"detector: {err}") from None
-        log.info("detector: %s model %s (%s) on %s", choice.precision, choice.path.name, choice.reason,
-                 detector.provider)
         return SharedDetector(detector)
 
     def _build_outbox(self) -> Any:
