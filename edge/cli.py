@@ -16,10 +16,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .config import DEFAULT_CONFIG_PATH, ConfigError
-
-
-class UserError(Exception):
-    """A failure to report as one line on stderr (exit 1), never a traceback."""
+from .errors import UserError  # re-exported: handlers and tests import it from here
 
 
 def _add_config(p: argparse.ArgumentParser, default: str | None = str(DEFAULT_CONFIG_PATH)) -> None:

@@ -24,7 +24,7 @@ from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 from typing import Any
 
-from ..cli import UserError
+from ..errors import UserError
 from .bundle import BundleItem, write_bundle
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")

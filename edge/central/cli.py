@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from ..cli import UserError
+from ..errors import UserError
 from .config import CentralConfig, load_central_config
 from .consumer import BrokerSettings, Consumer
 from .fleet import fleet_rows, format_fleet

@@ -43,8 +43,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..cli import UserError
 from ..config import load_config
+from ..errors import UserError
 
 META_FORMAT = "edgecam-clip-meta/1"
 BUNDLE_FORMAT = "edgecam-evidence/1"

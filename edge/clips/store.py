@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cli import UserError
 from ..config import load_config
+from ..errors import UserError
 from ..types import ClipRecord
 from . import evidence
 from .evidence import NodeKey
