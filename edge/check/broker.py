@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..mqttclient import login, new_client, read_password, use_tls
 from .result import FAIL, OK, WARN, Result
 
 
@@ -38,36 +39,23 @@ class _Failed(Exception):
 
 
 def _client(target: BrokerTarget, timeout: float):
-    import paho.mqtt.client as mqtt
-
-    protocol = mqtt.MQTTv5 if target.protocol == "5" else mqtt.MQTTv311
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{target.client_id}-check", protocol=protocol)
+    """The node's own client construction (``edge.mqttclient``), with a line per unusable file."""
+    client = new_client(f"{target.client_id}-check", target.protocol, persistent=False)
     client.connect_timeout = timeout  # also bounds paho's TLS handshake
-    if target.username:
-        client.username_pw_set(target.username, _password(target.password_file))
+    try:
+        password = read_password(target.password_file)
+    except OSError as err:
+        raise _Failed(str(err), "create it (one line: the password), readable by the edgecam user") from None
+    login(client, target.username, password)
     if target.tls:
         for key, path in (("ca_file", target.ca_file), ("cert_file", target.cert_file), ("key_file", target.key_file)):
             if path is not None and not path.is_file():
                 raise _Failed(f"mqtt.{key} {path} not found", f"fix mqtt.{key}")
         try:
-            client.tls_set(
-                ca_certs=str(target.ca_file) if target.ca_file else None,
-                certfile=str(target.cert_file) if target.cert_file else None,
-                keyfile=str(target.key_file) if target.key_file else None,
-            )
+            use_tls(client, target.ca_file, target.cert_file, target.key_file)
         except (ssl.SSLError, OSError) as err:
             raise _Failed(f"TLS files unusable: {err}", "check mqtt.ca_file/cert_file/key_file (PEM)") from None
     return client
-
-
-def _password(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="utf-8").strip("\r\n")
-    except OSError as err:
-        raise _Failed(f"cannot read mqtt.password_file {path} ({err.strerror})",
-                      "create it (one line: the password), readable by the edgecam user") from None
 
 
 def _connect(target: BrokerTarget, timeout: float) -> None:
