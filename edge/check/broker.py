@@ -11,25 +11,10 @@ import ipaddress
 import socket
 import ssl
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from ..mqttclient import login, new_client, read_password, use_tls
+from ..outbox.publisher import MqttSettings
 from .result import FAIL, OK, WARN, Result
-
-
-@dataclass(frozen=True)
-class BrokerTarget:
-    host: str
-    port: int
-    client_id: str
-    protocol: str = "3.1.1"  # or "5"
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str | None = None
-    password_file: Path | None = None
 
 
 class _Failed(Exception):
@@ -38,7 +23,7 @@ class _Failed(Exception):
         self.advice = advice
 
 
-def _client(target: BrokerTarget, timeout: float):
+def _client(target: MqttSettings, timeout: float):
     """The node's own client construction (``edge.mqttclient``), with a line per unusable file."""
     client = new_client(f"{target.client_id}-check", target.protocol, persistent=False)
     client.connect_timeout = timeout  # also bounds paho's TLS handshake
@@ -58,7 +43,7 @@ def _client(target: BrokerTarget, timeout: float):
     return client
 
 
-def _connect(target: BrokerTarget, timeout: float) -> None:
+def _connect(target: MqttSettings, timeout: float) -> None:
     """Connect and wait for the CONNACK; raise _Failed with the reason."""
     import paho.mqtt.client as mqtt
 
@@ -115,7 +100,7 @@ def _outside_lan(host: str, port: int) -> list[str]:
     return sorted(str(a) for a in addrs if a.is_global)
 
 
-def probe_broker(target: BrokerTarget, timeout: float) -> Result:
+def probe_broker(target: MqttSettings, timeout: float) -> Result:
     where = f"{target.host}:{target.port}"
     started = time.monotonic()
     try:
