@@ -259,8 +259,9 @@ def download(client: NodeClient, cid: str, out: Path, attempts: int = ATTEMPTS, 
     final, _part, _tag = _clip_paths(out, cid)
     if final.exists():
         with client.open(f"/api/v1/clips/{cid}.mp4", method="HEAD") as resp:
-            if (resp.headers.get("ETag") or "").strip('"') == _sha256_file(final).hexdigest():
-                return _sha256_file(final).hexdigest()
+            have = _sha256_file(final).hexdigest()  # hash a large clip once, not twice
+            if (resp.headers.get("ETag") or "").strip('"') == have:
+                return have
     last: Exception | None = None
     for attempt in range(attempts):
         try:
