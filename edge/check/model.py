@@ -6,6 +6,7 @@ same way the daemon does and times one frame through it.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -23,11 +24,16 @@ def probe_model(setting: Path | None, precision: str, providers: list[str], thre
         from ..vision.detector import ModelError, load_detector  # onnxruntime: only this probe needs it
     except ImportError as err:
         return Result("model", FAIL, f"cannot load the detector: {err}", "install edgecam with its dependencies")
+    det_log = logging.getLogger("edge.vision.detector")
+    level = det_log.level
+    det_log.setLevel(logging.WARNING)  # the checklist line says it all; keep the daemon's info lines out
     try:
         detector, choice = load_detector(setting, precision, threads=threads, providers=providers)
     except ModelError as err:
         advice = PREPARE if "sha256" in str(err) else "fix detector.model, or " + PREPARE
         return Result("model", FAIL, str(err), advice)
+    finally:
+        det_log.setLevel(level)
     frame = np.zeros(PROBE_SIZE, dtype=np.uint8)
     detector.detect(frame)  # one warm-up frame through letterbox and decode too, then time the next
     started = time.perf_counter()
