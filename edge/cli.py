@@ -16,10 +16,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .config import DEFAULT_CONFIG_PATH, ConfigError
-
-
-class UserError(Exception):
-    """A failure to report as one line on stderr (exit 1), never a traceback."""
+from .errors import UserError  # re-exported: handlers and tests import it from here
 
 
 def _add_config(p: argparse.ArgumentParser, default: str | None = str(DEFAULT_CONFIG_PATH)) -> None:
@@ -44,13 +41,8 @@ def _add_node_client(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cafile", help="CA/cert to trust for an https node")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgecam", description="edge camera node: capture, detect, record, publish")
-    parser.add_argument("--version", action="version", version=f"edgecam {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def _add_node_commands(sub: argparse._SubParsersAction) -> None:
+    """run, check, snapshot, model: what runs on the node."""
     p = sub.add_parser("run", help="run the daemon")
     _add_config(p)
     p.set_defaults(handler="edge.daemon:run_command")
@@ -80,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-count", type=int, default=50, help="held-out images for the agreement measurement")
     p.set_defaults(handler="edge.vision.quantize:prepare_command")
 
+
+def _add_clips_commands(sub: argparse._SubParsersAction) -> None:
+    """clips list|pull|verify|hold|release."""
     clips = sub.add_parser("clips", help="list, pull, verify, hold clips").add_subparsers(
         dest="clips_command", metavar="ACTION"
     )
@@ -109,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("id")
         p.set_defaults(handler=f"edge.clips.store:{action}_command")
 
+
+def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
+    """key, token, events tail, bench."""
     key = sub.add_parser("key", help="node signing key").add_subparsers(dest="key_command", metavar="ACTION")
     key.required = True
     p = key.add_parser("show", help="print the node's Ed25519 public key")
@@ -138,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="ONNX model (default: per manifest)")
     p.set_defaults(handler="edge.bench:bench_command")
 
+
+def _add_central_commands(sub: argparse._SubParsersAction) -> None:
+    """the central server's commands (central.toml)."""
     central = sub.add_parser("central", help="the central server's consumer and queries").add_subparsers(
         dest="central_command", metavar="ACTION"
     )
@@ -163,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pubkey", required=True)
     p.add_argument("--api", help="the node's LAN API URL, shown by search")
     p.set_defaults(handler="edge.central.cli:register_node_command")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgecam", description="edge camera node: capture, detect, record, publish")
+    parser.add_argument("--version", action="version", version=f"edgecam {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    _add_node_commands(sub)
+    _add_clips_commands(sub)
+    _add_tool_commands(sub)
+    _add_central_commands(sub)
     return parser
 
 

@@ -43,12 +43,13 @@ class NodeConfig(_Section):
     id: str = Field(default="node-01", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-class MqttConfig(_Section):
+class BrokerLink(_Section):
+    """How to reach and log in to the broker: the keys the node's and central's ``[mqtt]`` share."""
+
     host: str = "127.0.0.1"
     port: Port = 1883
     prefix: str = Field(default="edgecam", pattern=r"^[^#+/][^#+]*$")
     protocol: Literal["3.1.1", "5"] = "3.1.1"
-    client_id: str | None = None  # default: "edgecam-<node id>"
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     username: str | None = None
     password_file: Path | None = None
@@ -56,6 +57,16 @@ class MqttConfig(_Section):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _cert_needs_key(self) -> BrokerLink:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class MqttConfig(BrokerLink):
+    client_id: str | None = None  # default: "edgecam-<node id>"
     connect_timeout: Positive = 10.0
     drain_timeout: NonNegative = 30.0
     max_inflight: Annotated[int, Field(ge=1, le=1000)] = 50
@@ -65,12 +76,6 @@ class MqttConfig(_Section):
     outbox_max_rows: Annotated[int, Field(ge=100)] = 200_000
     outbox_max_bytes: Annotated[int, Field(ge=100_000)] = 64 * 1024 * 1024
     outbox_max_age_days: Positive = 30.0
-
-    @model_validator(mode="after")
-    def _cert_needs_key(self) -> MqttConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file must be given together")
-        return self
 
 
 class StorageConfig(_Section):

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from .assets import PROJECT_ROOT
-from .cli import UserError
 from .config import CameraConfig, Config, DetectorConfig, load_config
+from .errors import UserError
 from .overlay import draw_overlay
 from .probe import GrabError, grab_frame
 from .types import Detection

@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.broker import Broker  # noqa: E402
+from support.central import pg_base_url, pg_schema, sqlite_url  # noqa: E402
 
 
 @pytest.fixture
@@ -33,3 +34,21 @@ def make_broker(tmp_path: Path):
     yield factory
     for b in made:
         b.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str | None:
+    """The test PostgreSQL's URL, or None when it is unreachable (probed once per run)."""
+    return pg_base_url()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path, pg_url: str | None):
+    """A fresh central database URL: SQLite in tmp_path, then a throwaway PostgreSQL schema (skipped if none)."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    if pg_url is None:
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
+    with pg_schema(pg_url) as url:
+        yield url

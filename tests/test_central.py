@@ -6,26 +6,12 @@ import json
 import time
 import uuid
 
-import pytest
-from support.central import Publisher, event, pg_base_url, pg_schema, sqlite_url, wait_until
+from support.central import Publisher, event, sqlite_url, wait_until
 
 from edge import payload
 from edge.central.consumer import BrokerSettings, Consumer, subscriptions
 from edge.central.fleet import fleet_rows, format_fleet
 from edge.central.store import Store
-
-PG = pg_base_url()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    if PG is None:
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
-    with pg_schema(PG) as url:
-        yield url
 
 
 def start_consumer(port: int, url: str, **kw) -> Consumer:
@@ -98,13 +84,9 @@ def test_redeliveries_and_outage_end_with_one_row_per_seq(broker, db_url):
         pub.close()
 
 
-@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
-def test_shared_subscription_splits_the_stream(broker, tmp_path, db):
+def test_shared_subscription_splits_the_stream(broker, db_url):
     """Two MQTT 5 consumers in $share/g split 2 nodes x 150 events: each gets some, the store gets each once."""
-    if db == "postgresql" and PG is None:
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
-    ctx = pg_schema(PG) if db == "postgresql" else None
-    url = ctx.__enter__() if ctx else sqlite_url(tmp_path)
+    url = db_url
     consumers = [start_consumer(broker.port, url, protocol="5", shared_group="g", client_id=f"c{i}")
                  for i in (1, 2)]
     pub = Publisher(broker.port)
@@ -122,8 +104,6 @@ def test_shared_subscription_splits_the_stream(broker, tmp_path, db):
         for c in consumers:
             c.stop()
         pub.close()
-        if ctx:
-            ctx.__exit__(None, None, None)
 
 
 def test_malformed_payloads_are_counted_and_skipped(broker, tmp_path):

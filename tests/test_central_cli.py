@@ -12,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from support.central import T0, Publisher, event, pg_base_url, pg_schema, sqlite_url, wait_until
+from support.central import T0, Publisher, event, sqlite_url, wait_until
 
 from edge import payload
 from edge.central.messages import parse_event
@@ -23,18 +22,6 @@ from edge.central.store import Store
 from edge.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-PG = pg_base_url()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    if PG is None:
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
-    with pg_schema(PG) as url:
-        yield url
 
 
 def write_config(path: Path, url: str, port: int = 1883, extra: str = "") -> Path:

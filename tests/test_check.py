@@ -48,7 +48,9 @@ def manifest_dir(tmp: Path, sha: str | None = None, fp32_file: str | None = None
     d = tmp / "models"
     d.mkdir(exist_ok=True)
     entry = {"file": fp32_file or str(model), "sha256": sha or assets.sha256_file(model)}
-    manifest = {"choice": {"precision": "fp32", "reason": "test manifest"}, "models": {"fp32": entry}}
+    labels = (assets.find(assets.MODEL_LABELS) or model.with_suffix(".labels.txt")).read_text().splitlines()
+    manifest = {"choice": {"precision": "fp32", "reason": "test manifest"}, "models": {"fp32": entry},
+                "labels": labels}  # as `edgecam model prepare` writes it
     (d / "manifest.json").write_text(json.dumps(manifest))
     return d
 

@@ -23,8 +23,8 @@ from support.apinode import TOKEN, Node, make_catalog, request
 from support.clipcat import StillView
 
 from edge.api.auth import hash_line
-from edge.api.bundle import verify_bundle
 from edge.api.server import ApiServer
+from edge.clips.evidence import verify_bundle
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
 CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; script-src 'self'; "

@@ -17,6 +17,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from ..errors import UserError
+
 TOKEN_LINE = re.compile(r"^sha256:([0-9a-f]{64}):([A-Za-z0-9_.@-]{1,64})$")
 
 
@@ -122,8 +124,6 @@ class FailureLimiter:
 
 def token_new_command(args: argparse.Namespace) -> int:
     """``edgecam token new --name NAME``: print the token once, and the config line with its hash."""
-    from ..cli import UserError
-
     name = args.name
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
         raise UserError("token name must be 1-64 of A-Z a-z 0-9 _ . @ -")

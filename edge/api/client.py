@@ -19,13 +19,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 from typing import Any
 
-from ..cli import UserError
-from .bundle import BundleItem, write_bundle
+from ..errors import UserError
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 CHUNK = 256 * 1024
@@ -259,8 +259,9 @@ def download(client: NodeClient, cid: str, out: Path, attempts: int = ATTEMPTS, 
     final, _part, _tag = _clip_paths(out, cid)
     if final.exists():
         with client.open(f"/api/v1/clips/{cid}.mp4", method="HEAD") as resp:
-            if (resp.headers.get("ETag") or "").strip('"') == _sha256_file(final).hexdigest():
-                return _sha256_file(final).hexdigest()
+            have = _sha256_file(final).hexdigest()  # hash a large clip once, not twice
+            if (resp.headers.get("ETag") or "").strip('"') == have:
+                return have
     last: Exception | None = None
     for attempt in range(attempts):
         try:
@@ -272,15 +273,24 @@ def download(client: NodeClient, cid: str, out: Path, attempts: int = ATTEMPTS, 
     raise UserError(f"{cid}: {last}; partial file kept, run the same command again to resume")
 
 
-def pull_clip(client: NodeClient, cid: str, out: Path) -> BundleItem:
+@dataclass(frozen=True)
+class Pulled:
+    """One pulled clip: its id, the verified file, its META.json (also saved beside it) and its sha256."""
+
+    id: str
+    file: Path
+    meta: dict[str, Any]
+    sha256: str
+
+
+def pull_clip(client: NodeClient, cid: str, out: Path) -> Pulled:
     """Meta first (fails fast on an unknown id), then the clip; both land beside each other."""
     if not _ID.match(cid) or ".." in cid:
         raise UserError(f"bad clip id {cid!r}")
     meta = client.json(f"/api/v1/clips/{cid}/meta")
-    meta_file = out / f"{cid}.meta.json"
-    _write_atomic(meta_file, json.dumps(meta, indent=1, sort_keys=True).encode())
+    _write_atomic(out / f"{cid}.meta.json", json.dumps(meta, indent=1, sort_keys=True).encode())
     sha = download(client, cid, out)
-    return BundleItem(cid, out / f"{cid}.mp4", meta_file, sha)
+    return Pulled(cid, out / f"{cid}.mp4", meta, sha)
 
 
 def pull_command(args: argparse.Namespace) -> int:
@@ -306,8 +316,11 @@ def pull_command(args: argparse.Namespace) -> int:
         tail = "; no bundle written" if args.bundle else ""
         raise UserError(f"{failed} of {len(args.ids)} clip(s) not pulled{tail}")
     if args.bundle:
+        from ..clips.evidence import write_bundle  # needs cryptography; a plain pull stays stdlib-only
+
         health = client.json("/api/v1/health")
         node = str(health.get("node") or urllib.parse.urlsplit(client.base).netloc) if isinstance(health, dict) else ""
-        path = write_bundle(Path(args.bundle), items, client.text("/api/v1/pubkey"), node)
+        pairs = [(item.file, item.meta) for item in items]
+        path = write_bundle(Path(args.bundle), pairs, client.text("/api/v1/pubkey"), node)
         print(f"bundle {path} ({len(items)} clip(s))")
     return 0

@@ -1,7 +1,7 @@
 """The route the technician's web page adds to the plain API: an evidence bundle for a selection of clips.
 
 ``POST /api/v1/bundle`` (bearer token) with ``{"ids": [...]}`` → one evidence ZIP in the
-``bundle.write_bundle`` layout (clips, their meta records, the node's public key, a manifest of hashes),
+``edge.clips.evidence.write_bundle`` layout (clips, their meta records, the node's public key, a manifest of hashes),
 the same file ``edgecam clips pull --bundle`` writes. The ZIP is built in a private temp directory
 (``bundle_dir``, default the system's) and unlinked before it is streamed, so nothing is left behind.
 The body is JSON, which a cross-site form cannot send with the ``Authorization`` header: CSRF-safe.
@@ -9,7 +9,6 @@ The body is JSON, which a cross-site form cannot send with the ``Authorization``
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .bundle import BundleItem, write_bundle
+from ..clips.evidence import write_bundle
 from .handlers import Handlers, valid_id
 
 MAX_BUNDLE_CLIPS = 50
@@ -52,7 +51,7 @@ class WebRoutes:
         """Write the ZIP in a private temp dir; return an open fd to it (already unlinked) and its size."""
         cat = self.h.catalog
         with tempfile.TemporaryDirectory(prefix="edgecam-bundle-", dir=self.bundle_dir) as tmp:
-            items: list[BundleItem] = []
+            items: list[tuple[Path, dict[str, Any]]] = []
             total = 0
             for cid in ids:
                 rec, path, meta = cat.get(cid), cat.file_path(cid), cat.meta(cid)
@@ -61,9 +60,7 @@ class WebRoutes:
                 total += rec.bytes
                 if total > MAX_BUNDLE_BYTES:
                     raise web.HTTPRequestEntityTooLarge(MAX_BUNDLE_BYTES, total, text="bundle over 1 GiB; pick fewer")
-                meta_file = Path(tmp) / f"{cid}.meta.json"
-                meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
-                items.append(BundleItem(cid, path, meta_file, rec.sha256))
+                items.append((path, meta))
             out = write_bundle(Path(tmp) / "bundle.zip", items, cat.public_key(), node=_node_name(self.h))
             fd = os.open(out, os.O_RDONLY | os.O_CLOEXEC)
             return fd, os.fstat(fd).st_size

@@ -14,7 +14,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from ..cli import UserError
+from ..errors import UserError
+from ..mqttclient import read_password
 from .config import CentralConfig, load_central_config
 from .consumer import BrokerSettings, Consumer
 from .fleet import fleet_rows, format_fleet
@@ -25,12 +26,10 @@ NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 def broker_settings(cfg: CentralConfig) -> BrokerSettings:
     m = cfg.mqtt
-    password = None
-    if m.password_file is not None:
-        try:
-            password = m.password_file.read_text().strip()
-        except OSError as err:
-            raise UserError(f"mqtt.password_file: cannot read {m.password_file} ({err.strerror})") from None
+    try:
+        password = read_password(m.password_file)
+    except OSError as err:
+        raise UserError(str(err)) from None
     return BrokerSettings(host=m.host, port=m.port, prefix=m.prefix, protocol=m.protocol, client_id=m.client_id,
                           keepalive=m.keepalive, username=m.username, password=password, tls=m.tls,
                           ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,

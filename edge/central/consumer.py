@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .. import payload
+from ..mqttclient import login, new_client, use_tls
 from .messages import BadMessage, EventRow, StatsRow, StatusRow, parse_event, parse_stats, parse_status
 from .store import Store
 
@@ -109,16 +109,10 @@ class Consumer:
 
     def _make_client(self) -> mqtt.Client:
         b = self.broker
-        v5 = b.protocol == "5"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.client_id,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else False, manual_ack=True)
-        if b.username:
-            client.username_pw_set(b.username, b.password)
+        client = new_client(b.client_id, b.protocol, persistent=True, manual_ack=True)
+        login(client, b.username, b.password)
         if b.tls:
-            client.tls_set(ca_certs=str(b.ca_file) if b.ca_file else None,
-                           certfile=str(b.cert_file) if b.cert_file else None,
-                           keyfile=str(b.key_file) if b.key_file else None)
+            use_tls(client, b.ca_file, b.cert_file, b.key_file)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

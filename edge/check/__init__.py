@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from ..config import Config, load_config
-from .broker import BrokerTarget, probe_broker
+from ..outbox.publisher import settings_from_config
+from .broker import probe_broker
 from .host import probe_api_port, probe_camera, probe_clock, probe_storage
 from .model import probe_model
 from .result import FAIL, OK, SKIP, WARN, Result
@@ -31,12 +32,6 @@ def config_result(cfg: Config) -> Result:
     return Result("config", OK, detail)
 
 
-def broker_target(cfg: Config) -> BrokerTarget:
-    m = cfg.mqtt
-    return BrokerTarget(m.host, m.port, cfg.client_id, m.protocol, m.tls, m.ca_file, m.cert_file, m.key_file,
-                        m.username, m.password_file)
-
-
 def run_checks(cfg: Config, timeout: float) -> list[Result]:
     """Every probe, in checklist order."""
     results = [config_result(cfg)]
@@ -48,7 +43,7 @@ def run_checks(cfg: Config, timeout: float) -> list[Result]:
     det = cfg.detector
     results.append(probe_model(det.model, det.precision, list(det.providers), det.threads))
     results.append(probe_storage(cfg.storage.path, cfg.clips.min_free_bytes))
-    results.append(probe_broker(broker_target(cfg), timeout))
+    results.append(probe_broker(settings_from_config(cfg.mqtt, cfg.client_id), timeout))  # what the daemon uses
     results.append(probe_clock())
     results.append(probe_api_port(cfg.api.enabled, cfg.api.host, cfg.api.port))
     return results

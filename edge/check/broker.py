@@ -11,24 +11,10 @@ import ipaddress
 import socket
 import ssl
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
+from ..mqttclient import login, new_client, read_password, use_tls
+from ..outbox.publisher import MqttSettings
 from .result import FAIL, OK, WARN, Result
-
-
-@dataclass(frozen=True)
-class BrokerTarget:
-    host: str
-    port: int
-    client_id: str
-    protocol: str = "3.1.1"  # or "5"
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str | None = None
-    password_file: Path | None = None
 
 
 class _Failed(Exception):
@@ -37,40 +23,27 @@ class _Failed(Exception):
         self.advice = advice
 
 
-def _client(target: BrokerTarget, timeout: float):
-    import paho.mqtt.client as mqtt
-
-    protocol = mqtt.MQTTv5 if target.protocol == "5" else mqtt.MQTTv311
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{target.client_id}-check", protocol=protocol)
+def _client(target: MqttSettings, timeout: float):
+    """The node's own client construction (``edge.mqttclient``), with a line per unusable file."""
+    client = new_client(f"{target.client_id}-check", target.protocol, persistent=False)
     client.connect_timeout = timeout  # also bounds paho's TLS handshake
-    if target.username:
-        client.username_pw_set(target.username, _password(target.password_file))
+    try:
+        password = read_password(target.password_file)
+    except OSError as err:
+        raise _Failed(str(err), "create it (one line: the password), readable by the edgecam user") from None
+    login(client, target.username, password)
     if target.tls:
         for key, path in (("ca_file", target.ca_file), ("cert_file", target.cert_file), ("key_file", target.key_file)):
             if path is not None and not path.is_file():
                 raise _Failed(f"mqtt.{key} {path} not found", f"fix mqtt.{key}")
         try:
-            client.tls_set(
-                ca_certs=str(target.ca_file) if target.ca_file else None,
-                certfile=str(target.cert_file) if target.cert_file else None,
-                keyfile=str(target.key_file) if target.key_file else None,
-            )
+            use_tls(client, target.ca_file, target.cert_file, target.key_file)
         except (ssl.SSLError, OSError) as err:
             raise _Failed(f"TLS files unusable: {err}", "check mqtt.ca_file/cert_file/key_file (PEM)") from None
     return client
 
 
-def _password(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="utf-8").strip("\r\n")
-    except OSError as err:
-        raise _Failed(f"cannot read mqtt.password_file {path} ({err.strerror})",
-                      "create it (one line: the password), readable by the edgecam user") from None
-
-
-def _connect(target: BrokerTarget, timeout: float) -> None:
+def _connect(target: MqttSettings, timeout: float) -> None:
     """Connect and wait for the CONNACK; raise _Failed with the reason."""
     import paho.mqtt.client as mqtt
 
@@ -127,7 +100,7 @@ def _outside_lan(host: str, port: int) -> list[str]:
     return sorted(str(a) for a in addrs if a.is_global)
 
 
-def probe_broker(target: BrokerTarget, timeout: float) -> Result:
+def probe_broker(target: MqttSettings, timeout: float) -> Result:
     where = f"{target.host}:{target.port}"
     started = time.monotonic()
     try:

@@ -19,12 +19,14 @@ META.json (``ClipStore.meta(id)``, the LAN API's ``/clips/<id>/meta``)::
 
 ``prev`` carries record N-1 so one clip's link can be checked alone.
 
-Evidence bundle (ZIP, ``write_bundle``)::
+Evidence bundle (ZIP, ``write_bundle``; the one writer behind ``clips pull --bundle`` and the
+API's ``POST /api/v1/bundle``; ``check_bundle`` is the one checker behind ``clips verify``)::
 
-    manifest.json        {"format": "edgecam-evidence/1", "created": UNIX, "pubkey": "ed25519:B64",
-                          "files": {"clips/ID.mp4": SHA256, "clips/ID.meta.json": SHA256, "pubkey.txt": SHA256}}
+    manifest.json        {"format": "edgecam-evidence/1", "node": NAME, "created": UNIX, "pubkey": "ed25519:B64",
+                          "files": {"clips/ID.mp4": SHA256, "clips/ID.meta.json": SHA256, "pubkey.txt": SHA256},
+                          "clips": [{"id", "file", "sha256", "meta_file", "meta_sha256"}, ...]}
     pubkey.txt           the node's public key, one line
-    clips/ID.mp4         the clip as stored
+    clips/ID.mp4         the clip as stored (streamed in, never held in memory)
     clips/ID.meta.json   its META.json
 """
 
@@ -43,8 +45,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..cli import UserError
 from ..config import load_config
+from ..errors import UserError
 
 META_FORMAT = "edgecam-clip-meta/1"
 BUNDLE_FORMAT = "edgecam-evidence/1"
@@ -159,47 +161,54 @@ def check_link(record: dict[str, Any], prev: dict[str, Any] | None, pub: Ed25519
     return Check("chain", True, f"linked to record seq {seq - 1}")
 
 
-def write_bundle(path: Path, items: list[tuple[Path, dict[str, Any]]], pubkey: str) -> None:
-    """Write an evidence ZIP (layout in this module's docstring); atomic via rename."""
+def write_bundle(path: Path, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "") -> Path:
+    """Write an evidence ZIP (layout in this module's docstring) from (clip file, META.json) pairs; atomic rename."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     files: dict[str, str] = {}
+    clips: list[dict[str, str]] = []
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
         for clip_path, meta in items:
             cid = meta["record"]["clip"]
-            data = Path(clip_path).read_bytes()
+            clip_name, meta_name = f"clips/{cid}.mp4", f"clips/{cid}.meta.json"
+            files[clip_name] = _copy_in(zf, Path(clip_path), clip_name)
             meta_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
-            for name, blob in ((f"clips/{cid}.mp4", data), (f"clips/{cid}.meta.json", meta_bytes)):
-                zf.writestr(name, blob)
-                files[name] = sha256_bytes(blob)
+            zf.writestr(meta_name, meta_bytes)
+            files[meta_name] = sha256_bytes(meta_bytes)
+            clips.append({"id": cid, "file": clip_name, "sha256": files[clip_name],
+                          "meta_file": meta_name, "meta_sha256": files[meta_name]})
         key_bytes = (pubkey.strip() + "\n").encode()
         zf.writestr("pubkey.txt", key_bytes)
         files["pubkey.txt"] = sha256_bytes(key_bytes)
-        manifest = {"format": BUNDLE_FORMAT, "created": round(time.time(), 3), "pubkey": pubkey.strip(),
-                    "files": files}
+        manifest = {"format": BUNDLE_FORMAT, "node": node, "created": round(time.time(), 3),
+                    "pubkey": pubkey.strip(), "files": files, "clips": clips}
         zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     os.replace(tmp, path)
+    return path
+
+
+def _copy_in(zf: zipfile.ZipFile, src: Path, name: str) -> str:
+    """Stream ``src`` into the ZIP as ``name`` (clips can be large); its sha256."""
+    h = hashlib.sha256()
+    with src.open("rb") as f, zf.open(name, "w", force_zip64=True) as dst:
+        while block := f.read(1 << 20):
+            h.update(block)
+            dst.write(block)
+    return h.hexdigest()
 
 
 def check_bundle(path: Path, pubkey: str | None) -> list[Check]:
-    """Every file against the manifest, every clip's checks, and the chain across the bundle's clips."""
-    checks: list[Check] = []
+    """Manifest and key, every file against the manifest, every clip's checks, and the chain across the clips."""
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         manifest = json.loads(zf.read("manifest.json"))
         bundled_key = zf.read("pubkey.txt").decode().strip() if "pubkey.txt" in names else manifest.get("pubkey")
-        key_text = pubkey or bundled_key
-        if pubkey and bundled_key and _raw(pubkey) != _raw(bundled_key):
-            checks.append(Check("key", False, "bundle's pubkey.txt is not the given key"))
-        elif not pubkey:
-            checks.append(Check("key", True, "using the bundle's own pubkey.txt (pass --pubkey to check origin)"))
-        pub = parse_public_key(key_text)
-        for name, digest in sorted(manifest.get("files", {}).items()):
-            if name not in names:
-                checks.append(Check("manifest", False, f"{name} listed but missing"))
-            elif sha256_bytes(zf.read(name)) != digest:
-                checks.append(Check("manifest", False, f"{name} sha256 differs from the manifest"))
+        checks = _key_checks(manifest, bundled_key, pubkey)
+        pub = parse_public_key(pubkey or bundled_key)
+        checks += _manifest_checks(zf, names, manifest)
         metas = sorted(n for n in names if n.startswith("clips/") and n.endswith(".meta.json"))
+        if not metas:
+            checks.append(Check("manifest", False, "the bundle holds no clips"))
         records = []
         for meta_name in metas:
             meta = json.loads(zf.read(meta_name))
@@ -214,6 +223,45 @@ def check_bundle(path: Path, pubkey: str | None) -> list[Check]:
     if not any(c.name == "manifest" for c in checks):
         checks.append(Check("manifest", True, "every file matches manifest.json"))
     return checks
+
+
+def verify_bundle(path: Path, pubkey: str | None = None) -> list[str]:
+    """``check_bundle``'s failures as lines (an unreadable ZIP is one); [] means the bundle verified."""
+    try:
+        return [c.line() for c in check_bundle(path, pubkey) if not c.ok]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, KeyError, UnicodeDecodeError) as err:
+        return [f"unreadable bundle: {err}"]
+
+
+def _key_checks(manifest: dict[str, Any], bundled_key: str | None, pubkey: str | None) -> list[Check]:
+    if manifest.get("pubkey") and bundled_key and _raw(str(manifest["pubkey"])) != _raw(bundled_key):
+        return [Check("key", False, "pubkey.txt differs from the manifest's key")]
+    if pubkey and bundled_key and _raw(pubkey) != _raw(bundled_key):
+        return [Check("key", False, "bundle's pubkey.txt is not the given key")]
+    if not pubkey:
+        return [Check("key", True, "using the bundle's own pubkey.txt (pass --pubkey to check origin)")]
+    return []
+
+
+def _manifest_checks(zf: zipfile.ZipFile, names: set[str], manifest: dict[str, Any]) -> list[Check]:
+    """The manifest's format, and every file it lists against its sha256 (members are streamed)."""
+    if manifest.get("format") != BUNDLE_FORMAT:
+        return [Check("manifest", False, f"manifest format {manifest.get('format')!r} is not {BUNDLE_FORMAT}")]
+    out = []
+    for name, digest in sorted(dict(manifest.get("files", {})).items()):
+        if name not in names:
+            out.append(Check("manifest", False, f"{name} listed but missing"))
+        elif _member_sha256(zf, name) != digest:
+            out.append(Check("manifest", False, f"{name} does not match its sha256 in the manifest"))
+    return out
+
+
+def _member_sha256(zf: zipfile.ZipFile, name: str) -> str:
+    h = hashlib.sha256()
+    with zf.open(name) as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _raw(text: str) -> bytes:

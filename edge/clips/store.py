@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cli import UserError
 from ..config import load_config
+from ..errors import UserError
 from ..types import ClipRecord
 from . import evidence
 from .evidence import NodeKey
@@ -376,23 +376,21 @@ def _cli_store(args) -> ClipStore:
 
 def hold_command(args) -> int:
     """``edgecam clips hold ID -c CONFIG``: keep a clip past retention."""
-    store = _cli_store(args)
-    try:
-        if not store.hold(args.id):
-            raise UserError(f"no clip {args.id!r}")
-    finally:
-        store.close()
-    print(f"held {args.id}")
-    return 0
+    return _set_held(args, True)
 
 
 def release_command(args) -> int:
     """``edgecam clips release ID -c CONFIG``: let retention remove the clip again."""
+    return _set_held(args, False)
+
+
+def _set_held(args, held: bool) -> int:
     store = _cli_store(args)
     try:
-        if not store.release(args.id):
-            raise UserError(f"no clip {args.id!r}")
+        found = store.hold(args.id) if held else store.release(args.id)
     finally:
         store.close()
-    print(f"released {args.id}")
+    if not found:
+        raise UserError(f"no clip {args.id!r}")
+    print(f"{'held' if held else 'released'} {args.id}")
     return 0

@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..config import MqttConfig
+from ..mqttclient import login, new_client, read_password, use_tls
 from ..payload import events_topic, stats_topic, status_message, status_topic
 from .store import Outbox, OutboxLimits
 
@@ -80,34 +81,15 @@ def backoff_delay(attempt: int, lo: float, hi: float, rand: Callable[[], float] 
 
 def make_client(s: MqttSettings, persistent: bool, will: tuple[str, bytes] | None = None) -> mqtt.Client:
     """A paho client with TLS, credentials and (optionally) the retained ``offline`` Last Will."""
-    v5 = s.protocol == "5"
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=s.client_id,
-        clean_session=None if v5 else not persistent,
-        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-    )
+    client = new_client(s.client_id, s.protocol, persistent)
     client.connect_timeout = s.connect_timeout
     client.max_inflight_messages_set(s.max_inflight)
     if s.tls:
-        ctx = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-        if s.cert_file:
-            ctx.load_cert_chain(str(s.cert_file), str(s.key_file) if s.key_file else None)
-        client.tls_set_context(ctx)  # hostname check and CERT_REQUIRED stay on
-    if s.username is not None or s.password_file is not None:
-        client.username_pw_set(s.username or "", read_password(s.password_file))
+        use_tls(client, s.ca_file, s.cert_file, s.key_file)
+    login(client, s.username, read_password(s.password_file))
     if will is not None:
         client.will_set(will[0], will[1], qos=1, retain=True)
     return client
-
-
-def read_password(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as err:
-        raise OSError(f"cannot read mqtt.password_file {path}: {err.strerror}") from None
 
 
 def connect(client: mqtt.Client, s: MqttSettings, persistent: bool,

@@ -12,7 +12,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from ..cli import UserError
+from ..errors import UserError
 from ..payload import node_from_topic
 from .publisher import MqttSettings, connect, make_client
 

@@ -50,6 +50,7 @@ class ModelChoice:
     precision: str  # "int8" | "fp32"
     reason: str
     sha256: str
+    from_manifest: bool = False  # True: sha256 was checked against the manifest
 
 
 def read_labels(path: Path) -> list[str]:
@@ -260,7 +261,7 @@ def choose_model(model_dir: Path | None, precision: str = "auto") -> tuple[Model
         raise ModelError(f"manifest in {model_dir} has no {precision} model; run `edgecam model prepare`")
     path = Path(model_dir) / entry["file"]
     if not path.is_file():
-        raise ModelError(f"model file {path} named by the manifest is missing; run `edgecam model prepare`")
+        raise ModelError(f"model file {path} is missing (the manifest names it); run `edgecam model prepare`")
     got = assets.sha256_file(path)
     if got != entry["sha256"]:
         raise ModelError(
@@ -268,7 +269,7 @@ def choose_model(model_dir: Path | None, precision: str = "auto") -> tuple[Model
             "run `edgecam model prepare` again"
         )
     labels = [RENAME.get(name, name) for name in manifest.get("labels") or []]
-    return ModelChoice(path, precision, reason, got), labels
+    return ModelChoice(path, precision, reason, got, from_manifest=True), labels
 
 
 def _fallback(model_dir: Path | None, precision: str) -> tuple[ModelChoice, list[str]]:
@@ -285,7 +286,7 @@ def _fallback(model_dir: Path | None, precision: str) -> tuple[ModelChoice, list
             raise ModelError(f"no manifest in {model_dir} and no FP32 model; run scripts/fetch-assets")
         path, guessed, reason = found, "fp32", "no manifest: FP32"
     if not path.is_file():
-        raise ModelError(f"model file {path} not found")
+        raise ModelError(f"model file {path} is missing")
     label_file = path.with_suffix(".labels.txt")
     if not label_file.is_file():
         label_file = assets.find(assets.MODEL_LABELS) or label_file

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import assets
-from ..cli import UserError
+from ..errors import UserError
 from .detector import MANIFEST, PAD_VALUE, Detector, ModelError, letterbox, read_labels
 from .model_eval import (
     EVAL_SCORE,
