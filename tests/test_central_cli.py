@@ -65,7 +65,7 @@ def test_crash_before_commit_means_redelivery_and_sigterm_exits_0(broker, db_url
     central = CentralProcess(cfg, log)
     pub = Publisher(broker.port)
     try:
-        central.wait_log("connected to")
+        central.wait_log("subscribed to")
         lock = hold_write_lock(db_url)
         pub.events("node-a", [1, 2, 3, 4, 5])
         pub.flush()
@@ -172,7 +172,7 @@ def test_node_status_messages_from_a_real_broker_show_in_status(broker, tmp_path
     central = CentralProcess(cfg, tmp_path / "central.log")
     pub = Publisher(broker.port)
     try:
-        central.wait_log("connected to")
+        central.wait_log("subscribed to")
         pub.raw(payload.status_topic("edgecam", "node-z"), payload.status_message("offline", time.time(), "0.1.0"),
                 retain=True)
         pub.events("node-z", [1, 2])

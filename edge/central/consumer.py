@@ -118,6 +118,7 @@ class Consumer:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _on_connect(self, client: mqtt.Client, _userdata, flags, reason_code, _properties) -> None:
@@ -127,6 +128,15 @@ class Consumer:
         client.subscribe(subscriptions(self.broker.prefix, self.broker.shared_group))
         log.info("connected to %s:%d (session %s)", self.broker.host, self.broker.port,
                  "resumed" if flags.session_present else "new")
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        """Ready only once the broker has the subscriptions: events sent before that are not ours yet."""
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker refused subscriptions: %s", ", ".join(str(rc) for rc in failed))
+            return
+        log.info("subscribed to %s", ", ".join(t for t, _ in subscriptions(self.broker.prefix,
+                                                                              self.broker.shared_group)))
         self.connected.set()
 
     def _on_connect_fail(self, _client, _userdata) -> None:
