@@ -165,6 +165,7 @@ class Publisher:
         self.published_total = 0
         self.connects_total = 0
         self.replayed_total = 0
+        self.replay_pending = 0  # replayed events not yet acked again
         self.last_error = ""
         self._events_topic = events_topic(settings.prefix, node)
         self._status_topic = status_topic(settings.prefix, node)
@@ -264,6 +265,8 @@ class Publisher:
             self._remember(item[0], item[1])
             if not item[2]:
                 acked.append(item[0])
+            else:
+                self.replay_pending = max(0, self.replay_pending - 1)
 
         def on_disconnect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
             up[0] = False
@@ -311,6 +314,7 @@ class Publisher:
         self._recent.clear()
         self._replay = deque(sorted(again.items()))
         self.replayed_total += len(self._replay)
+        self.replay_pending = len(self._replay)  # a clean stop waits for these too (they are out of the outbox)
 
     def _ack(self, acked: list[int]) -> None:
         if acked:

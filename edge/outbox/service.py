@@ -149,7 +149,7 @@ class OutboxService:
             writer_done = not self._writer.is_alive()
             if not writer_done:
                 log.error("outbox: %d events still waiting for the disk at shutdown", self._queue.qsize())
-        while self.outbox.depth() and time.monotonic() < deadline:
+        while (self.outbox.depth() or self.publisher.replay_pending) and time.monotonic() < deadline:
             time.sleep(0.05)
         drained = self.outbox.depth() == 0
         stopped = self.publisher.stop()
