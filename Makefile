@@ -29,7 +29,7 @@ model: install assets
 
 demo: system-deps install assets
 	@[ -f models/manifest.json ] || $(BIN)/edgecam model prepare --out models
-	$(BIN)/python scripts/demo.py
+	DEMO_LIVE=$(DEMO_LIVE) $(BIN)/python scripts/demo.py
 
 test: system-deps venv
 	$(BIN)/pip install -q -e '.[prepare,central,test]'

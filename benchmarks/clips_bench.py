@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from support.packets import demux, event  # noqa: E402
 from edge.clips.evidence import NodeKey  # noqa: E402
 from edge.clips.recorder import ClipRecorder  # noqa: E402
 from edge.clips.store import ClipStore  # noqa: E402
+from edge.nodeview import peak_rss_mb  # noqa: E402
 
 
 def write_bytes() -> int:
@@ -72,7 +72,7 @@ def mode_rss(source: Path, pre_roll: float) -> dict:
         del pk
     return {"source": str(source), "width": info.width, "height": info.height, "pre_roll": pre_roll,
             "ring_s_peak": ring_peak, "ring_bytes_peak": ring_bytes,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def mode_idle(source: Path, seconds: float) -> dict:

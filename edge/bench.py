@@ -22,6 +22,7 @@ import numpy as np
 from .capture import SourceError
 from .capture.pyav import PyavSource
 from .cli import UserError
+from .nodeview import peak_rss_mb
 from .types import Event, Frame, Packet
 from .vision.pipeline import CameraAnalyzer, FrameGate
 
@@ -156,7 +157,7 @@ def summarise(run: FileRun, source: Path, model: str) -> dict[str, Any]:
         "median_track_s": s.get("median_track_s", 0.0),
         "starts": dict(sorted(starts.items())),
         "cpu_s_per_video_s": round(run.cpu_s / max(run.video_s, 1e-9), 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

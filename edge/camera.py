@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from .capture import SourceError
 from .interfaces import Analyzer, ClipSink, EventSink, Source
@@ -69,8 +70,10 @@ class CaptureLoop:
     """Open, read, reconnect with capped exponential backoff and jitter; never raise."""
 
     def __init__(self, name: str, source: Source, slot: FrameSlot, recorder: ClipSink | None,
-                 live: bool, reconnect_max: float) -> None:
+                 live: bool, reconnect_max: float, encoder_factory: Callable[[], Any] | None = None) -> None:
         self.name = name
+        self.encoder_factory = encoder_factory  # for raw sources (USB): encode once so clips still work
+        self._encoder: Any = None
         self.source = source
         self.slot = slot
         self.recorder = recorder
@@ -117,6 +120,9 @@ class CaptureLoop:
             self._set_state(CameraState.RECONNECTING if err.retryable else CameraState.FAILED, str(err))
             self.opened.set()
             return False
+        if info is None and self.recorder is not None and self.encoder_factory is not None:
+            self._encoder = self.encoder_factory()
+            info = self._encoder.info()
         if info is not None:
             self.resolution = (info.width, info.height)
             if self.recorder is not None:
@@ -137,11 +143,14 @@ class CaptureLoop:
                     self.packets += 1
                     if recorder is not None:
                         recorder.feed(item)
-                elif gate.should_analyse(item.time):
-                    self.frames += 1
-                    image = item.to_bgr()
-                    frame = Frame(name, item.index, item.time, item.mono, item.wall, image)
-                    slot.put(frame, stop)
+                else:
+                    if self._encoder is not None:
+                        self._record_raw(item)
+                    if gate.should_analyse(item.time):
+                        self.frames += 1
+                        image = item.to_bgr()
+                        frame = Frame(name, item.index, item.time, item.mono, item.wall, image)
+                        slot.put(frame, stop)
                 if stop.is_set():
                     return True
         except SourceError as err:
@@ -154,6 +163,13 @@ class CaptureLoop:
             self._set_state(CameraState.FINISHED, f"end of file after {self.frames} analysed frames")
             return True
         return False
+
+    def _record_raw(self, picture: Any) -> None:
+        """Raw sources only: every frame goes through the encoder so the recorder gets packets."""
+        assert self.recorder is not None
+        for packet in self._encoder.encode(picture.to_bgr(), picture.time, picture.mono, picture.wall):
+            self.packets += 1
+            self.recorder.feed(packet)
 
     def _set_state(self, state: CameraState, why: str) -> None:
         if state is not self.state:

@@ -95,11 +95,9 @@ class Daemon:
         det = self.cfg.detector
         try:
             model = det.model or assets.default_model_dir()
-            detector, choice = load_detector(model, det.precision, **detector_kwargs(det))
+            detector, _choice = load_detector(model, det.precision, **detector_kwargs(det))  # logs its choice
         except (ModelError, OSError) as err:
             raise StartupError(f"detector: {err}") from None
-        log.info("detector: %s model %s (%s) on %s", choice.precision, choice.path.name, choice.reason,
-                 detector.provider)
         return SharedDetector(detector)
 
     def _build_outbox(self) -> Any:
@@ -151,7 +149,8 @@ class Daemon:
         analyzer = CameraAnalyzer(name, self.detector, analyzer_settings(cam, self.cfg))
         # A file read flat out waits for analysis (deterministic); a live camera never waits.
         slot = FrameSlot(size=2, block=not live and not cam.realtime)
-        capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max)
+        capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max,
+                              encoder_factory=_raw_encoder(cam) if kind == "usb" else None)
         analysis = AnalysisLoop(name, slot, analyzer, recorder, self.outbox, self.clock.ok)
         runtime = CameraRuntime(name, cam, capture, analysis, recorder)
         gate = FrameGate(cam.detect_fps)
@@ -304,6 +303,14 @@ class _ClockCache:
             self._value = clock_synchronised() is not False
             self._checked = now
         return self._value
+
+
+def _raw_encoder(cam: CameraConfig) -> Any:
+    """Clips from a raw (USB) camera: encode once with PyAV at the configured size and bitrate."""
+    from .clips.encoder import FrameEncoder
+
+    e = cam.encode
+    return lambda: FrameEncoder(e.width, e.height, e.fps, e.bitrate, e.encoder)
 
 
 def run_command(args: Any) -> int:

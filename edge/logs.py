@@ -10,9 +10,8 @@ import sys
 def setup_logging(level: int = logging.INFO) -> None:
     """Log to stderr; journald adds its own timestamps, so we drop ours there."""
     if os.environ.get("JOURNAL_STREAM"):
-        fmt = "<%(levelno)s>%(name)s: %(message)s"
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_JournalFormatter(fmt))
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
@@ -29,5 +28,4 @@ class _JournalFormatter(logging.Formatter):
     _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
     def format(self, record: logging.LogRecord) -> str:
-        record.levelno = self._PRIORITY.get(record.levelno, 6)
-        return super().format(record)
+        return f"<{self._PRIORITY.get(record.levelno, 6)}>{super().format(record)}"

@@ -23,6 +23,20 @@ def cpu_temperature() -> float | None:
         return None
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: that one survives exec on Linux, so a
+    process started from a large parent (pytest, say) would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def disk_usage(path: Path) -> dict[str, int]:
     try:
         usage = shutil.disk_usage(path)

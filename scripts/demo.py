@@ -7,6 +7,8 @@ events if one is running; otherwise they wait in the durable outbox.
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge import assets  # noqa: E402
+from edge.api.auth import hash_line  # noqa: E402
 from edge.cli import main  # noqa: E402
 
 DEMO_VIDEO = "street-securitycam-640x360-10fps.mp4"
@@ -28,9 +31,20 @@ def broker_reachable(host: str = "127.0.0.1", port: int = 1883) -> bool:
         return False
 
 
+def demo_token(state: Path) -> str:
+    """One LAN API token for the demo, kept in demo-state/ so the page works across runs."""
+    path = state / "api-token.txt"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def write_config(state: Path, video: Path) -> Path:
     state.mkdir(exist_ok=True)
     config = state / "edgecam.toml"
+    token_line = hash_line(demo_token(state), "demo")
+    live = "true" if os.environ.get("DEMO_LIVE") else "false"  # `make demo DEMO_LIVE=1`: play in real time, loop
     config.write_text(f"""# Written by `make demo`; edit freely, `make demo` rewrites it.
 [node]
 id = "demo-node"
@@ -49,10 +63,12 @@ post_roll = 3
 
 [api]
 listen = "127.0.0.1:8080"
+tokens = ["{token_line}"]
 
 [cameras.street]
 source = "{video}"
-realtime = false
+realtime = {live}
+loop = {live}
 detect_fps = 5
 
 [cameras.street.zones.road]
@@ -70,6 +86,7 @@ def run() -> int:
     where = "the broker on 127.0.0.1:1883" if broker_reachable() else "the outbox (no broker on 127.0.0.1:1883)"
     print(f"demo: analysing {video.name}; events go to {where}; clips and outbox in demo-state/")
     print("demo: watch events with `.venv/bin/edgecam events tail --broker 127.0.0.1` in another terminal")
+    print(f"demo: clips at http://127.0.0.1:8080/ while it runs (token: {demo_token(config.parent)})")
     return main(["run", "-c", str(config)])
 
 

@@ -144,3 +144,58 @@ def test_unwritable_storage_is_one_line(tmp_path: Path, bad: str) -> None:
     assert proc.returncode == 1
     assert "storage.path /proc/edgecam: not writable" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_stuck_stage_stops_the_watchdog_pings(tmp_path: Path) -> None:
+    """The supervisor pings only while every stage is alive; a stuck analysis loop withholds WATCHDOG=1."""
+    import threading
+
+    from edge.camera import AnalysisLoop, CaptureLoop, FrameSlot
+    from edge.config import parse_config
+    from edge.daemon import CameraRuntime, Daemon
+    from edge.sdnotify import Notifier
+    from edge.types import CameraState
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.5)
+    cfg = parse_config({"cameras": {"cam": {"source": "/dev/null"}}, "storage": {"path": str(tmp_path)}})
+    daemon = Daemon(cfg)
+    daemon.notifier = Notifier(str(sock_path))
+    hold = threading.Event()
+    slot = FrameSlot()
+    capture = CaptureLoop("cam", None, slot, None, live=True, reconnect_max=1)  # type: ignore[arg-type]
+    capture.state = CameraState.RUNNING
+    analysis = AnalysisLoop("cam", slot, None, None, None, lambda: True)  # type: ignore[arg-type]
+    threads = [threading.Thread(target=hold.wait, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    daemon.cameras["cam"] = CameraRuntime("cam", cfg.cameras["cam"], capture, analysis, None, threads)
+
+    class Outbox:
+        def depth(self) -> int:
+            return 0
+
+        def publish_stats(self, stats: dict) -> None:
+            pass
+
+    daemon.outbox = Outbox()
+    daemon.stats = lambda: {}  # type: ignore[method-assign]
+    assert daemon.stalled_stage() is None
+    analysis.heartbeat -= 3600  # the analysis loop has not moved for an hour
+    assert daemon.stalled_stage() == "analysis-cam"
+    runner = threading.Thread(target=daemon.supervise, daemon=True)
+    runner.start()
+    got = []
+    try:
+        while len(got) < 2:
+            got.append(sock.recv(4096).decode())
+    except TimeoutError:
+        pass
+    daemon.stop_event.set()
+    hold.set()
+    runner.join(5)
+    sock.close()
+    assert got and all("WATCHDOG=1" not in m for m in got)
+    assert any("STATUS=stuck: analysis-cam" in m for m in got)

@@ -202,6 +202,9 @@ def _open_session(path: Path, threads: int, providers: list[str]) -> ort.Inferen
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # keep onnxruntime's own warnings out of the journal
+    # Worker threads that spin between calls burn a core the other stages (and cameras) need: measured here
+    # 16.5 vs 25.4 ms CPU per inference with spinning off, at the same latency within noise.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as err:  # onnxruntime raises its own exception types for every load failure
