@@ -60,7 +60,7 @@ def when(entries: list[dict]) -> str:
     loads = [x for e in entries for x in e.get("load", [])]
     ats = sorted(e["at"] for e in entries)
     span = ats[0] if ats[0] == ats[-1] else f"{ats[0]} to {ats[-1][11:]}"
-    return f"measured {span}, load average {rng(loads)} on {os.cpu_count()} cores"
+    return f"Measured {span}, load average {rng(loads)} on {os.cpu_count()} cores"
 
 
 def failures(entries: list[dict] | None) -> str:
@@ -82,7 +82,7 @@ def section_vision(entries: list[dict]) -> str:
              + when(rows) + ".", "", cmds(rows), "",
              "| video | size | video s | analysed | " + " | ".join(f"{s} ms" for s in stages)
              + " | ms/detector call | CPU-s per video-s | peak RSS MB |",
-             "|" + "---|" * (8 + len(stages))]
+             "|" + "---|" * (7 + len(stages))]
     by_video: dict[str, list[dict]] = {}
     for e in base:
         by_video.setdefault(e["video"], []).append(e["result"])
@@ -123,7 +123,7 @@ def section_decode(entries: list[dict]) -> str:
     rows = ok(entries)
     if not rows:
         return "## Decode\n\nnot run" + failures(entries)
-    lines = ["## Decode (capture stage, PyAV)", "", "Best of 3 passes; " + when(rows) + ".", "", cmds(rows), "",
+    lines = ["## Decode (capture stage, PyAV)", "", "Best of 3 passes. " + when(rows) + ".", "", cmds(rows), "",
              "| video | frames | decode ms/frame | + BGR conversion ms/frame |", "|---|---|---|---|"]
     for r in rows[0]["result"]:
         lines.append(f"| {r['video']} | {r['frames']} | {r['decode_ms']} | {r['decode_bgr_ms']} |")
@@ -174,6 +174,23 @@ def section_memory(entries: list[dict] | None) -> str:
                       f"{r['pre_roll']:g} s pre-roll at {r['width']}x{r['height']} "
                       f"(ring peak {r['ring_s_peak']:.1f} s, {r['ring_bytes_peak'] / 1e6:.1f} MB of packets)."]
     return "\n".join(lines) + failures(entries)
+
+
+def section_spin(entries: list[dict] | None) -> str:
+    rows = [e for e in ok(entries) if isinstance(e["result"], dict)]
+    if not rows:
+        return ""
+    on = [e["result"]["cpu_s_per_wall_s"] for e in rows if e["result"].get("spin")]
+    off = [e["result"]["cpu_s_per_wall_s"] for e in rows if not e["result"].get("spin")]
+    frames_on = [e["result"]["frames_analysed"] for e in rows if e["result"].get("spin")]
+    frames_off = [e["result"]["frames_analysed"] for e in rows if not e["result"].get("spin")]
+    return "\n".join([
+        "### onnxruntime thread spinning (the daemon's biggest CPU lever found)", "",
+        "The same daemon run on the street clip (640x360 10 fps, real time) with the detector's onnxruntime threads "
+        "spinning between calls (onnxruntime's default, forced with `--spin`) and not spinning (what "
+        "edge/vision/detector.py sets since commit ec89ae4). " + when(rows) + ".", "", cmds(rows), "",
+        f"- daemon CPU-s per s: spinning **{rng(on)}**, not spinning **{rng(off)}**; frames analysed in 30 s: "
+        f"{rng(frames_on)} vs {rng(frames_off)} (the same work)"])
 
 
 def _num(text: str, pattern: str) -> float | None:
@@ -293,7 +310,7 @@ def render(data: dict) -> str:
         "repeats; ranges show the repeats. CPU seconds (getrusage, /proc) are steadier. Every figure below was "
         "measured by the command shown next to it, except the Pi 4 section, which is an estimate.", ""]
     body = [section_vision(s.get("vision")), section_decode(s.get("decode")), section_int8(s.get("int8")),
-            section_memory(s.get("daemon_rss")), section_outbox(s.get("outbox")), section_disk(s.get("disk")),
+            section_memory(s.get("daemon_rss")) + "\n\n" + section_spin(s.get("spin")), section_outbox(s.get("outbox")), section_disk(s.get("disk")),
             section_api(s.get("api"), s.get("downloads")), section_soak(data.get("soak")),
             pi_estimate.section(s), pi_estimate.EARLIER]
     return "\n".join(head) + "\n" + "\n\n".join(body) + "\n"

@@ -116,6 +116,10 @@ def steps(args: argparse.Namespace, work: Path) -> dict:
         out += [run([PY, b + "clips_bench.py", "rss", "--source", big, "--pre-roll", "10"]) | {"video": "road-1080p"}]
         return out
 
+    def spin() -> list[dict]:
+        street = [PY, b + "daemon_bench.py", "rss", "--source", str(video(VIDEOS[1])), "--seconds", "30"]
+        return [run([*street, *flag]) | {"video": VIDEOS[1]} for _ in range(reps) for flag in ([], ["--spin"])]
+
     def outbox() -> list[dict]:
         return [run([PY, b + "outbox.py", "--dir", str(work)]) for _ in range(reps)]
 
@@ -137,7 +141,7 @@ def steps(args: argparse.Namespace, work: Path) -> dict:
     def decode() -> list[dict]:
         return [run([PY, b + "decode.py", "--json"])]
 
-    table = {"vision": vision, "decode": decode, "daemon_rss": daemon_rss, "outbox": outbox, "disk": disk,
+    table = {"vision": vision, "decode": decode, "daemon_rss": daemon_rss, "spin": spin, "outbox": outbox, "disk": disk,
              "api": api, "downloads": downloads}
     if not args.quick:
         table["int8"] = int8
