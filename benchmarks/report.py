@@ -310,7 +310,8 @@ def render(data: dict) -> str:
         "repeats; ranges show the repeats. CPU seconds (getrusage, /proc) are steadier. Every figure below was "
         "measured by the command shown next to it, except the Pi 4 section, which is an estimate.", ""]
     body = [section_vision(s.get("vision")), section_decode(s.get("decode")), section_int8(s.get("int8")),
-            section_memory(s.get("daemon_rss")) + "\n\n" + section_spin(s.get("spin")), section_outbox(s.get("outbox")), section_disk(s.get("disk")),
+            section_memory(s.get("daemon_rss")) + "\n\n" + section_spin(s.get("spin")),
+            section_outbox(s.get("outbox")), section_disk(s.get("disk")),
             section_api(s.get("api"), s.get("downloads")), section_soak(data.get("soak")),
             pi_estimate.section(s), pi_estimate.EARLIER]
     return "\n".join(head) + "\n" + "\n\n".join(body) + "\n"
