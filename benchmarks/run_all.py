@@ -6,7 +6,7 @@ Each step is a command line (the same one a reader can paste) whose stdout is JS
 usual lines; results go to benchmarks/results.json with the command, start time and the load average
 around it, and benchmarks/report.py renders them (plus benchmarks/soak.json from `make soak`) into
 BENCHMARKS.md. --quick: one repeat, shorter windows, no `model prepare` (about 8 minutes here); the full run
-(2 repeats, about 25 minutes on 2 cores) is what BENCHMARKS.md is meant to hold. --only re-runs some steps
+(2 repeats, about 25-30 minutes on 2 cores) is what BENCHMARKS.md is meant to hold. --only re-runs some steps
 and keeps the other steps' stored results.
 """
 
@@ -105,7 +105,7 @@ def steps(args: argparse.Namespace, work: Path) -> dict:
         return [entry]
 
     def daemon_rss() -> list[dict]:
-        seconds = str(30 if args.quick else 60)
+        seconds = str(30 if args.quick else 45)
         out = []
         for v in (VIDEOS[2], VIDEOS[1]):
             out += [run([PY, b + "daemon_bench.py", "rss", "--source", str(video(v)), "--seconds", seconds])
