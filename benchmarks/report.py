@@ -274,7 +274,8 @@ def section_soak(soak: dict | None) -> str:
               and soak["rss_growth_mb_fitted"] < soak["rss_bound_mb"])
     return "\n".join([
         "## Soak (`make soak`, tests/test_soak.py)", "",
-        f"Run {soak['date']}: {soak['minutes']:g} minutes of the {soak['video']} clip looping over RTSP "
+        f"Run {soak['date']}" + (f" (code at commit {soak['commit']})" if soak.get("commit") else "")
+        + f": {soak['minutes']:g} minutes of the {soak['video']} clip looping over RTSP "
         "(tests/support/rtsp_server.py, gst-rtsp-server) into `python -m edge run`, a real mosquitto, and "
         "`edgecam central run` (SQLite, persistent QoS-1 session) as the consumer. Faults: " + faults +
         " (broker = SIGKILL, down 20 s; camera = RTSP server killed and restarted after 3 s). Sampled every 10 s "

@@ -180,7 +180,9 @@ def test_soak(tmp_path: Path) -> None:
         broker.stop()
 
     summary = summarise(sampler.samples, warmup_s)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     summary.update({"date": started.strftime("%Y-%m-%d %H:%M UTC"), "minutes": MINUTES, "video": "highway",
+                    "commit": commit.stdout.strip() or None,
                     "faults": [[round(t, 1), k] for t, k in faults], "events_node": last,
                     "events_central": len(seqs), "seq_gaps": last - len(set(seqs)), "exit_code": rc,
                     "rss_bound_mb": RSS_BOUND_MB})
