@@ -2,7 +2,7 @@
 
 Faults every few minutes, alternating: the broker killed for 20 s, the camera
 server restarted. The daemon's RSS, open fds and threads are sampled every 10 s
-and drawn to ``benchmarks/soak.png`` (summary in ``benchmarks/soak.json``, which
+and drawn to ``benchmarks/soak.png`` (samples in ``soak.csv``, summary in ``benchmarks/soak.json``, which
 ``benchmarks/run_all.py`` folds into BENCHMARKS.md; EDGECAM_SOAK_OUT moves both).
 Pass: RSS grows less than EDGECAM_SOAK_RSS_MB (20) after the warm-up (5 min, or a
 third of a shorter run) by a least-squares fit; fds and threads end within a
@@ -188,6 +188,8 @@ def test_soak(tmp_path: Path) -> None:
                     "rss_bound_mb": RSS_BOUND_MB})
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "soak.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (OUT / "soak.csv").write_text("t_s,rss_kb,fds,threads\n" + "".join(
+        f"{s.t:.1f},{s.rss_kb},{s.fds},{s.threads}\n" for s in sampler.samples))
     plot(sampler.samples, faults, warmup_s, OUT / "soak.png",
          f"edgecam soak {summary['date']}: {MINUTES:g} min, highway 640x360 over RTSP, "
          f"RSS slope {summary['rss_slope_mb_per_h']} MB/h")
