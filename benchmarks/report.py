@@ -50,10 +50,15 @@ def ok(entries: list[dict] | None) -> list[dict]:
 def cmds(entries: list[dict]) -> str:
     seen: list[str] = []
     for e in entries:
-        c = re.sub(r"/tmp/edgecam-bench-\w+/", "$TMP/", e["command"])
+        c = tmp(e["command"])
         if c not in seen:
             seen.append(c)
     return "\n".join(f"    {c}" for c in seen)
+
+
+def tmp(command: str) -> str:
+    """run_all's temporary work folder shown as $TMP."""
+    return re.sub(r"/tmp/edgecam-bench-\w+", "$TMP", command)
 
 
 def when(entries: list[dict]) -> str:
@@ -160,7 +165,10 @@ def section_memory(entries: list[dict] | None) -> str:
              "`edgecam run` as a subprocess on a looping file (`realtime = true`, `loop = true`, detect_fps 5, "
              "a local mosquitto, LAN API on), provisioned by `scripts/provision`; peak RSS = VmHWM from "
              "/proc/PID/status; CPU = utime+stime from /proc/PID/stat over the run. " + when(rows) + ".", "",
-             cmds(rows), "", "| source | pre-roll s | run s | peak RSS MB | threads | daemon CPU-s per s |",
+             cmds(rows), "", "road-1080p is the road clip scaled by run_all.py: `ffmpeg -i "
+             "../shared/data/video/road-overhead-640x360-24fps.mp4 -an -vf scale=1920:1080 -c:v libx264 -preset "
+             "ultrafast -g 48 -pix_fmt yuv420p $TMP/road-1080p.mp4` (20 s, 24 fps, ~3.2 Mbit/s).", "",
+             "| source | pre-roll s | run s | peak RSS MB | threads | daemon CPU-s per s |",
              "|---|---|---|---|---|---|"]
     for e in rows:
         r = e["result"]
@@ -170,7 +178,7 @@ def section_memory(entries: list[dict] | None) -> str:
     for e in rows:
         r = e["result"]
         if "ring_s_peak" in r:
-            lines += ["", f"Clip recorder alone (`{e['command']}`): peak RSS **{r['peak_rss_mb']} MB** with a "
+            lines += ["", f"Clip recorder alone (`{tmp(e['command'])}`): peak RSS **{r['peak_rss_mb']} MB** with a "
                       f"{r['pre_roll']:g} s pre-roll at {r['width']}x{r['height']} "
                       f"(ring peak {r['ring_s_peak']:.1f} s, {r['ring_bytes_peak'] / 1e6:.1f} MB of packets)."]
     return "\n".join(lines) + failures(entries)
@@ -310,6 +318,7 @@ def render(data: dict) -> str:
         "average is given per section). Wall-clock figures (ms, fps, MB/s) are pessimistic and move between "
         "repeats; ranges show the repeats. CPU seconds (getrusage, /proc) are steadier. Every figure below was "
         "measured by the command shown next to it, except the Pi 4 section, which is an estimate.", ""]
+    head += [f"**Note on this run:** {n}" for n in data.get("notes", [])] + ([""] if data.get("notes") else [])
     body = [section_vision(s.get("vision")), section_decode(s.get("decode")), section_int8(s.get("int8")),
             section_memory(s.get("daemon_rss")) + "\n\n" + section_spin(s.get("spin")),
             section_outbox(s.get("outbox")), section_disk(s.get("disk")),

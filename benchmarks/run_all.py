@@ -165,6 +165,8 @@ def main() -> int:
                     continue
                 print(f"{name}:", file=sys.stderr)
                 stored["steps"][name] = fn()
+        if not args.only:
+            stored.pop("notes", None)  # hand-written remarks about a previous run (results.json "notes")
         stored["machine"] = report.machine()
         stored["mode"] = "quick" if args.quick else "full"
         RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
