@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from support.assets import model_path, video_path
 from support.broker import Broker, free_port, wait_port
+from support.node import provision_node
 from support.rtsp import RtspServer, require_rtsp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -62,42 +63,6 @@ class Proc:
         return self.log.read_text(errors="replace")
 
 
-def provision(tmp: Path, rtsp_url: str, broker_port: int, api_port: int) -> tuple[Path, str]:
-    state = tmp / "root" / "var/lib/edgecam"
-    template = tmp / "e2e-template.toml"
-    template.write_text(f"""
-[node]
-id = "e2e"
-[mqtt]
-host = "127.0.0.1"
-port = 1883
-drain_timeout = 15
-reconnect_max = 2
-stats_interval = 10
-[storage]
-path = "{state}"
-[clips]
-pre_roll = 2
-post_roll = 2
-max_clip = 30
-[api]
-listen = "127.0.0.1:{api_port}"
-tokens = []
-[cameras.road]
-source = "{rtsp_url}"
-detect_fps = 4
-open_timeout = 10
-read_timeout = 3
-reconnect_max = 2
-""")
-    run = subprocess.run([sys.executable, str(ROOT / "scripts/provision"), "--template", str(template),
-                          "--node-id", "e2e", "--broker", f"127.0.0.1:{broker_port}", "--no-tls",
-                          "--root", str(tmp / "root")], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    token = next(line for line in run.stdout.splitlines() if "LAN API token" in line).rsplit(" ", 1)[1]
-    return tmp / "root/etc/edgecam/edgecam.toml", token
-
-
 def central_rows(db: Path) -> list[tuple]:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT seq, id, type, clip FROM events WHERE node='e2e' ORDER BY seq").fetchall()
@@ -118,7 +83,7 @@ def test_node_end_to_end_under_faults(tmp_path: Path) -> None:
     broker = Broker(tmp_path / "broker").start()
     camera = RtspServer(video_path("highway")).start()
     api_port = free_port()
-    config, token = provision(tmp_path, camera.url, broker.port, api_port)
+    config, token = provision_node(tmp_path, "e2e", camera.url, broker.port, api_port, detect_fps=4)
     central_db = tmp_path / "central.db"
     central_cfg = tmp_path / "central.toml"
     central_cfg.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "e2e-central"\n'

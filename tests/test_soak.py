@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from support.assets import model_path, video_path
 from support.broker import Broker, free_port
+from support.node import provision_node
 from support.rtsp import RtspServer, require_rtsp
 from support.soakplot import Sample, plot, read_proc, summarise
 
@@ -38,41 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(os.environ.get("EDGECAM_SOAK_OUT", ROOT / "benchmarks"))
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(MINUTES * 60 + 900))]
-
-
-def provision(tmp: Path, rtsp_url: str, broker_port: int) -> Path:
-    state = tmp / "root" / "var/lib/edgecam"
-    template = tmp / "soak-template.toml"
-    template.write_text(f"""
-[node]
-id = "soak"
-[mqtt]
-host = "127.0.0.1"
-port = 1883
-drain_timeout = 15
-reconnect_max = 2
-stats_interval = 10
-[storage]
-path = "{state}"
-[clips]
-pre_roll = 2
-post_roll = 2
-max_clip = 30
-[api]
-listen = "127.0.0.1:{free_port()}"
-tokens = []
-[cameras.road]
-source = "{rtsp_url}"
-detect_fps = 5
-open_timeout = 10
-read_timeout = 3
-reconnect_max = 2
-""")
-    run = subprocess.run([sys.executable, str(ROOT / "scripts/provision"), "--template", str(template),
-                          "--node-id", "soak", "--broker", f"127.0.0.1:{broker_port}", "--no-tls",
-                          "--root", str(tmp / "root")], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    return tmp / "root/etc/edgecam/edgecam.toml"
 
 
 def spawn(args: list[str], log: Path) -> subprocess.Popen:
@@ -137,7 +103,7 @@ def test_soak(tmp_path: Path) -> None:
     warmup_s = min(300.0, total_s / 3)
     broker = Broker(tmp_path / "broker").start()
     camera = RtspServer(video_path("highway")).start()
-    config = provision(tmp_path, camera.url, broker.port)
+    config, _token = provision_node(tmp_path, "soak", camera.url, broker.port, free_port())
     state = tmp_path / "root/var/lib/edgecam"
     db = tmp_path / "central.db"
     (tmp_path / "central.toml").write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'

@@ -1,0 +1,47 @@
+"""A node provisioned with the installer's own script into a temp root (for e2e and soak runs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def provision_node(tmp: Path, node_id: str, rtsp_url: str, broker_port: int, api_port: int,
+                   detect_fps: float = 5) -> tuple[Path, str]:
+    """Run scripts/provision on a template for one RTSP camera; returns (config path, LAN API token)."""
+    state = tmp / "root" / "var/lib/edgecam"
+    template = tmp / f"{node_id}-template.toml"
+    template.write_text(f"""
+[node]
+id = "{node_id}"
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+drain_timeout = 15
+reconnect_max = 2
+stats_interval = 10
+[storage]
+path = "{state}"
+[clips]
+pre_roll = 2
+post_roll = 2
+max_clip = 30
+[api]
+listen = "127.0.0.1:{api_port}"
+tokens = []
+[cameras.road]
+source = "{rtsp_url}"
+detect_fps = {detect_fps}
+open_timeout = 10
+read_timeout = 3
+reconnect_max = 2
+""")
+    run = subprocess.run([sys.executable, str(ROOT / "scripts/provision"), "--template", str(template),
+                          "--node-id", node_id, "--broker", f"127.0.0.1:{broker_port}", "--no-tls",
+                          "--root", str(tmp / "root")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    token = next(line for line in run.stdout.splitlines() if "LAN API token" in line).rsplit(" ", 1)[1]
+    return tmp / "root/etc/edgecam/edgecam.toml", token
