@@ -56,7 +56,7 @@ def node_stats(daemon: Daemon) -> dict[str, Any]:
         analyzer_stats = cam.analysis.analyzer.stats()
         fps[cam.name] = round(cam.analysis.analysed / uptime, 2)
         dropped[cam.name] = cam.capture.slot.dropped
-        for stage, ms in analyzer_stats.get("stage_ms", {}).items():
+        for stage, ms in analyzer_stats.get("ms", {}).items():
             stage_ms[f"{cam.name}.{stage}"] = round(float(ms), 3)
         cameras[cam.name] = {
             "state": cam.capture.state.value,

@@ -199,3 +199,41 @@ def test_a_stuck_stage_stops_the_watchdog_pings(tmp_path: Path) -> None:
     sock.close()
     assert got and all("WATCHDOG=1" not in m for m in got)
     assert any("STATUS=stuck: analysis-cam" in m for m in got)
+
+
+def test_daemon_publishes_events_status_and_stats_that_match_the_schemas(tmp_path: Path, broker) -> None:
+    """The whole node against a real broker: every message it publishes validates against edge/schema/."""
+    import json
+
+    import jsonschema
+    from support.mqtt_collector import Collector
+
+    model_path()
+    schemas = {kind: json.loads((ROOT / "edge/schema" / f"{kind}.schema.json").read_text())
+               for kind in ("events", "status", "stats")}
+    collector = Collector(broker.port, topic="edgecam/test-node/#").start()
+    cfg = write_config(tmp_path, f'[cameras.street]\nsource = "{video_path("street")}"\nrealtime = true\n'
+                                 "detect_fps = 5\n", port=broker.port,
+                       extra="[clips]\nenabled = false\n").read_text()
+    (tmp_path / "edgecam.toml").write_text(cfg.replace("reconnect_max = 1", "reconnect_max = 1\nstats_interval = 2"))
+    proc = start(tmp_path / "edgecam.toml")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if collector.of_kind("events") and len(collector.of_kind("stats")) >= 2:
+                break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        collector.stop()
+    assert proc.returncode == 0, out[-2000:]
+    for kind, schema in schemas.items():
+        messages = collector.of_kind(kind)
+        assert messages, f"no {kind} message"
+        for msg in messages:
+            jsonschema.validate(msg, schema)
+    stats = collector.of_kind("stats")[-1]
+    assert stats["fps"]["street"] > 0 and any(k.startswith("street.") for k in stats["stage_ms"])
+    assert stats["cameras"]["street"]["state"] == "running"
+    assert [m["state"] for m in collector.of_kind("status")][-1] == "offline"  # said on clean shutdown
