@@ -7,9 +7,7 @@ the config holds, on what the camera sees now.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -18,6 +16,7 @@ import numpy as np
 from .assets import PROJECT_ROOT
 from .config import CameraConfig, Config, DetectorConfig, load_config
 from .errors import UserError
+from .fsutil import write_atomic
 from .overlay import draw_overlay
 from .probe import GrabError, grab_frame
 from .types import Detection
@@ -66,14 +65,10 @@ def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise UserError("could not encode the frame as JPEG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.tobytes())
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data.tobytes())
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {err.strerror}") from None
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..fsutil import write_atomic
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 CHUNK = 256 * 1024
@@ -190,12 +191,6 @@ def _sha256_file(path: Path, h: Any = None) -> Any:
     return h
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 class _Interrupted(Exception):
     """The transfer stopped early; the partial file stays for the next attempt."""
 
@@ -288,7 +283,7 @@ def pull_clip(client: NodeClient, cid: str, out: Path) -> Pulled:
     if not _ID.match(cid) or ".." in cid:
         raise UserError(f"bad clip id {cid!r}")
     meta = client.json(f"/api/v1/clips/{cid}/meta")
-    _write_atomic(out / f"{cid}.meta.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+    write_atomic(out / f"{cid}.meta.json", json.dumps(meta, indent=1, sort_keys=True).encode())
     sha = download(client, cid, out)
     return Pulled(cid, out / f"{cid}.mp4", meta, sha)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..config import load_config
 from ..errors import UserError
+from ..fsutil import write_atomic
 from ..types import ClipRecord
 from . import evidence
 from .evidence import NodeKey
@@ -165,9 +166,7 @@ class ClipStore:
     def set_thumbnail(self, clip_id: str, jpeg: bytes) -> None:
         if not CLIP_ID.match(clip_id):
             return
-        tmp = self.dir / f"{clip_id}.jpg.tmp"
-        tmp.write_bytes(jpeg)
-        os.replace(tmp, self.thumb_path(clip_id))
+        write_atomic(self.thumb_path(clip_id), jpeg)
 
     # ----- retention and disk space
     def free_bytes(self) -> int:

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import assets
 from ..errors import UserError
+from ..fsutil import write_atomic
 from .detector import MANIFEST, PAD_VALUE, Detector, ModelError, letterbox, read_labels
 from .model_eval import (
     EVAL_SCORE,
@@ -192,15 +193,6 @@ def _quiet() -> Iterator[None]:
 def _chunk(n: int, most: int = 10) -> int:
     """The largest divisor of ``n`` up to ``most`` (onnxruntime wants equal chunks)."""
     return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
