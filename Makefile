@@ -33,7 +33,7 @@ demo: system-deps install assets
 
 test: system-deps venv
 	$(BIN)/pip install -q -e '.[prepare,central,test]'
-	@bash scripts/fetch-assets --quiet
+	@bash scripts/fetch-assets --quiet || echo "make test: some assets could not be fetched; the tests that need them skip"
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 e2e: system-deps venv
