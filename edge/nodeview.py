@@ -95,16 +95,20 @@ class DaemonView:
         return buf.tobytes() if ok else None
 
     def health(self) -> dict[str, Any]:
+        """What the technician's page shows at a glance (edge/api/web/app.js reads these keys)."""
         d = self._daemon
-        store_stats = d.clip_store.stats() if d.clip_store is not None and hasattr(d.clip_store, "stats") else {}
+        store_stats = d.clip_store.stats() if d.clip_store is not None else {}
+        usage = disk_usage(d.cfg.storage.path)
         return {
             "node": d.cfg.node.id,
+            "state": "stopping" if d.stop_event.is_set() else "running",
             "version": _version(),
             "uptime": round(time.monotonic() - d.started, 1),
             "cameras": {c.name: {"state": c.capture.state.value, "error": c.capture.last_error or None,
                                  "resolution": c.capture.resolution} for c in d.cameras.values()},
             "outbox": {"depth": d.outbox.depth() if d.outbox is not None else 0},
-            "disk": disk_usage(d.cfg.storage.path),
+            "disk": {"total": usage.get("total_bytes", 0), "used": usage.get("used_bytes", 0),
+                     "free": usage.get("free_bytes", 0)},
             "clips": store_stats,
             "time_ok": d.clock.ok(),
         }

@@ -237,3 +237,19 @@ def test_daemon_publishes_events_status_and_stats_that_match_the_schemas(tmp_pat
     assert stats["fps"]["street"] > 0 and any(k.startswith("street.") for k in stats["stage_ms"])
     assert stats["cameras"]["street"]["state"] == "running"
     assert [m["state"] for m in collector.of_kind("status")][-1] == "offline"  # said on clean shutdown
+
+
+def test_node_health_has_what_the_technicians_page_reads(tmp_path: Path) -> None:
+    """edge/api/web/app.js shows node state, cameras, disk (total/free), outbox depth and clock from /health."""
+    from edge.config import parse_config
+    from edge.daemon import Daemon
+    from edge.nodeview import DaemonView
+
+    daemon = Daemon(parse_config({"storage": {"path": str(tmp_path)}, "node": {"id": "n7"}}))
+    health = DaemonView(daemon).health()
+    assert health["node"] == "n7" and health["state"] == "running"
+    assert health["disk"]["total"] > 0 and 0 < health["disk"]["free"] <= health["disk"]["total"]
+    assert health["outbox"] == {"depth": 0} and isinstance(health["time_ok"], bool) and health["cameras"] == {}
+    page = (ROOT / "edge/api/web/app.js").read_text()
+    for key in ("h.state", "h.cameras", "h.disk.total", "h.disk.free", "h.outbox.depth", "h.time_ok"):
+        assert key in page
