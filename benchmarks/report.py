@@ -276,7 +276,7 @@ def section_api(api: list[dict] | None, downloads: list[dict] | None) -> str:
 
 def section_soak(soak: dict | None) -> str:
     if not soak:
-        return "## Soak\n\nNo soak result yet: run `make soak` (writes benchmarks/soak.json and benchmarks/soak.png)."
+        return "## Soak\n\nNo soak result yet: run `make soak` (writes benchmarks/soak.json and docs/soak.png)."
     faults = ", ".join(f"{k} at {t / 60:.1f} min" for t, k in soak["faults"])
     passed = (soak["exit_code"] == 0 and soak["seq_gaps"] == 0 and soak["events_central"] == soak["events_node"]
               and soak["rss_growth_mb_fitted"] < soak["rss_bound_mb"])
@@ -288,7 +288,7 @@ def section_soak(soak: dict | None) -> str:
         "`edgecam central run` (SQLite, persistent QoS-1 session) as the consumer. Faults: " + faults +
         " (broker = SIGKILL, down 20 s; camera = RTSP server killed and restarted after 3 s). Sampled every 10 s "
         "from /proc/PID/status (VmRSS, Threads) and /proc/PID/fd.", "",
-        "![soak: RSS, open fds and threads over time](benchmarks/soak.png)", "",
+        "![soak: RSS, open fds and threads over time](docs/soak.png)", "",
         f"- RSS: {soak['rss_mb_at_warmup']} MB after the {soak['warmup_s'] / 60:g}-min warm-up, "
         f"{soak['rss_mb_end']} MB at the end, max {soak['rss_mb_max']} MB; least-squares slope after warm-up "
         f"**{soak['rss_slope_mb_per_h']} MB/hour** (fitted growth over the run {soak['rss_growth_mb_fitted']} MB; "

@@ -2,8 +2,8 @@
 
 Faults every few minutes, alternating: the broker killed for 20 s, the camera
 server restarted. The daemon's RSS, open fds and threads are sampled every 10 s
-and drawn to ``benchmarks/soak.png`` (samples in ``soak.csv``, summary in ``benchmarks/soak.json``, which
-``benchmarks/run_all.py`` folds into BENCHMARKS.md; EDGECAM_SOAK_OUT moves both).
+and drawn to ``docs/soak.png``, the report's figure (samples in ``benchmarks/soak.csv``, summary in
+``benchmarks/soak.json``, which ``benchmarks/run_all.py`` folds into BENCHMARKS.md; EDGECAM_SOAK_OUT moves all three).
 Pass: RSS grows less than EDGECAM_SOAK_RSS_MB (20) after the warm-up (5 min, or a
 third of a shorter run) by a least-squares fit; fds and threads end within a
 small margin of their warm-up level; the daemon survives and exits cleanly; and
@@ -37,6 +37,7 @@ FD_MARGIN, THREAD_MARGIN = 16, 8
 SAMPLE_EVERY_S = 10.0
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(os.environ.get("EDGECAM_SOAK_OUT", ROOT / "benchmarks"))
+PLOT = OUT / "soak.png" if "EDGECAM_SOAK_OUT" in os.environ else ROOT / "docs" / "soak.png"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(MINUTES * 60 + 900))]
 
@@ -156,7 +157,7 @@ def test_soak(tmp_path: Path) -> None:
     (OUT / "soak.json").write_text(json.dumps(summary, indent=2) + "\n")
     (OUT / "soak.csv").write_text("t_s,rss_kb,fds,threads\n" + "".join(
         f"{s.t:.1f},{s.rss_kb},{s.fds},{s.threads}\n" for s in sampler.samples))
-    plot(sampler.samples, faults, warmup_s, OUT / "soak.png",
+    plot(sampler.samples, faults, warmup_s, PLOT,
          f"edgecam soak {summary['date']}: {MINUTES:g} min, highway 640x360 over RTSP, "
          f"RSS slope {summary['rss_slope_mb_per_h']} MB/h")
     log = (tmp_path / "node.log").read_text(errors="replace")
