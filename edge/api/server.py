@@ -135,7 +135,10 @@ class ApiServer:
     def stop(self, timeout: float = 5.0) -> None:
         """Close the listener and open connections, then join the thread."""
         if self._thread is not None and self._thread.is_alive() and self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass  # the loop already closed (a failed start is ending): nothing left to stop
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
