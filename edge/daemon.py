@@ -57,6 +57,7 @@ class Daemon:
         self.api: Any = None
         self.started = time.monotonic()
         self.clock = _ClockCache()
+        self.storage_lock: Any = None
 
     # ---- start -------------------------------------------------------------------------
     def start(self) -> None:
@@ -68,6 +69,7 @@ class Daemon:
             probe.unlink()
         except OSError as err:
             raise StartupError(f"storage.path {storage}: not writable ({err.strerror})") from None
+        self._lock_storage()
         self.detector = self._build_detector()
         self.outbox = self._build_outbox()
         self.outbox.start()
@@ -87,6 +89,17 @@ class Daemon:
             runtime.capture.opened.wait(timeout=runtime.config.open_timeout + 2)
         self.notifier.send("READY=1", f"STATUS={self.summary()}")
         log.info("edgecam %s node %s running with %d camera(s)", __version__, self.cfg.node.id, len(self.cameras))
+
+    def _lock_storage(self) -> None:
+        """Before the outbox or clip store is opened: a second daemon on this storage exits with one line."""
+        from .storagelock import StorageBusy, StorageLock
+
+        try:
+            self.storage_lock = StorageLock(self.cfg.storage.path).acquire()
+        except StorageBusy as err:
+            raise StartupError(str(err)) from None
+        except OSError as err:
+            raise StartupError(f"storage.path {self.cfg.storage.path}: cannot lock ({err.strerror})") from None
 
     def _build_detector(self) -> Any:
         from .vision.detector import ModelError, load_detector
