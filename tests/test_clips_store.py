@@ -104,7 +104,8 @@ def test_kill_9_mid_clip_then_recover(tmp_path: Path):
     store = _store(root)
     assert store.get(cid) is None  # still "recording" in the index until recovered
     counts = store.recover()
-    assert counts["finalised"] == 1 and counts["removed"] >= 1
+    assert counts["finalised"] == 1 and counts["quarantined"] == 1  # the unexplained file is kept aside
+    assert (root / "quarantine" / "junk.mp4.part").read_bytes() == b"\x00" * 5000
     rec = store.get(cid)
     assert rec is not None and rec.status == "ok"
     _assert_index_matches_disk(store)

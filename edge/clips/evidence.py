@@ -11,6 +11,13 @@ the previous record, encoded canonically as sorted-key compact UTF-8 JSON::
 (base64). ``seq`` counts records on this node from 1; record N's ``prev_hash`` is
 record N-1's ``record_hash``, so a removed or altered record breaks the link.
 
+A chain that cannot continue normally (the clip index was lost and the head
+is unknown, or the key was replaced) never restarts silently: the next record
+carries ``"break": {"reason": TEXT, "prev_seq": N | null, "prev_hash": HEX | null}``
+inside what is signed, its ``seq`` stays above every seq known to have been
+used, and ``clips verify`` reports the break as such (``chain: ok: BREAK ...``),
+not as a forgery.
+
 META.json (``ClipStore.meta(id)``, the LAN API's ``/clips/<id>/meta``)::
 
     {"format": "edgecam-clip-meta/1", "record": {...}, "signature": B64, "record_hash": HEX,
@@ -87,6 +94,9 @@ class NodeKey:
             raise ValueError(f"{path}: not a 32-byte Ed25519 private key")
         return cls(Ed25519PrivateKey.from_private_bytes(raw))
 
+    def public_key(self) -> Ed25519PublicKey:
+        return self._private.public_key()
+
     def public_text(self) -> str:
         return PREFIX + base64.b64encode(self._private.public_key().public_bytes_raw()).decode()
 
@@ -146,6 +156,9 @@ def check_link(record: dict[str, Any], prev: dict[str, Any] | None, pub: Ed25519
     seq = record.get("seq")
     if not isinstance(seq, int) or seq < 1:
         return Check("chain", False, f"record has no valid seq ({seq!r})")
+    brk = record.get("break")
+    if isinstance(brk, dict):
+        return Check("chain", True, break_text(seq, brk))
     if seq == 1:
         ok = record.get("prev_hash") is None
         return Check("chain", ok, "first record of the chain" if ok else "seq 1 must have no prev_hash")
@@ -159,6 +172,13 @@ def check_link(record: dict[str, Any], prev: dict[str, Any] | None, pub: Ed25519
     if record_hash(prec) != record.get("prev_hash"):
         return Check("chain", False, f"prev_hash does not match record seq {seq - 1} (altered or replaced)")
     return Check("chain", True, f"linked to record seq {seq - 1}")
+
+
+def break_text(seq: int, brk: dict[str, Any]) -> str:
+    """How a signed chain break reads in ``clips verify`` (the signature check covers the break itself)."""
+    prev_seq, prev_hash = brk.get("prev_seq"), brk.get("prev_hash")
+    before = f"seq {prev_seq}, hash {prev_hash}" if prev_seq is not None else "unknown"
+    return f"BREAK recorded by the node before seq {seq}: {brk.get('reason')} (previous record: {before})"
 
 
 def write_bundle(path: Path, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "") -> Path:
@@ -270,10 +290,20 @@ def _raw(text: str) -> bytes:
 
 def _bundle_chain(records: list[dict[str, Any]]) -> list[Check]:
     """Consecutive records present in the bundle must link to each other."""
-    by_seq = {r.get("seq"): r for r in records if isinstance(r.get("seq"), int)}
+    by_seq: dict[int, dict[str, Any]] = {}
     out = []
+    for r in records:
+        seq = r.get("seq")
+        if isinstance(seq, int):
+            if seq in by_seq and record_hash(by_seq[seq]) != record_hash(r):
+                out.append(Check("chain", False, f"two different records carry seq {seq}"))
+            by_seq[seq] = r
     for seq in sorted(by_seq):
-        if seq - 1 in by_seq and record_hash(by_seq[seq - 1]) != by_seq[seq].get("prev_hash"):
+        rec = by_seq[seq]
+        brk = rec.get("break")
+        if isinstance(brk, dict) and brk.get("prev_hash") is None:
+            continue  # the node said it did not know the previous record: reported by check_link
+        if seq - 1 in by_seq and record_hash(by_seq[seq - 1]) != rec.get("prev_hash"):
             out.append(Check("chain", False, f"record seq {seq} does not link to bundled record seq {seq - 1}"))
     return out
 
@@ -296,7 +326,9 @@ def verify_command(args) -> int:
     for c in checks:
         print(c.line())
     failed = [c for c in checks if not c.ok]
-    print("verified" if not failed else f"FAILED: {len(failed)} check(s)")
+    breaks = sum(1 for c in checks if c.ok and c.name == "chain" and "BREAK recorded" in c.detail)
+    noted = f" ({breaks} chain break(s) recorded by the node, see above)" if breaks else ""
+    print(f"verified{noted}" if not failed else f"FAILED: {len(failed)} check(s)")
     return 1 if failed else 0
 
 

@@ -2,7 +2,10 @@
 
 Index == disk: ``recover()`` at start finalises or removes what a crash left and
 marks rows whose file is gone as ``lost`` (kept, so the gap stays visible).
-Order is the insertion sequence, never wall time. The LAN API gets this object
+Order is the insertion sequence, never wall time. The index can be lost
+without losing evidence: each signed clip's record lies beside its file
+(``sidecar.py``), so a missing, emptied or corrupt ``clips.db`` is rebuilt from
+those, and files nothing explains are quarantined, never deleted. The LAN API gets this object
 as a read-mostly ``ClipCatalog``; the recorder's writer thread uses the node-side
 methods (``begin``, ``update_events``, ``add_finished``, ``mark_lost``).
 """
@@ -26,7 +29,7 @@ from ..config import load_config
 from ..errors import UserError
 from ..fsutil import write_atomic
 from ..types import ClipRecord
-from . import evidence
+from . import evidence, sidecar
 from .evidence import NodeKey
 from .mux import finalise, probe_duration
 from .retention import Budget, Kept, choose_expired
@@ -49,6 +52,7 @@ CREATE TABLE IF NOT EXISTS clips (
   held INTEGER NOT NULL DEFAULT 0, continues TEXT,
   chain_seq INTEGER UNIQUE, record TEXT, signature TEXT, record_hash TEXT, note TEXT
 );
+CREATE TABLE IF NOT EXISTS chain_state (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
 
@@ -82,12 +86,42 @@ class ClipStore:
         self.pause_reason = ""
         self._need = 0  # bytes a resumed recording needs beyond the floor (set when a write hit ENOSPC)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.root / "clips.db", check_same_thread=False, isolation_level=None,
-                                   timeout=10.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self.db_path = self.root / "clips.db"
+        self.created = not self.db_path.exists()  # no index before: a fresh node, or a lost index (recover tells)
+        self.set_aside: tuple[Path, str] | None = None  # (where a corrupt index went, why)
+        self.quarantined = 0
+        try:
+            self._db = self._open(check=signer is not None)
+        except sqlite3.DatabaseError as err:
+            if signer is None:  # a one-shot command never moves the daemon's files
+                raise UserError(f"{self.db_path}: {err} (the daemon sets it aside and rebuilds it at start)") from None
+            self.set_aside = (self._set_aside(err), str(err))
+            self._db = self._open(check=False)
+
+    def _open(self, check: bool) -> sqlite3.Connection:
+        db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            if check and (res := db.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {res}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _set_aside(self, err: Exception) -> Path:
+        """Move a corrupt index (and its WAL) out of the way, kept for forensics; one clear line."""
+        dest = self.db_path.with_name(f"clips.db.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            src = self.db_path.with_name(self.db_path.name + suffix)
+            if src.exists():
+                os.replace(src, dest.with_name(dest.name + suffix))
+        log.error("clips: %s is not a usable database (%s): set aside as %s; rebuilding the index from the"
+                  " signed records beside the clips", self.db_path, err, dest.name)
+        return dest
 
     # ----- paths: the one place that names clip files
     def part_path(self, clip_id: str) -> Path:
@@ -103,6 +137,14 @@ class ClipStore:
 
     def thumb_path(self, clip_id: str) -> Path:
         return self.dir / f"{clip_id}.jpg"
+
+    def sidecar_path(self, clip_id: str) -> Path:
+        """The clip's signed record beside its file: what rebuilds the index."""
+        return self.dir / f"{clip_id}{sidecar.SIDECAR_SUFFIX}"
+
+    def held_path(self, clip_id: str) -> Path:
+        """Exists while the clip is held, so a rebuilt index keeps the hold."""
+        return self.dir / f"{clip_id}{sidecar.HELD_SUFFIX}"
 
     # ----- node side
     def begin(self, clip_id: str, camera: str, start_ts: float, time_ok: bool, continues: str | None) -> Path:
@@ -130,31 +172,76 @@ class ClipStore:
                 raise RuntimeError(f"clip {clip_id}: no index row or no signing key")
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                head = self._db.execute(
-                    "SELECT chain_seq, record_hash FROM clips WHERE chain_seq IS NOT NULL"
-                    " ORDER BY chain_seq DESC LIMIT 1").fetchone()
-                seq = (head["chain_seq"] + 1) if head else 1
+                seq, prev_hash, brk = self._link()
                 record = {
                     "v": 1, "seq": seq, "node": self.node, "clip": clip_id, "camera": row["camera"],
                     "start_ts": round(fin.start_ts, 3), "end_ts": round(fin.end_ts, 3),
                     "time_ok": bool(fin.time_ok), "duration": round(fin.duration, 3), "bytes": size,
                     "sha256": digest, "labels": sorted(set(fin.labels)),
                     "events": sorted({e["id"] for e in fin.events}), "continues": row["continues"],
-                    "prev_hash": head["record_hash"] if head else None,
+                    "prev_hash": prev_hash,
                 }
+                if brk is not None:
+                    record["break"] = brk
+                signature = self.signer.sign(record)
+                # the signed record goes beside the file before the index row commits: a lost index loses nothing
+                sidecar.write_sidecar(self.sidecar_path(clip_id), sidecar.sidecar_bytes(
+                    record, signature, fin.events, fin.start_mono, fin.end_mono))
+                sidecar.write_head(self.dir, record, signature)
                 self._db.execute(
                     "UPDATE clips SET status='ok', start_ts=?, end_ts=?, start_mono=?, end_mono=?, duration=?,"
                     " time_ok=?, labels=?, events=?, bytes=?, sha256=?, chain_seq=?, record=?, signature=?,"
                     " record_hash=? WHERE id=?",
                     (fin.start_ts, fin.end_ts, fin.start_mono, fin.end_mono, fin.duration, int(fin.time_ok),
                      json.dumps(record["labels"]), json.dumps(fin.events), size, digest, seq,
-                     json.dumps(record), self.signer.sign(record), evidence.record_hash(record), clip_id))
+                     json.dumps(record), signature, evidence.record_hash(record), clip_id))
+                if brk is not None:
+                    self._db.execute("DELETE FROM chain_state WHERE k = 'pending_break'")
+                    log.warning("clips: chain break recorded in seq %d (%s)", seq, brk["reason"])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         self.enforce_retention()
         return self.get(clip_id)
+
+    def _link(self) -> tuple[int, str | None, dict[str, Any] | None]:
+        """The next record's seq and prev_hash, and the chain break it must record (None: unbroken).
+
+        The head is the newest signed record known to the index or to ``chain-head.json``
+        (which outlives expired clips), so a seq is never signed twice. A head this key
+        cannot verify means the key changed; a pending break comes from a lost index.
+        """
+        pub = self.signer.public_key() if self.signer is not None else None
+        heads = []
+        row = self._db.execute("SELECT record, signature FROM clips WHERE chain_seq IS NOT NULL"
+                               " ORDER BY chain_seq DESC LIMIT 1").fetchone()
+        if row is not None:
+            rec = json.loads(row["record"])
+            heads.append(sidecar.Head(rec, row["signature"], evidence.signature_ok(pub, rec, row["signature"])))
+        on_file, _why = sidecar.read_head(self.dir, pub)
+        if on_file is not None:
+            heads.append(on_file)
+        head = max(heads, key=lambda h: h.seq) if heads else None
+        pending = self._state("pending_break")
+        brk: dict[str, Any] | None = None
+        floor = 1
+        if pending is not None:
+            brk = {"reason": pending["reason"], "prev_seq": head.seq if head else pending.get("prev_seq"),
+                   "prev_hash": head.hash if head else pending.get("prev_hash")}
+            floor = int(pending.get("min_seq") or 1)
+        elif head is not None and not head.ok:
+            brk = {"reason": "signing key changed: the previous record does not verify with this node's key",
+                   "prev_seq": head.seq, "prev_hash": head.hash}
+        seq = max(head.seq + 1 if head else 1, floor)
+        return seq, (head.hash if head else (brk or {}).get("prev_hash")), brk
+
+    def _state(self, key: str) -> Any:
+        row = self._db.execute("SELECT v FROM chain_state WHERE k = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _set_state(self, key: str, value: Any) -> None:
+        self._db.execute("INSERT OR REPLACE INTO chain_state (k, v) VALUES (?, ?)", (key, json.dumps(value)))
 
     def mark_lost(self, clip_id: str, reason: str) -> None:
         """The clip could not be kept (crash, disk full): the row stays so the gap is visible."""
@@ -178,10 +265,16 @@ class ClipStore:
             rows = self._db.execute("SELECT id, seq, bytes, end_ts, held FROM clips WHERE status='ok'").fetchall()
             kept = [Kept(r["id"], r["seq"], r["bytes"], r["end_ts"], bool(r["held"])) for r in rows]
             victims = choose_expired(kept, self.free_bytes(), time.time() if now is None else now, self.budget)
+            removed = []
             for cid in victims:
-                self.final_path(cid).unlink(missing_ok=True)
-                self.thumb_path(cid).unlink(missing_ok=True)
-                self._db.execute("UPDATE clips SET status='expired' WHERE id=?", (cid,))
+                # held=0 in the same statement: a `clips hold` from another process wins the race
+                cur = self._db.execute("UPDATE clips SET status='expired' WHERE id=? AND held=0", (cid,))
+                if cur.rowcount != 1:
+                    continue
+                for path in (self.final_path(cid), self.thumb_path(cid), self.sidecar_path(cid)):
+                    path.unlink(missing_ok=True)
+                removed.append(cid)
+            victims = removed
         if victims:
             log.info("retention: removed %d clip(s), oldest %s", len(victims), victims[0])
         return victims
@@ -209,8 +302,18 @@ class ClipStore:
 
     # ----- crash recovery
     def recover(self) -> dict[str, int]:
-        """Make index == disk after a crash; returns counts of what was done."""
-        counts = {"finalised": 0, "removed": 0, "lost": 0}
+        """Make index == disk after a crash or a lost index; returns counts of what was done.
+
+        Signed records beside the files are adopted first (a lost or emptied index is
+        rebuilt from them), then half-finished clips are finalised, then whatever is
+        left unexplained is quarantined. Nothing that was captured is deleted.
+        """
+        counts = {"finalised": 0, "removed": 0, "lost": 0, "rebuilt": 0, "quarantined": 0}
+        lost_reason = self._index_loss()
+        claimed = max([sidecar.any_seq(p) for p in self.dir.glob(f"*{sidecar.SIDECAR_SUFFIX}")] or [0])
+        self._adopt_sidecars(counts)
+        if lost_reason:
+            self._after_lost_index(lost_reason, claimed, counts)
         with self._lock:
             rows = self._db.execute("SELECT * FROM clips WHERE status IN ('recording', 'ok')").fetchall()
         for row in rows:
@@ -237,21 +340,142 @@ class ClipStore:
                 self.mark_lost(cid, "unreadable after a crash")
                 log.warning("clip %s: nothing playable after a crash, removed and marked lost", cid)
                 counts["lost"] += 1
-        counts["removed"] = self._remove_strays()
+        self._backfill()
+        removed, quarantined = self._sweep_strays()
+        counts["removed"] += removed
+        counts["quarantined"] += quarantined
+        self.quarantined = sidecar.quarantined_count(self.root)
         return counts
 
-    def _remove_strays(self) -> int:
+    def _index_loss(self) -> str:
+        """Why the index cannot be trusted to know the chain ("" when it can): corrupt, missing or emptied."""
+        if self.set_aside is not None:
+            return f"clip index was corrupt ({self.set_aside[1]}); set aside as {self.set_aside[0].name}"
+        has_files = any(True for _ in self.dir.iterdir())
+        if not has_files:
+            return ""
+        if self.created:
+            return "clip index was missing"
+        if self._count("1") == 0:
+            return "clip index was empty"
+        return ""
+
+    def _adopt_sidecars(self, counts: dict[str, int]) -> None:
+        """Index every clip whose signed record verifies and matches its file but has no 'ok' row."""
+        pub = self.signer.public_key() if self.signer is not None else None
+        found = []
+        for meta in self.dir.glob(f"*{sidecar.SIDECAR_SUFFIX}"):
+            cid = meta.name[: -len(sidecar.SIDECAR_SUFFIX)]
+            row = self._row(cid) if CLIP_ID.match(cid) else None
+            if row is not None and row["status"] == "ok" and row["chain_seq"] is not None:
+                continue  # indexed already
+            if row is not None and row["status"] == "expired":
+                continue  # retention chose it; the sweep finishes the removal
+            adopted, why = sidecar.check_sidecar(self.dir, cid, pub)
+            if adopted is None:
+                self._quarantine_clip(cid, why, counts)
+                continue
+            found.append(adopted)
+        for a in sorted(found, key=lambda a: a.record["seq"]):
+            if self._insert_adopted(a):
+                counts["rebuilt"] += 1
+            else:
+                self._quarantine_clip(a.clip_id, f"chain seq {a.record['seq']} is already indexed for another clip",
+                                      counts)
+        if counts["rebuilt"]:
+            log.warning("clips: re-indexed %d clip(s) from their signed records", counts["rebuilt"])
+
+    def _insert_adopted(self, a: sidecar.Adoptable) -> bool:
+        r = a.record
+        labels = [str(x) for x in r.get("labels") or []]
+        held = int(self.held_path(a.clip_id).exists())
         with self._lock:
-            known = {r["id"] for r in self._db.execute("SELECT id FROM clips WHERE status='ok'")}
-        removed = 0
-        for p in self.dir.iterdir():
+            if self._db.execute("SELECT 1 FROM clips WHERE chain_seq = ? AND id != ?",
+                                (r["seq"], a.clip_id)).fetchone():
+                return False
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM clips WHERE id = ?", (a.clip_id,))
+                self._db.execute(
+                    "INSERT INTO clips (id, camera, status, start_ts, end_ts, start_mono, end_mono, duration, time_ok,"
+                    " labels, events, bytes, sha256, held, continues, chain_seq, record, signature, record_hash, note)"
+                    " VALUES (?, ?, 'ok', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (a.clip_id, str(r.get("camera", "")), float(r.get("start_ts", 0)), float(r.get("end_ts", 0)),
+                     a.start_mono, a.end_mono, float(r.get("duration", 0)), int(bool(r.get("time_ok", True))),
+                     json.dumps(labels), json.dumps(a.events), int(r["bytes"]), str(r["sha256"]), held,
+                     r.get("continues"), r["seq"], json.dumps(r), a.signature, evidence.record_hash(r),
+                     "re-indexed from its signed record"))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return True
+
+    def _after_lost_index(self, reason: str, claimed: int, counts: dict[str, int]) -> None:
+        """Continue the chain from the head file when it verifies; otherwise the next record names a break."""
+        pub = self.signer.public_key() if self.signer is not None else None
+        head, why = sidecar.read_head(self.dir, pub)
+        with self._lock:
+            row = self._db.execute("SELECT chain_seq, record_hash FROM clips WHERE chain_seq IS NOT NULL"
+                                   " ORDER BY chain_seq DESC LIMIT 1").fetchone()
+            best = (row["chain_seq"], row["record_hash"]) if row else (None, None)
+            if head is not None and head.ok and head.seq >= (best[0] or 0):
+                log.warning("clips: %s; index rebuilt (%d clip(s), %d quarantined), chain continues after seq %d",
+                            reason, counts["rebuilt"], counts["quarantined"], head.seq)
+                return
+            if head is not None:
+                claimed = max(claimed, head.seq)
+            why = why or ("chain head file does not verify with this key" if head is not None
+                          else "chain head file missing")
+            pending = {"reason": f"{reason}; {why}", "prev_seq": best[0], "prev_hash": best[1],
+                       "min_seq": max(claimed, best[0] or 0) + 1}
+            self._set_state("pending_break", pending)
+        log.warning("clips: %s; index rebuilt (%d clip(s), %d quarantined); %s: the next record notes a chain"
+                    " break", reason, counts["rebuilt"], counts["quarantined"], why)
+
+    def _backfill(self) -> None:
+        """Indexes from before sidecars existed: write each signed clip's sidecar, hold marker and the head."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, record, signature, events, start_mono, end_mono, held FROM clips"
+                                    " WHERE status='ok' AND record IS NOT NULL").fetchall()
+            top = self._db.execute("SELECT record, signature FROM clips WHERE chain_seq IS NOT NULL"
+                                   " ORDER BY chain_seq DESC LIMIT 1").fetchone()
+        for r in rows:
+            if not self.sidecar_path(r["id"]).exists():
+                sidecar.write_sidecar(self.sidecar_path(r["id"]), sidecar.sidecar_bytes(
+                    json.loads(r["record"]), r["signature"], json.loads(r["events"]), r["start_mono"], r["end_mono"]))
+            if r["held"] and not self.held_path(r["id"]).exists():
+                write_atomic(self.held_path(r["id"]), b"")
+        if top is not None and not (self.dir / sidecar.HEAD_FILE).exists():
+            sidecar.write_head(self.dir, json.loads(top["record"]), top["signature"])
+
+    def _quarantine_clip(self, cid: str, reason: str, counts: dict[str, int]) -> None:
+        for suffix in (".mp4", ".jpg", sidecar.SIDECAR_SUFFIX, sidecar.HELD_SUFFIX):
+            path = self.dir / f"{cid}{suffix}"
+            if path.exists() or path.is_symlink():
+                sidecar.quarantine(self.root, path, reason)
+                counts["quarantined"] += 1
+
+    def _sweep_strays(self) -> tuple[int, int]:
+        """Files the index does not explain: our own half-written temp copies go, anything else is quarantined."""
+        with self._lock:
+            status = {r["id"]: r["status"] for r in self._db.execute("SELECT id, status FROM clips")}
+        kinds = (".mp4", ".jpg", sidecar.SIDECAR_SUFFIX, sidecar.HELD_SUFFIX)
+        removed = quarantined = 0
+        for p in sorted(self.dir.iterdir()):
+            if p.name == sidecar.HEAD_FILE or not (p.is_file() or p.is_symlink()):
+                continue
             cid = p.name.split(".", 1)[0]
-            keep = cid in known and p.name in (f"{cid}.mp4", f"{cid}.jpg")
-            if not keep and (p.is_file() or p.is_symlink()):
-                p.unlink()
-                log.warning("clips: removed stray file %s (not in the index)", p.name)
+            if status.get(cid) == "ok" and p.name in {cid + k for k in kinds}:
+                continue
+            if (p.name.startswith(".") and p.name.endswith(".tmp")) or status.get(cid) == "expired":
+                p.unlink()  # a write_atomic temp (the real file is intact), or the rest of an expired clip
+                log.warning("clips: removed leftover %s", p.name)
                 removed += 1
-        return removed
+                continue
+            sidecar.quarantine(self.root, p, "not in the index")
+            quarantined += 1
+        return removed, quarantined
 
     # ----- ClipCatalog (what the LAN API may do)
     def list_clips(self, since: float | None = None, until: float | None = None, label: str | None = None,
@@ -332,6 +556,11 @@ class ClipStore:
         with self._lock:
             cur = self._db.execute("UPDATE clips SET held=? WHERE id=? AND status IN ('ok', 'recording')",
                                    (int(held), clip_id))
+            if cur.rowcount == 1:
+                if held:
+                    write_atomic(self.held_path(clip_id), b"")
+                else:
+                    self.held_path(clip_id).unlink(missing_ok=True)
         return cur.rowcount == 1
 
     def _row(self, clip_id: str) -> sqlite3.Row | None:
@@ -349,6 +578,7 @@ class ClipStore:
             r = self._db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(held), 0)"
                                  " FROM clips WHERE status='ok'").fetchone()
         return {"clips": r[0], "bytes": r[1], "held": r[2], "lost": self._count("status='lost'"),
+                "quarantined": self.quarantined,
                 "paused": self.paused, "pause_reason": self.pause_reason, "free_bytes": self.free_bytes()}
 
     def close(self) -> None:

@@ -1,0 +1,190 @@
+"""A lost, emptied or corrupt clip index loses nothing: rebuilt from the signed records beside the clips."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from support.assets import video_path  # noqa: E402
+
+from edge import cli  # noqa: E402
+from edge.clips import evidence  # noqa: E402
+from edge.clips.evidence import NodeKey, verify_command, write_bundle  # noqa: E402
+from edge.clips.store import ClipStore, Finished  # noqa: E402
+
+
+def _store(root: Path, **kw) -> ClipStore:
+    return ClipStore(root, NodeKey.load_or_create(root / "keys"), node="n1", **kw)
+
+
+def _clip(store: ClipStore, cid: str, wall: float = 1000.0) -> None:
+    store.begin(cid, "cam", wall, True, None)
+    shutil.copyfile(video_path("road"), store.final_path(cid))
+    store.add_finished(cid, Finished(wall, wall + 10, 10.0, start_mono=5.0, end_mono=15.0, labels=["car"],
+                                     events=[{"id": cid + "-o", "label": "car"}]))
+
+
+def _three(root: Path) -> tuple[dict[str, bytes], dict[str, dict]]:
+    """c1 <- c2 (held) <- c3; returns the clip bytes and signed records as they were."""
+    store = _store(root)
+    for i, cid in enumerate(("c1", "c2", "c3")):
+        _clip(store, cid, 1000.0 + i)
+    assert store.hold("c2")
+    data = {c: store.final_path(c).read_bytes() for c in ("c1", "c2", "c3")}
+    records = {c: store.meta(c)["record"] for c in ("c1", "c2", "c3")}
+    store.close()
+    return data, records
+
+
+def _drop_index(root: Path) -> None:
+    for name in ("clips.db", "clips.db-wal", "clips.db-shm"):
+        (root / name).unlink(missing_ok=True)
+
+
+def test_removed_index_is_rebuilt_and_the_chain_continues(tmp_path: Path):
+    root = tmp_path / "storage"
+    data, records = _three(root)
+    _drop_index(root)
+    store = _store(root)
+    counts = store.recover()
+    assert counts["rebuilt"] == 3 and counts["quarantined"] == 0 and counts["removed"] == 0
+    assert [c.id for c in store.list_clips()] == ["c3", "c2", "c1"]  # insertion order kept (chain order)
+    assert store.get("c2").held and not store.get("c1").held  # the hold survived the lost index
+    for cid, raw in data.items():
+        assert store.file_path(cid).read_bytes() == raw
+        meta = store.meta(cid)
+        assert meta["record"] == records[cid] and meta["events"] == [{"id": cid + "-o", "label": "car"}]
+    _clip(store, "c4", 1003.0)
+    rec4 = store.meta("c4")["record"]
+    assert rec4["seq"] == 4 and rec4["prev_hash"] == evidence.record_hash(records["c3"]) and "break" not in rec4
+    store.close()
+
+
+def test_emptied_index_without_head_records_a_signed_break(tmp_path: Path, capsys):
+    root = tmp_path / "storage"
+    _data, records = _three(root)
+    store = _store(root)
+    store._db.execute("DELETE FROM clips")  # the index emptied ...
+    (store.dir / "chain-head.json").unlink()  # ... and the chain head gone too
+    store.close()
+    store = _store(root)
+    assert store.recover()["rebuilt"] == 3
+    _clip(store, "c4", 1003.0)
+    rec4 = store.meta("c4")["record"]
+    assert rec4["seq"] == 4  # never a second seq 1
+    assert rec4["break"] == {"reason": "clip index was empty; chain head file missing", "prev_seq": 3,
+                             "prev_hash": evidence.record_hash(records["c3"])}
+    _clip(store, "c5", 1004.0)
+    assert "break" not in store.meta("c5")["record"]  # recorded once, then the chain goes on
+    bundle = tmp_path / "evidence.zip"
+    write_bundle(bundle, [(store.file_path(c), store.meta(c)) for c in ("c3", "c4", "c5")], store.public_key())
+    rc = verify_command(argparse.Namespace(file=str(bundle), meta=None, pubkey=store.public_key()))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0, lines
+    assert "chain: ok: c4: BREAK recorded by the node before seq 4: clip index was empty" in "\n".join(lines)
+    assert lines[-1] == "verified (1 chain break(s) recorded by the node, see above)"
+    store.close()
+
+
+def test_all_clips_expired_then_index_lost_never_reuses_a_seq(tmp_path: Path):
+    root = tmp_path / "storage"
+    store = _store(root, max_bytes=1)  # every unheld clip expires as soon as it is stored
+    for cid in ("c1", "c2"):
+        _clip(store, cid)
+    assert store.list_clips() == [] and sorted(p.name for p in store.dir.iterdir()) == ["chain-head.json"]
+    store.close()
+    _drop_index(root)
+    store = _store(root)
+    store.recover()
+    store.budget = type(store.budget)(0, 0, 0)
+    _clip(store, "c3")
+    rec = store.meta("c3")["record"]
+    assert rec["seq"] == 3 and "break" not in rec  # the head file outlived the expired clips
+    store.close()
+
+
+def test_unexplained_and_forged_files_are_quarantined_not_deleted(tmp_path: Path):
+    root = tmp_path / "storage"
+    data, _ = _three(root)
+    _drop_index(root)
+    clips = root / "clips"
+    meta = json.loads((clips / "c1.meta.json").read_text())
+    meta["record"]["start_ts"] += 3600  # an edited record: its signature no longer verifies
+    (clips / "c1.meta.json").write_text(json.dumps(meta))
+    shutil.copyfile(video_path("street"), clips / "stray.mp4")  # a file no record explains
+    store = _store(root)
+    counts = store.recover()
+    assert counts["rebuilt"] == 2 and counts["quarantined"] == 3  # c1.mp4 + c1.meta.json + stray.mp4
+    assert [c.id for c in store.list_clips()] == ["c3", "c2"]
+    q = root / "quarantine"
+    assert (q / "c1.mp4").read_bytes() == data["c1"]
+    assert (q / "stray.mp4").read_bytes() == video_path("street").read_bytes()
+    assert store.stats()["quarantined"] == 3
+    _clip(store, "c4")
+    assert store.meta("c4")["record"]["seq"] == 4  # c1's seq (1) is below the head anyway: no reuse
+    store.close()
+
+
+def test_corrupt_index_is_set_aside_with_one_line_and_rebuilt(tmp_path: Path):
+    root = tmp_path / "storage"
+    _three(root)
+    _drop_index(root)
+    (root / "clips.db").write_bytes(b"this is not sqlite" * 100)
+    cfg = tmp_path / "edgecam.toml"
+    cfg.write_text(f'[storage]\npath = "{root}"\n')
+    assert cli.main(["clips", "hold", "-c", str(cfg), "c1"]) == 1  # a one-shot command leaves it alone
+    assert (root / "clips.db").read_bytes() == b"this is not sqlite" * 100
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logging.getLogger("edge.clips").addHandler(handler)
+    try:
+        store = _store(root)
+        counts = store.recover()
+    finally:
+        logging.getLogger("edge.clips").removeHandler(handler)
+    errors = [r.getMessage() for r in seen if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "is not a usable database (file is not a database)" in errors[0]
+    aside = [p for p in root.iterdir() if p.name.startswith("clips.db.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == b"this is not sqlite" * 100
+    assert counts["rebuilt"] == 3 and store.get("c2").held
+    _clip(store, "c4")
+    assert store.meta("c4")["record"]["seq"] == 4 and "break" not in store.meta("c4")["record"]
+    store.close()
+
+
+def test_index_from_before_sidecars_is_backfilled(tmp_path: Path):
+    root = tmp_path / "storage"
+    _three(root)
+    clips = root / "clips"
+    for p in list(clips.glob("*.meta.json")) + list(clips.glob("*.held")) + [clips / "chain-head.json"]:
+        p.unlink()  # what an older node left: the index only
+    store = _store(root)
+    counts = store.recover()
+    assert counts == {"finalised": 0, "removed": 0, "lost": 0, "rebuilt": 0, "quarantined": 0}
+    assert sorted(p.name for p in clips.glob("*.meta.json")) == ["c1.meta.json", "c2.meta.json", "c3.meta.json"]
+    assert (clips / "c2.held").exists() and (clips / "chain-head.json").exists()
+    store.close()
+    _drop_index(root)
+    store = _store(root)
+    assert store.recover()["rebuilt"] == 3
+    store.close()
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_hold_marker_follows_hold_and_release(tmp_path: Path, held: bool):
+    store = _store(tmp_path)
+    _clip(store, "c1")
+    store.hold("c1")
+    if not held:
+        store.release("c1")
+    assert store.held_path("c1").exists() is held
+    store.close()
