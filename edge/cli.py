@@ -112,6 +112,10 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
     p = key.add_parser("show", help="print the node's Ed25519 public key")
     _add_config(p)
     p.set_defaults(handler="edge.clips.evidence:key_show_command")
+    p = key.add_parser("new", help="replace the node's signing key (a corrupt or lost key; old files kept)")
+    _add_config(p)
+    p.add_argument("--force", action="store_true", help="replace an existing key file")
+    p.set_defaults(handler="edge.clips.evidence:key_new_command")
 
     token = sub.add_parser("token", help="LAN API tokens").add_subparsers(dest="token_command", metavar="ACTION")
     token.required = True

@@ -58,6 +58,7 @@ class Daemon:
         self.started = time.monotonic()
         self.clock = _ClockCache()
         self.storage_lock: Any = None
+        self.node_key: Any = None
 
     # ---- start -------------------------------------------------------------------------
     def start(self) -> None:
@@ -70,6 +71,8 @@ class Daemon:
         except OSError as err:
             raise StartupError(f"storage.path {storage}: not writable ({err.strerror})") from None
         self._lock_storage()
+        if self.cfg.clips.enabled:
+            self.node_key = self._load_key()  # before anything starts: a corrupt key ends start-up in one line
         self.detector = self._build_detector()
         self.outbox = self._build_outbox()
         self.outbox.start()
@@ -101,6 +104,15 @@ class Daemon:
         except OSError as err:
             raise StartupError(f"storage.path {self.cfg.storage.path}: cannot lock ({err.strerror})") from None
 
+    def _load_key(self) -> Any:
+        from .clips.evidence import NodeKey
+        from .errors import UserError
+
+        try:
+            return NodeKey.load_or_create(self.cfg.storage.path / "keys")
+        except UserError as err:
+            raise StartupError(str(err)) from None
+
     def _build_detector(self) -> Any:
         from .vision.detector import ModelError, load_detector
         from .vision.factory import SharedDetector, detector_kwargs
@@ -129,7 +141,7 @@ class Daemon:
         storage = self.cfg.storage.path
         store = ClipStore(
             storage,
-            NodeKey.load_or_create(storage / "keys"),
+            self.node_key or NodeKey.load_or_create(storage / "keys"),
             max_bytes=c.max_bytes,
             max_age_s=c.max_age_days * 86400,
             min_free_bytes=c.min_free_bytes,

@@ -43,6 +43,7 @@ import base64
 import hashlib
 import json
 import os
+import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -58,7 +59,13 @@ from ..errors import UserError
 META_FORMAT = "edgecam-clip-meta/1"
 BUNDLE_FORMAT = "edgecam-evidence/1"
 KEY_FILE = "node.ed25519"
+PUB_FILE = "node.ed25519.pub"  # the public half, written with the key: catches a 32-byte key that was overwritten
 PREFIX = "ed25519:"
+REKEY = "edgecam key new --force -c CONFIG"
+
+
+class KeyFileError(UserError):
+    """The node key exists but is unusable: start-up ends with this one line, never a new key over it."""
 
 
 def canonical(obj: Any) -> bytes:
@@ -77,22 +84,43 @@ class NodeKey:
 
     @classmethod
     def load_or_create(cls, key_dir: Path) -> NodeKey:
+        """Load the key; create it only where there is none (a corrupt key is KeyFileError, never replaced)."""
         path = Path(key_dir) / KEY_FILE
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(path.parent, 0o700)
-            raw = Ed25519PrivateKey.generate().private_bytes_raw()
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(raw)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        raw = path.read_bytes()
+            cls.create(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise KeyFileError(f"node key {path}: cannot read it ({err.strerror}); {_restore_hint()}") from None
         if len(raw) != 32:
-            raise ValueError(f"{path}: not a 32-byte Ed25519 private key")
-        return cls(Ed25519PrivateKey.from_private_bytes(raw))
+            raise KeyFileError(f"node key {path} is corrupt ({len(raw)} bytes, an Ed25519 key has 32);"
+                               f" {_restore_hint()}")
+        key = cls(Ed25519PrivateKey.from_private_bytes(raw))
+        pub = path.with_name(PUB_FILE)
+        try:
+            expected = pub.read_text().strip()
+        except FileNotFoundError:
+            expected = ""
+            try:
+                _write_file(pub, (key.public_text() + "\n").encode(), 0o644)  # keys made before the .pub existed
+            except OSError:
+                pass  # a reader without write access (key show); the daemon writes it
+        except (OSError, UnicodeDecodeError):
+            expected = "unreadable"
+        if expected and expected != key.public_text():
+            raise KeyFileError(f"node key {path} does not match {pub.name} (the key was overwritten or the"
+                               f" public half is damaged); {_restore_hint()}")
+        return key
+
+    @classmethod
+    def create(cls, path: Path) -> NodeKey:
+        """A new key at ``path`` (mode 0600, fsync, atomic rename) and its public half beside it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        key = cls(Ed25519PrivateKey.generate())
+        _write_file(path, key._private.private_bytes_raw(), 0o600)
+        _write_file(path.with_name(PUB_FILE), (key.public_text() + "\n").encode(), 0o644)
+        return key
 
     def public_key(self) -> Ed25519PublicKey:
         return self._private.public_key()
@@ -102,6 +130,21 @@ class NodeKey:
 
     def sign(self, record: dict[str, Any]) -> str:
         return base64.b64encode(self._private.sign(canonical(record))).decode()
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _restore_hint() -> str:
+    return (f"restore keys/{KEY_FILE} from your backup, or make a new key with `{REKEY}` (the old file is kept;"
+            " the next clip's record notes the chain break)")
 
 
 def parse_public_key(text: str) -> Ed25519PublicKey:
@@ -336,6 +379,39 @@ def _key_text(value: str) -> str:
     """``--pubkey`` is the key itself or a file holding it."""
     p = Path(value)
     return p.read_text().strip() if p.is_file() else value
+
+
+def key_new_command(args) -> int:
+    """``edgecam key new -c CONFIG [--force]``: replace the node key (old files kept, never deleted).
+
+    Refused while a daemon holds the storage lock. The next clip's signed record
+    carries a chain break ("signing key changed") naming the last record of the old key.
+    """
+    from ..storagelock import StorageLock
+
+    cfg = load_config(args.config)
+    storage = Path(cfg.storage.path)
+    storage.mkdir(parents=True, exist_ok=True)
+    lock = StorageLock(storage).acquire()
+    try:
+        path = storage / "keys" / KEY_FILE
+        kept = ""
+        if path.exists() or path.with_name(PUB_FILE).exists():
+            if not getattr(args, "force", False):
+                raise UserError(f"{path} exists; `edgecam key new --force` replaces it (the old file is kept)")
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for name in (KEY_FILE, PUB_FILE):
+                old = path.with_name(name)
+                if old.exists():
+                    os.replace(old, old.with_name(f"{name}.replaced-{stamp}"))
+            kept = f"; the old key is kept as keys/{KEY_FILE}.replaced-{stamp}"
+        key = NodeKey.create(path)
+    finally:
+        lock.release()
+    print(key.public_text())
+    print(f"edgecam: new node key{kept}; register it at central (central register-node --pubkey ...);"
+          " the next clip's record notes the chain break", file=sys.stderr)
+    return 0
 
 
 def key_show_command(args) -> int:
