@@ -30,6 +30,7 @@ from ..errors import UserError
 from ..fsutil import write_atomic
 from ..types import ClipRecord
 from . import evidence, sidecar
+from .ageclock import AgeClock
 from .evidence import NodeKey
 from .mux import finalise, probe_duration
 from .retention import Budget, Kept, choose_expired
@@ -74,7 +75,8 @@ class ClipStore:
     """Clip files + index + evidence chain for one node (thread-safe; one writer process)."""
 
     def __init__(self, root: Path, signer: NodeKey | None, max_bytes: int = 0, max_age_s: float = 0.0,
-                 min_free_bytes: int = 0, node: str = "") -> None:
+                 min_free_bytes: int = 0, node: str = "", clock: dict[str, Any] | None = None) -> None:
+        """``clock`` (tests) overrides the age clock's ``mono``, ``wall`` and ``synced`` functions."""
         self.root = Path(root)
         self.dir = self.root / "clips"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,7 @@ class ClipStore:
         self.created = not self.db_path.exists()  # no index before: a fresh node, or a lost index (recover tells)
         self.set_aside: tuple[Path, str] | None = None  # (where a corrupt index went, why)
         self.quarantined = 0
+        self._age_hold = ""  # why age-based retention is withheld ("" when it is not), logged on change
         try:
             self._db = self._open(check=signer is not None)
         except sqlite3.DatabaseError as err:
@@ -97,6 +100,10 @@ class ClipStore:
                 raise UserError(f"{self.db_path}: {err} (the daemon sets it aside and rebuilds it at start)") from None
             self.set_aside = (self._set_aside(err), str(err))
             self._db = self._open(check=False)
+        with self._lock:
+            self.age_clock = AgeClock(self._db, **(clock or {}))
+            if signer is not None:  # rows from before the age clock start ageing now (never early)
+                self._db.execute("UPDATE clips SET born_age = ? WHERE born_age IS NULL", (self.age_clock.now(),))
 
     def _open(self, check: bool) -> sqlite3.Connection:
         db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None, timeout=10.0)
@@ -105,6 +112,8 @@ class ClipStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            if "born_age" not in {r[1] for r in db.execute("PRAGMA table_info(clips)")}:
+                db.execute("ALTER TABLE clips ADD COLUMN born_age REAL")  # the age clock at storage
             if check and (res := db.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
                 raise sqlite3.DatabaseError(f"integrity check failed: {res}")
         except BaseException:
@@ -191,10 +200,10 @@ class ClipStore:
                 self._db.execute(
                     "UPDATE clips SET status='ok', start_ts=?, end_ts=?, start_mono=?, end_mono=?, duration=?,"
                     " time_ok=?, labels=?, events=?, bytes=?, sha256=?, chain_seq=?, record=?, signature=?,"
-                    " record_hash=? WHERE id=?",
+                    " record_hash=?, born_age=? WHERE id=?",
                     (fin.start_ts, fin.end_ts, fin.start_mono, fin.end_mono, fin.duration, int(fin.time_ok),
                      json.dumps(record["labels"]), json.dumps(fin.events), size, digest, seq,
-                     json.dumps(record), signature, evidence.record_hash(record), clip_id))
+                     json.dumps(record), signature, evidence.record_hash(record), self.age_clock.now(), clip_id))
                 if brk is not None:
                     self._db.execute("DELETE FROM chain_state WHERE k = 'pending_break'")
                     log.warning("clips: chain break recorded in seq %d (%s)", seq, brk["reason"])
@@ -259,12 +268,22 @@ class ClipStore:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
-    def enforce_retention(self, now: float | None = None) -> list[str]:
-        """Delete the oldest unheld clips past the budget; held clips are never deleted."""
+    def enforce_retention(self) -> list[str]:
+        """Delete the oldest unheld clips past the budget; held clips are never deleted.
+
+        Age is the age clock's (monotonic, persisted), and no clip ages out while the
+        wall clock is unsynchronised or has just stepped; bytes and free space still apply.
+        """
         with self._lock:
-            rows = self._db.execute("SELECT id, seq, bytes, end_ts, held FROM clips WHERE status='ok'").fetchall()
-            kept = [Kept(r["id"], r["seq"], r["bytes"], r["end_ts"], bool(r["held"])) for r in rows]
-            victims = choose_expired(kept, self.free_bytes(), time.time() if now is None else now, self.budget)
+            now = self.age_clock.now()
+            age_ok, why = self.age_clock.ageing_allowed()
+            rows = self._db.execute("SELECT id, seq, bytes, born_age, held FROM clips WHERE status='ok'").fetchall()
+            kept = [Kept(r["id"], r["seq"], r["bytes"], now if r["born_age"] is None else r["born_age"],
+                         bool(r["held"])) for r in rows]
+            victims = choose_expired(kept, self.free_bytes(), now, self.budget, age_ok)
+            if not age_ok and self.budget.max_age_s > 0 and why != self._age_hold:
+                log.warning("clips: age-based retention paused (%s); byte and free-space limits still apply", why)
+            self._age_hold = why
             removed = []
             for cid in victims:
                 # held=0 in the same statement: a `clips hold` from another process wins the race
@@ -398,13 +417,13 @@ class ClipStore:
                 self._db.execute("DELETE FROM clips WHERE id = ?", (a.clip_id,))
                 self._db.execute(
                     "INSERT INTO clips (id, camera, status, start_ts, end_ts, start_mono, end_mono, duration, time_ok,"
-                    " labels, events, bytes, sha256, held, continues, chain_seq, record, signature, record_hash, note)"
-                    " VALUES (?, ?, 'ok', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " labels, events, bytes, sha256, held, continues, chain_seq, record, signature, record_hash, note,"
+                    " born_age) VALUES (?, ?, 'ok', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (a.clip_id, str(r.get("camera", "")), float(r.get("start_ts", 0)), float(r.get("end_ts", 0)),
                      a.start_mono, a.end_mono, float(r.get("duration", 0)), int(bool(r.get("time_ok", True))),
                      json.dumps(labels), json.dumps(a.events), int(r["bytes"]), str(r["sha256"]), held,
                      r.get("continues"), r["seq"], json.dumps(r), a.signature, evidence.record_hash(r),
-                     "re-indexed from its signed record"))
+                     "re-indexed from its signed record", self.age_clock.now()))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
