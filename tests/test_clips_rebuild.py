@@ -188,3 +188,50 @@ def test_hold_marker_follows_hold_and_release(tmp_path: Path, held: bool):
         store.release("c1")
     assert store.held_path("c1").exists() is held
     store.close()
+
+
+def test_daemon_starts_on_a_corrupt_index_and_keeps_every_clip(tmp_path: Path):
+    """A real `edgecam run`: one line about the corrupt clips.db, no traceback, every clip (and hold) kept."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import time
+
+    from support.assets import model_path
+    from support.broker import free_port
+
+    model_path()
+    state = tmp_path / "state"
+    data, _ = _three(state)
+    _drop_index(state)
+    (state / "clips.db").write_bytes(b"\x00garbage" * 512)
+    cfg = tmp_path / "edgecam.toml"
+    cfg.write_text(f'[node]\nid = "n1"\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\ndrain_timeout = 1\n'
+                   f'[storage]\npath = "{state}"\n[api]\nenabled = false\n')
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(cfg)], cwd=root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "daemon ended early:\n" + "".join(lines)
+            lines.append(line)
+            if " running with " in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    out = "".join(lines) + rest
+    assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+    corrupt = [ln for ln in out.splitlines() if "clips.db" in ln and "not a usable database" in ln]
+    assert len(corrupt) == 1 and "ERROR" in corrupt[0]
+    assert "chain continues after seq 3" in out
+    with sqlite3.connect(state / "clips.db") as db:
+        rows = db.execute("SELECT id, held FROM clips WHERE status='ok' ORDER BY seq").fetchall()
+    assert rows == [("c1", 0), ("c2", 1), ("c3", 0)]
+    for cid, raw in data.items():
+        assert (state / "clips" / f"{cid}.mp4").read_bytes() == raw

@@ -484,11 +484,13 @@ class ClipStore:
         for p in sorted(self.dir.iterdir()):
             if p.name == sidecar.HEAD_FILE or not (p.is_file() or p.is_symlink()):
                 continue
-            cid = p.name.split(".", 1)[0]
+            cid = next((p.name[: -len(k)] for k in kinds if p.name.endswith(k)), p.name.split(".", 1)[0])
             if status.get(cid) == "ok" and p.name in {cid + k for k in kinds}:
                 continue
-            if (p.name.startswith(".") and p.name.endswith(".tmp")) or status.get(cid) == "expired":
-                p.unlink()  # a write_atomic temp (the real file is intact), or the rest of an expired clip
+            leftover = status.get(cid) == "lost" and p.name in (f"{cid}.jpg", f"{cid}{sidecar.HELD_SUFFIX}")
+            if (p.name.startswith(".") and p.name.endswith(".tmp")) or status.get(cid) == "expired" or leftover:
+                # a write_atomic temp (the real file is intact), the rest of an expired clip, a lost clip's thumbnail
+                p.unlink()
                 log.warning("clips: removed leftover %s", p.name)
                 removed += 1
                 continue
