@@ -80,6 +80,7 @@ def test_rekey_is_a_signed_chain_break(tmp_path: Path, capsys):
     for cid in ("c1", "c2"):
         last = _clip(store, cid)
     store.close()
+    last_pub = store.public_key()
     (state / "keys" / KEY_FILE).write_bytes(b"\x01" * 5)
     capsys.readouterr()
     assert cli.main(["key", "new", "-c", str(cfg)]) == 1  # an existing file needs --force
@@ -105,4 +106,12 @@ def test_rekey_is_a_signed_chain_break(tmp_path: Path, capsys):
     rc = verify_command(argparse.Namespace(file=str(clip), meta=str(meta_file), pubkey=new_pub))
     lines = capsys.readouterr().out.strip().splitlines()
     assert rc == 0 and lines[2].startswith("chain: ok: BREAK recorded by the node before seq 3: signing key")
+    store.close()
+    # the index lost after the re-key: clips of the replaced key still verify (its public half was kept)
+    for name in ("clips.db", "clips.db-wal", "clips.db-shm"):
+        (state / name).unlink(missing_ok=True)
+    store = ClipStore(state, NodeKey.load_or_create(state / "keys"), node="key-node")
+    counts = store.recover()
+    assert counts["rebuilt"] == 4 and counts["quarantined"] == 0
+    assert store.meta("c1")["pubkey"] == last_pub and store.meta("c4")["pubkey"] == new_pub
     store.close()

@@ -79,8 +79,9 @@ def record_hash(record: dict[str, Any]) -> str:
 class NodeKey:
     """The node's signing key: created once, kept in ``keys/`` with mode 0600."""
 
-    def __init__(self, private: Ed25519PrivateKey) -> None:
+    def __init__(self, private: Ed25519PrivateKey, retired: list[Ed25519PublicKey] | None = None) -> None:
         self._private = private
+        self.retired = list(retired or [])  # public halves of keys replaced by `key new`: old records verify
 
     @classmethod
     def load_or_create(cls, key_dir: Path) -> NodeKey:
@@ -110,6 +111,7 @@ class NodeKey:
         if expected and expected != key.public_text():
             raise KeyFileError(f"node key {path} does not match {pub.name} (the key was overwritten or the"
                                f" public half is damaged); {_restore_hint()}")
+        key.retired = retired_keys(path.parent)
         return key
 
     @classmethod
@@ -130,6 +132,21 @@ class NodeKey:
 
     def sign(self, record: dict[str, Any]) -> str:
         return base64.b64encode(self._private.sign(canonical(record))).decode()
+
+
+def retired_keys(key_dir: Path) -> list[Ed25519PublicKey]:
+    """The public halves ``key new`` kept (``node.ed25519.pub.replaced-*``), newest first; unreadable ones skipped."""
+    out = []
+    for p in sorted(Path(key_dir).glob(f"{PUB_FILE}.replaced-*"), reverse=True):
+        try:
+            out.append(parse_public_key(p.read_text()))
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+    return out
+
+
+def public_text(pub: Ed25519PublicKey) -> str:
+    return PREFIX + base64.b64encode(pub.public_bytes_raw()).decode()
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:

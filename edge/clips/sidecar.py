@@ -99,7 +99,7 @@ class Adoptable:
 
 
 def check_sidecar(clip_dir: Path, clip_id: str, pub: Any) -> tuple[Adoptable | None, str]:
-    """Verify ``<id>.meta.json`` against the key and ``<id>.mp4``; (None, reason) when it does not hold."""
+    """Verify ``<id>.meta.json`` against the key(s) and ``<id>.mp4``; (None, reason) when it does not hold."""
     meta = clip_dir / f"{clip_id}{SIDECAR_SUFFIX}"
     clip = clip_dir / f"{clip_id}.mp4"
     try:
@@ -112,8 +112,9 @@ def check_sidecar(clip_dir: Path, clip_id: str, pub: Any) -> tuple[Adoptable | N
         return None, f"unreadable signed record ({err})"
     if record.get("clip") != clip_id or not isinstance(record.get("seq"), int):
         return None, f"signed record names clip {record.get('clip')!r}, not {clip_id!r}"
-    if pub is None or not evidence.signature_ok(pub, record, signature):
-        return None, "signed record does not verify with this node's key"
+    keys = pub if isinstance(pub, list) else [pub]
+    if not any(k is not None and evidence.signature_ok(k, record, signature) for k in keys):
+        return None, "signed record does not verify with this node's key (nor a replaced one)"
     try:
         size = clip.stat().st_size
     except OSError:

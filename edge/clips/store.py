@@ -381,7 +381,7 @@ class ClipStore:
 
     def _adopt_sidecars(self, counts: dict[str, int]) -> None:
         """Index every clip whose signed record verifies and matches its file but has no 'ok' row."""
-        pub = self.signer.public_key() if self.signer is not None else None
+        pub = [self.signer.public_key(), *self.signer.retired] if self.signer is not None else []
         found = []
         for meta in self.dir.glob(f"*{sidecar.SIDECAR_SUFFIX}"):
             cid = meta.name[: -len(sidecar.SIDECAR_SUFFIX)]
@@ -554,7 +554,7 @@ class ClipStore:
             "record": json.loads(row["record"]),
             "signature": row["signature"],
             "record_hash": row["record_hash"],
-            "pubkey": self.public_key(),
+            "pubkey": self._signed_by(json.loads(row["record"]), row["signature"]),
             "prev": {"record": json.loads(prev["record"]), "signature": prev["signature"]} if prev else None,
             "events": json.loads(row["events"]),
             "held": bool(row["held"]),
@@ -566,6 +566,15 @@ class ClipStore:
 
     def release(self, clip_id: str) -> bool:
         return self._set_held(clip_id, False)
+
+    def _signed_by(self, record: dict[str, Any], signature: str) -> str:
+        """The key a record verifies with: the node's, or a key `key new` replaced (older clips)."""
+        if self.signer is not None and self.signer.retired and \
+                not evidence.signature_ok(self.signer.public_key(), record, signature):
+            for pub in self.signer.retired:
+                if evidence.signature_ok(pub, record, signature):
+                    return evidence.public_text(pub)
+        return self.public_key()
 
     def public_key(self) -> str:
         return self.signer.public_text() if self.signer is not None else ""
