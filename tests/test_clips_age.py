@@ -107,3 +107,30 @@ def test_unsynchronised_clock_pauses_ageing_but_not_byte_limits(tmp_path: Path):
     clock.run(61)
     assert store.enforce_retention() == ["c2", "c3"]
     store.close()
+
+
+def test_age_clock_carries_trusted_time_across_an_unsynchronised_run(tmp_path: Path):
+    """Downtime is measured from the last trusted wall time carried forward, never counted twice."""
+    import sqlite3
+
+    from edge.clips.ageclock import AgeClock
+
+    clock = FakeClock()
+    db = sqlite3.connect(tmp_path / "age.db", isolation_level=None)
+    w0 = clock.w
+    ac = AgeClock(db, **clock.fns())
+    assert ac.now() == 0.0
+    clock.run(100)
+    ac.flush()
+    clock.reboot(w0 - 40 * DAY, sync=False)  # off 0 s, but the RTC says 40 days ago
+    ac = AgeClock(db, **clock.fns())
+    clock.run(1000)
+    ac.flush()
+    assert ac.now() == 1100.0  # no downtime counted while it cannot be trusted
+    clock.reboot(w0 + 100 + 1000 + 500, sync=True)  # really off for 500 s, clock right again
+    ac = AgeClock(db, **clock.fns())
+    assert ac.now() == 1600.0
+    assert ac.ageing_allowed() == (False, "wall clock stepped recently")  # counting downtime is a jump
+    clock.run(601)
+    assert ac.now() == 2201.0 and ac.ageing_allowed() == (True, "")
+    db.close()

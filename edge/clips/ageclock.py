@@ -21,6 +21,7 @@ from collections.abc import Callable
 STEP_S = 30.0  # wall and monotonic time drifting apart by more than this between ticks is a step
 STEP_GRACE_S = 600.0  # no age-based deletion this long after a step
 SYNC_CACHE_S = 60.0  # the sync state is asked at most this often (its fallbacks may start a subprocess)
+PERSIST_S = 60.0  # written at most this often (SD card wear); a crash loses at most this much age: kept longer
 MAX_DOWNTIME_S = 10 * 366 * 86400.0  # a larger gap is a bad clock, not downtime
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS age_clock (k TEXT PRIMARY KEY, v REAL NOT NULL)"
@@ -52,6 +53,7 @@ class AgeClock:
         self._sync_value: bool | None = None
         self._sync_checked = -1e18
         self.steps = 0
+        self._persisted = -1e18
 
     def synced(self) -> bool | None:
         m = self._mono()
@@ -75,9 +77,16 @@ class AgeClock:
         age = self._base + (m - self._m0) + (self._downtime or 0.0)
         # persist the trusted wall carried forward by monotonic time, so a restart measures its downtime right
         saved_wall, synced = (self._anchor[0] + (m - self._anchor[1]), 1.0) if self._anchor else (w, 0.0)
-        self._db.execute("INSERT OR REPLACE INTO age_clock (k, v) VALUES ('age', ?), ('wall', ?), ('synced', ?)",
-                         (age, saved_wall, synced))
+        if m - self._persisted >= PERSIST_S:
+            self._db.execute("INSERT OR REPLACE INTO age_clock (k, v) VALUES ('age', ?), ('wall', ?), ('synced', ?)",
+                             (age, saved_wall, synced))
+            self._persisted = m
         return age
+
+    def flush(self) -> None:
+        """Persist now (at close), whatever ``PERSIST_S`` says."""
+        self._persisted = -1e18
+        self.now()
 
     def ageing_allowed(self) -> tuple[bool, str]:
         """May clips be aged out now? Not while unsynchronised or just after a step (the reason says which)."""

@@ -385,7 +385,10 @@ class ClipStore:
         found = []
         for meta in self.dir.glob(f"*{sidecar.SIDECAR_SUFFIX}"):
             cid = meta.name[: -len(sidecar.SIDECAR_SUFFIX)]
-            row = self._row(cid) if CLIP_ID.match(cid) else None
+            if not CLIP_ID.match(cid):
+                self._quarantine_clip(cid, "not a clip id", counts)
+                continue
+            row = self._row(cid)
             if row is not None and row["status"] == "ok" and row["chain_seq"] is not None:
                 continue  # indexed already
             if row is not None and row["status"] == "expired":
@@ -444,8 +447,9 @@ class ClipStore:
                 return
             if head is not None:
                 claimed = max(claimed, head.seq)
-            why = why or ("chain head file does not verify with this key" if head is not None
-                          else "chain head file missing")
+            if not why:
+                why = ("chain head file missing" if head is None else "chain head file does not verify with this key"
+                       if not head.ok else f"chain head file (seq {head.seq}) is older than the records found")
             pending = {"reason": f"{reason}; {why}", "prev_seq": best[0], "prev_hash": best[1],
                        "min_seq": max(claimed, best[0] or 0) + 1}
             self._set_state("pending_break", pending)
@@ -613,6 +617,10 @@ class ClipStore:
 
     def close(self) -> None:
         with self._lock:
+            try:
+                self.age_clock.flush()
+            except sqlite3.Error as err:  # closing must not fail; a lost minute of age only keeps clips longer
+                log.warning("clips: could not save the age clock at close (%s)", err)
             self._db.close()
 
 
