@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..mqttclient import read_password
+from ..redact import redact_url
 from .config import CentralConfig, load_central_config
 from .consumer import BrokerSettings, Consumer
 from .fleet import fleet_rows, format_fleet
@@ -56,9 +57,14 @@ def run_command(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     try:
         while not stop.wait(1.0):
-            pass
+            if consumer.writer_dead.is_set():  # supervised: a dead writer stores nothing; end so systemd restarts
+                break
     finally:
         consumer.stop()
+    if consumer.failure is not None:
+        err = consumer.failure
+        raise UserError(f"central writer died ({type(err).__name__}: {redact_url(str(err).strip()[:200])});"
+                        " unacknowledged messages stay with the broker")
     return 0
 
 

@@ -68,8 +68,8 @@ def _ranges(missing: list[dict[str, Any]]) -> str:
 
 
 def _disk(row: dict[str, Any]) -> str:
-    if row["disk_used_pct"] is not None:
-        return f"{row['disk_used_pct']}% used"
+    if row["disk_free_pct"] is not None:
+        return f"{row['disk_free_pct']}% free"
     if isinstance(row["disk_free"], (int, float)):
         return f"{row['disk_free'] / 1e9:.1f} GB free"
     return "-"

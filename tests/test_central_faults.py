@@ -1,0 +1,136 @@
+"""Central under attack and under faults (#14.1, #14.2, #14.11): real mosquitto, real SQLite / PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from support.central import T0, Publisher, event, sqlite_url, wait_until
+from test_central import start_consumer
+from test_central_cli import run_cli, write_config
+
+from edge import payload
+from edge.central import consumer as consumer_mod
+from edge.central.messages import BadMessage, parse_event, parse_stats, parse_status, stats_summary
+from edge.central.store import Store
+
+
+def _poison(n: int, **changes: object) -> bytes:
+    obj = json.loads(event("node-a", n))
+    obj.update(changes)
+    return json.dumps(obj).encode()
+
+
+POISON = {
+    "score 400 digits": lambda: _poison(2).replace(b'"score": 0.87', b'"score": ' + b"9" * 400),
+    "score 1.5": lambda: _poison(3, score=1.5),
+    "ts 1e308": lambda: _poison(4, ts=1e308),
+    "ts NaN": lambda: _poison(5).replace(f'"ts": {T0 + 50}'.encode(), b'"ts": NaN'),
+    "seq 2^53+1": lambda: _poison(6, seq=2**53 + 1),
+    "label 10 KiB": lambda: _poison(7, label="x" * 300),
+    "box inf": lambda: _poison(8).replace(b'"box": [0.1', b'"box": [1e999'),
+}
+
+
+def test_poison_pills_are_quarantined_acked_and_the_stream_goes_on(broker, db_url):
+    """Each bad message is counted, kept with its reason and acked; good ones around it are stored."""
+    client_id = "central-poison-" + uuid.uuid4().hex[:6]
+    consumer = start_consumer(broker.port, db_url, client_id=client_id)
+    pub = Publisher(broker.port)
+    topic = payload.events_topic("edgecam", "node-a")
+    try:
+        pub.events("node-a", [1])
+        for make in POISON.values():
+            pub.raw(topic, make())
+        status = payload.status_topic("edgecam", "node-a")
+        pub.raw(status, b'{"state":"online","ts":' + b"7" * 400 + b',"version":"1"}')
+        pub.events("node-a", [9, 10])
+        pub.flush()
+        with Store(db_url) as store:
+            wait_until(lambda: store.count_events() == 3, what="the 3 good events")
+            assert store.seqs("node-a") == [1, 9, 10]
+            wait_until(lambda: len(store.quarantine()) == len(POISON) + 1, what="every pill in quarantine")
+            kept = store.quarantine()
+            assert {q["node"] for q in kept} == {"node-a"}
+            reasons = " | ".join(q["reason"] for q in kept)
+            for word in ("score", "ts", "seq", "label", "box"):
+                assert word in reasons, reasons
+            assert store.node("node-a")["quarantined"] == len(POISON) + 1
+        assert consumer.counters.malformed == len(POISON) + 1
+        assert consumer.writer_dead.is_set() is False and consumer.failure is None
+    finally:
+        consumer.stop()
+    # Acked: a restart under the same client id gets none of them again.
+    consumer = start_consumer(broker.port, db_url, client_id=client_id)
+    try:
+        pub.events("node-a", [11])
+        pub.flush()
+        with Store(db_url) as store:
+            wait_until(lambda: store.count_events() == 4, what="the event after the restart")
+        assert consumer.counters.received == 1 and consumer.counters.malformed == 0
+    finally:
+        consumer.stop()
+        pub.close()
+
+
+@pytest.mark.parametrize("name", list(POISON))
+def test_each_pill_is_refused_at_the_door(name):
+    with pytest.raises(BadMessage):
+        parse_event("node-a", POISON[name]())
+
+
+def test_ranges_at_the_door_keep_legitimate_values():
+    """1970 from an unsynchronised clock, score 0 and 1, seq 2^53 are real events: stored."""
+    for changes in ({"ts": 0.0, "time_ok": False}, {"score": 0.0}, {"score": 1}, {"seq": 2**53},
+                    {"ts": time.time() + 86400}):
+        parse_event("node-a", _poison(1, **changes))
+    with pytest.raises(BadMessage, match="ts"):
+        parse_event("node-a", _poison(1, ts=time.time() + 11 * 366 * 86400))
+    with pytest.raises(BadMessage, match="ts"):
+        parse_status("node-a", b'{"state":"online","ts":-5}', False)
+    with pytest.raises(BadMessage, match="bytes"):
+        parse_stats("node-a", b'{"x":"' + b"a" * 70_000 + b'"}')
+    # stats are free-form: numbers a report cannot use are left out, never a crash
+    summary = stats_summary('{"disk":{"used_bytes":' + "9" * 400 + ',"free_bytes":5},"fps":{"a":"x","b":2},'
+                            '"outbox":{"depth":1e300}}')
+    assert summary["disk_free_pct"] is None and summary["fps"] == 2 and summary["outbox"] is None
+
+
+def test_a_dead_writer_ends_central_run_with_one_line(broker, tmp_path, capsys, monkeypatch):
+    """Supervision: whatever kills the writer thread ends ``central run`` non-zero (systemd restarts it)."""
+    def explode(self):  # the fault injected: the writer's loop raising something nobody expected
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(consumer_mod.Consumer, "_write_loop", explode)
+    cfg = write_config(tmp_path / "central.toml", sqlite_url(tmp_path), broker.port)
+    started = time.monotonic()
+    code, out, err = run_cli(capsys, "central", "run", "-c", str(cfg))
+    assert code == 1 and time.monotonic() - started < 10
+    lines = err.strip().splitlines()
+    assert lines[-1] == ("edgecam: central writer died (MemoryError: simulated);"
+                         " unacknowledged messages stay with the broker")
+    assert "Traceback" not in err and sum("the central writer stopped" in line for line in lines) == 1
+
+
+def _store_bypassing_validation(url: str, ts: float) -> None:
+    """A row as an older central (before validation at the door) may have stored it."""
+    row = parse_event("node-a", event("node-a", 1, line=("gate", "in")))
+    with Store(url) as store:
+        store.write_batch([row], [], [])
+        store._execute("UPDATE events SET ts = ?, label = ? WHERE node = 'node-a'", (ts, "car"))
+        store._execute("UPDATE nodes SET stats = ? WHERE node = 'node-a'",
+                       ('{"disk":{"used_bytes":' + "9" * 400 + ',"free_bytes":1},"fps":{"c":1e308}}',))
+
+
+def test_search_and_status_never_crash_on_stored_data(db_url, tmp_path, capsys):
+    _store_bypassing_validation(db_url, 1e308)
+    cfg = str(write_config(tmp_path / "central.toml", db_url))
+    for argv in (["search"], ["search", "--json"], ["search", "--raw"], ["search", "--raw", "--json"],
+                 ["search", "--count-by", "line"], ["search", "--count-by", "line", "--json"],
+                 ["status"], ["status", "--json"]):
+        code, out, err = run_cli(capsys, "central", *argv, "-c", cfg)
+        assert code in (0, 1), (argv, err)
+        assert "Traceback" not in err and "Error" not in err, (argv, err)
+        assert "node-a" in out, (argv, out)
