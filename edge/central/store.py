@@ -179,9 +179,11 @@ class Store:
         return sql.replace("?", "%s") if self.postgres else sql
 
     def _hour(self, col: str) -> str:
+        """The UTC hour start of a time; NULL for a time outside years 1..9999 (an old row from before #14.11)."""
+        sane = f"{col} > -62135596800 AND {col} < 253402300800"
         if self.postgres:
-            return f"CAST(FLOOR({col} / 3600) AS BIGINT) * 3600"
-        return f"CAST({col} / 3600 AS INTEGER) * 3600"
+            return f"CASE WHEN {sane} THEN CAST(FLOOR({col} / 3600) AS BIGINT) * 3600 END"
+        return f"CASE WHEN {sane} THEN CAST({col} / 3600 AS INTEGER) * 3600 END"
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(self._sql(sql), tuple(params))
@@ -406,17 +408,49 @@ class Store:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def search(self, f: SearchFilter) -> list[dict[str, Any]]:
-        """Events matching ``f``, oldest first, with the node's API address."""
+        """Messages matching ``f``, newest first, with the node's API address (``search --raw``)."""
         where, params = self._where(f)
         cur = self._execute(
             "SELECT e.node, e.seq, e.id, e.type, e.camera, e.label, e.score, e.ts, e.box, e.zones, e.clip,"
             " e.line_name, e.line_dir, e.duration, e.time_ok, e.received_at, n.api_url"
             f" FROM events e LEFT JOIN nodes n ON n.node = e.node{where}"
-            " ORDER BY e.ts, e.node, e.seq LIMIT ?",
+            " ORDER BY e.ts DESC, e.node, e.seq DESC LIMIT ?",
             [*params, int(f.limit)],
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def count(self, f: SearchFilter) -> int:
+        """How many messages match ``f`` (without the limit)."""
+        where, params = self._where(f)
+        return int(self._execute(f"SELECT COUNT(*) FROM events e{where}", params).fetchone()[0])
+
+    def search_objects(self, f: SearchFilter) -> tuple[list[dict[str, Any]], int]:
+        """One row per tracked object (node, event id) with a message matching ``f``, newest first; and the total.
+
+        A tracked object sends start, updates and end; each row gathers them: first and last seen, best score,
+        every zone it was in, its line crossing and its clip (whichever message carried them).
+        """
+        where, params = self._where(f)
+        total = int(self._execute(f"SELECT COUNT(*) FROM (SELECT e.node, e.id FROM events e{where}"
+                                  " GROUP BY e.node, e.id) t", params).fetchone()[0])
+        keys = self._execute(f"SELECT e.node, e.id, MIN(e.ts) AS first_ts FROM events e{where} GROUP BY e.node, e.id"
+                             " ORDER BY first_ts DESC, e.node, e.id LIMIT ?", [*params, int(f.limit)]).fetchall()
+        messages: dict[tuple[str, str], list[dict[str, Any]]] = {(k[0], k[1]): [] for k in keys}
+        order = list(messages)
+        for i in range(0, len(order), 200):
+            chunk = order[i:i + 200]
+            cond = " OR ".join("(e.node = ? AND e.id = ?)" for _ in chunk)
+            cur = self._execute(
+                "SELECT e.node, e.seq, e.id, e.type, e.camera, e.label, e.score, e.ts, e.zones, e.clip,"
+                " e.line_name, e.line_dir, e.duration, e.time_ok, n.api_url"
+                f" FROM events e LEFT JOIN nodes n ON n.node = e.node WHERE {cond} ORDER BY e.seq",
+                [v for key in chunk for v in key])
+            names = [d[0] for d in cur.description]
+            for r in cur.fetchall():
+                row = dict(zip(names, r, strict=True))
+                messages[(row["node"], row["id"])].append(row)
+        return [_tracked_object(messages[k]) for k in order], total
 
     def line_counts(self, f: SearchFilter) -> list[dict[str, Any]]:
         """Directional line crossings per hour (UTC hour start, UNIX seconds), node, camera and line."""
@@ -431,8 +465,33 @@ class Store:
             " ORDER BY 1, 2, 3, 4 LIMIT ?",
             [*params, int(f.limit)],
         )
-        return [{"hour": int(h), "node": n, "camera": c, "line": ln, "in": int(i), "out": int(o)}
+        return [{"hour": None if h is None else int(h), "node": n, "camera": c, "line": ln, "in": int(i), "out": int(o)}
                 for h, n, c, ln, i, o in cur.fetchall()]
+
+
+def _tracked_object(msgs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tracked object from its messages (in seq order): the latest value of each field that was sent."""
+    import json
+
+    last = msgs[-1]
+    zones: list[str] = []
+    for m in msgs:
+        for z in json.loads(m["zones"]):
+            if z not in zones:
+                zones.append(z)
+    line = next(({"name": m["line_name"], "dir": m["line_dir"]} for m in reversed(msgs) if m["line_name"]), None)
+    return {
+        "node": last["node"], "id": last["id"], "camera": last["camera"], "label": last["label"],
+        "score": max(float(m["score"]) for m in msgs),
+        "first_ts": min(float(m["ts"]) for m in msgs), "last_ts": max(float(m["ts"]) for m in msgs),
+        "zones": zones, "line": line,
+        "clip": next((m["clip"] for m in reversed(msgs) if m["clip"]), None),
+        "duration": next((m["duration"] for m in reversed(msgs) if m["duration"] is not None), None),
+        "ended": any(m["type"] == "end" for m in msgs),
+        "time_ok": all(bool(m["time_ok"]) for m in msgs),
+        "seqs": [int(m["seq"]) for m in msgs],
+        "api_url": last["api_url"],
+    }
 
 
 def safe_url(url: str) -> str:
