@@ -134,3 +134,95 @@ def test_search_and_status_never_crash_on_stored_data(db_url, tmp_path, capsys):
         assert code in (0, 1), (argv, err)
         assert "Traceback" not in err and "Error" not in err, (argv, err)
         assert "node-a" in out, (argv, out)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 2 MiB tmpfs (root only); unmounted afterwards."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mount -t tmpfs refused (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(path) -> None:
+    """Write until the filesystem says ENOSPC."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_stops_acking_and_every_seq_arrives_once_there_is_space(broker, small_fs):
+    """#14.2: 300 events while central's SQLite filesystem is full: nothing dropped, nothing acked as bad."""
+    url = f"sqlite:///{small_fs / 'events.db'}"
+    client_id = "central-full-" + uuid.uuid4().hex[:6]
+    consumer = start_consumer(broker.port, url, client_id=client_id)
+    pub = Publisher(broker.port)
+    try:
+        filler = small_fs / "filler"
+        _fill(filler)
+        pub.events("node-a", list(range(1, 301)))
+        pub.flush()
+        wait_until(lambda: consumer.counters.db_errors >= 2, what="the database refusing to write")
+        assert consumer.counters.malformed == 0 and consumer.counters.stored < 300
+        filler.unlink()  # the operator frees space
+        with Store(url) as store:
+            wait_until(lambda: store.count_events() == 300, timeout=60, what="all 300 events after freeing space")
+            assert store.seqs("node-a") == list(range(1, 301))
+            assert store.gaps("node-a").gaps == () and store.quarantine() == []
+        assert consumer.counters.malformed == 0
+    finally:
+        consumer.stop()
+        pub.close()
+
+
+def test_a_postgresql_role_losing_insert_is_retried_not_dropped(broker, pg_url):
+    """PostgreSQL refuses to write (INSERT revoked from central's role mid-stream), then GRANT: every seq arrives."""
+    if pg_url is None:
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
+    import psycopg
+    from support.central import pg_schema
+
+    role = "central_role_" + uuid.uuid4().hex[:8]
+    with pg_schema(pg_url) as admin_url, psycopg.connect(pg_url, autocommit=True) as admin:
+        schema = admin_url.split("search_path%3D", 1)[1]
+        Store(admin_url).close()  # the schema, owned by the admin
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            admin.execute(f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}")
+            admin.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}")
+            url = admin_url.replace("://postgres@", f"://{role}@").replace("://root@", f"://{role}@")
+            consumer = start_consumer(broker.port, url)
+            pub = Publisher(broker.port)
+            try:
+                pub.events("node-a", [1, 2])
+                pub.flush()
+                with Store(admin_url) as store:
+                    wait_until(lambda: store.count_events() == 2, what="the first 2 events")
+                admin.execute(f"REVOKE INSERT ON {schema}.events FROM {role}")
+                pub.events("node-a", list(range(3, 53)))
+                pub.flush()
+                wait_until(lambda: consumer.counters.db_errors >= 2, what="the database refusing")
+                assert consumer.counters.malformed == 0
+                admin.execute(f"GRANT INSERT ON {schema}.events TO {role}")
+                with Store(admin_url) as store:
+                    wait_until(lambda: store.count_events() == 52, timeout=60, what="all 52 events after GRANT")
+                    assert store.seqs("node-a") == list(range(1, 53)) and store.quarantine() == []
+                assert consumer.counters.malformed == 0
+            finally:
+                consumer.stop()
+                pub.close()
+        finally:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
