@@ -226,3 +226,27 @@ def test_a_postgresql_role_losing_insert_is_retried_not_dropped(broker, pg_url):
         finally:
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("password", ["s3cr@t!pw", "p@ss/w:rd", "xyz%40abc"])
+def test_a_postgresql_password_never_appears_in_errors(tmp_path, capsys, password):
+    """#14.10: the URL's password (with ``@`` and friends) is in no error line, raw or percent-encoded."""
+    cfg = write_config(tmp_path / "central.toml", f"postgresql://central:{password}@127.0.0.1:1/none")
+    code, _, err = run_cli(capsys, "central", "status", "-c", str(cfg))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "postgresql://central:***@127.0.0.1:1/none" in err
+    for piece in {password, *password.replace("/", "@").replace(":", "@").replace("%40", "@").split("@")}:
+        if len(piece) >= 2:
+            assert piece not in err.replace("central:***@127.0.0.1", ""), (piece, err)
+    # and libpq got the host right (it names 127.0.0.1, not a tail of the password)
+    assert "127.0.0.1" in err
+
+
+def test_pg_conninfo_encodes_a_raw_password():
+    from edge.central.store import error_line, pg_conninfo
+
+    assert pg_conninfo("postgresql://u:p@ss@db:5432/e?x=1") == "postgresql://u:p%40ss@db:5432/e?x=1"
+    assert pg_conninfo("postgresql://u:p%40ss@db/e") == "postgresql://u:p%40ss@db/e"
+    assert pg_conninfo("postgresql://u@db/e") == "postgresql://u@db/e"
+    assert error_line(RuntimeError("at postgresql://u:p@ss@db/e: p@ss and p%40ss refused\nmore"),
+                      "postgresql://u:p@ss@db/e") == "at postgresql://u:***@db/e: *** and *** refused"
