@@ -179,13 +179,13 @@ class Consumer:
             self._flaps, self._backoff = 0, 1.0
         if taken_over or self._flaps >= 2:
             # paho resets its reconnect delay on every CONNACK, so two consumers with one id would kick each
-            # other off every second; back off ourselves (doubling up to 60 s) and say what is wrong, once per try.
+            # other off every second; back off ourselves (5 s doubling to 60 s) and say what is wrong, once per try.
             self.counters.clashes += 1
-            self._backoff = min(self._backoff * 2, 60.0)
+            self._backoff = min(max(self._backoff * 2, 5.0), 60.0)  # 5, 10, 20, 40, 60 s
             client.reconnect_delay_set(int(self._backoff), max(int(self._backoff), 60))
             cause = ("the broker says another client took over the session (MQTT 5 reason 142)" if taken_over
-                     else f"the broker closed the connection {self._flaps} times within {FLAP_WINDOW:.0f} s of"
-                          " connecting")
+                     else f"the broker closed the connection {self._flaps} times in a row within"
+                          f" {FLAP_WINDOW:.0f} s of connecting")
             log.error("client-id clash: %s; another consumer uses client_id %r (give each consumer its own"
                       " client_id); reconnecting in %.0f s", cause, self.broker.client_id, self._backoff)
             return
