@@ -250,3 +250,17 @@ def test_pg_conninfo_encodes_a_raw_password():
     assert pg_conninfo("postgresql://u@db/e") == "postgresql://u@db/e"
     assert error_line(RuntimeError("at postgresql://u:p@ss@db/e: p@ss and p%40ss refused\nmore"),
                       "postgresql://u:p@ss@db/e") == "at postgresql://u:***@db/e: *** and *** refused"
+
+
+def test_quarantine_is_bounded_and_the_count_keeps_counting(db_url, monkeypatch):
+    from edge.central import store as store_mod
+    from edge.central.store import Quarantined
+
+    monkeypatch.setattr(store_mod, "QUARANTINE_KEEP", 5)
+    with Store(db_url) as store:
+        for i in range(8):
+            store.write_batch([], [], [], now=T0 + i,
+                              quarantined=[Quarantined("node-a", "edgecam/node-a/events", f"bad {i}", "\\x00{")])
+        kept = store.quarantine()
+        assert [q["reason"] for q in kept] == [f"bad {i}" for i in (7, 6, 5, 4, 3)]
+        assert store.node("node-a")["quarantined"] == 8
