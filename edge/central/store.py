@@ -489,6 +489,7 @@ def _tracked_object(msgs: list[dict[str, Any]]) -> dict[str, Any]:
         "duration": next((m["duration"] for m in reversed(msgs) if m["duration"] is not None), None),
         "ended": any(m["type"] == "end" for m in msgs),
         "time_ok": all(bool(m["time_ok"]) for m in msgs),
+        "seq": int(last["seq"]),  # the object's latest message (the contract's "node, seq, clip id")
         "seqs": [int(m["seq"]) for m in msgs],
         "api_url": last["api_url"],
     }
