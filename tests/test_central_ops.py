@@ -155,7 +155,7 @@ def test_search_and_status_show_terminal_escapes_as_escapes(db_url, tmp_path, ca
 
 def test_central_search_into_head_ends_quietly(tmp_path):
     url = sqlite_url(tmp_path)
-    rows = [parse_event("node-a", event("node-a", s)) for s in range(1, 3001)]
+    rows = [parse_event("node-a", event("node-a", s)) for s in range(1, 1501)]
     with Store(url) as store:
         store.write_batch(rows, [], [])
     cfg = write_config(tmp_path / "central.toml", url)
