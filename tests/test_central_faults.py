@@ -46,19 +46,21 @@ def test_poison_pills_are_quarantined_acked_and_the_stream_goes_on(broker, db_ur
             pub.raw(topic, make())
         status = payload.status_topic("edgecam", "node-a")
         pub.raw(status, b'{"state":"online","ts":' + b"7" * 400 + b',"version":"1"}')
+        pub.raw(payload.events_topic("edgecam", "n" * 65), event("n" * 65, 1))  # not a node id
         pub.events("node-a", [9, 10])
         pub.flush()
         with Store(db_url) as store:
             wait_until(lambda: store.count_events() == 3, what="the 3 good events")
             assert store.seqs("node-a") == [1, 9, 10]
-            wait_until(lambda: len(store.quarantine()) == len(POISON) + 1, what="every pill in quarantine")
+            wait_until(lambda: len(store.quarantine()) == len(POISON) + 2, what="every pill in quarantine")
             kept = store.quarantine()
-            assert {q["node"] for q in kept} == {"node-a"}
+            assert sorted({q["node"] or "-" for q in kept}) == ["-", "node-a"]
+            assert [n["node"] for n in store.nodes()] == ["node-a"]
             reasons = " | ".join(q["reason"] for q in kept)
             for word in ("score", "ts", "seq", "label", "box"):
                 assert word in reasons, reasons
             assert store.node("node-a")["quarantined"] == len(POISON) + 1
-        assert consumer.counters.malformed == len(POISON) + 1
+        assert consumer.counters.malformed == len(POISON) + 2
         assert consumer.writer_dead.is_set() is False and consumer.failure is None
     finally:
         consumer.stop()
@@ -264,3 +266,23 @@ def test_quarantine_is_bounded_and_the_count_keeps_counting(db_url, monkeypatch)
         kept = store.quarantine()
         assert [q["reason"] for q in kept] == [f"bad {i}" for i in (7, 6, 5, 4, 3)]
         assert store.node("node-a")["quarantined"] == 8
+
+
+def test_a_flood_of_bad_messages_is_counted_not_logged_line_by_line(broker, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="edgecam.central")
+    consumer = start_consumer(broker.port, sqlite_url(tmp_path))
+    pub = Publisher(broker.port)
+    try:
+        for _ in range(200):
+            pub.raw(payload.events_topic("edgecam", "node-a"), b"\x1b[2J not json")
+        pub.flush()
+        with Store(sqlite_url(tmp_path)) as store:
+            wait_until(lambda: consumer.counters.malformed == 200, what="200 counted")
+            assert store.node("node-a")["quarantined"] == 200
+        warnings = [r.getMessage() for r in caplog.records if "quarantined" in r.getMessage()]
+        assert len(warnings) == 11 and "\x1b" not in "".join(warnings)
+    finally:
+        consumer.stop()
+        pub.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .. import payload
 from ..mqttclient import login, new_client, use_tls
 from ..redact import redact_url
 from .messages import BadMessage, EventRow, StatsRow, StatusRow, parse_event, parse_stats, parse_status
+from .printable import printable
 from .store import Quarantined, Store, error_line, is_row_fault, quarantine_text
 
 log = logging.getLogger("edgecam.central")
@@ -88,6 +90,8 @@ class WriterDied(RuntimeError):
     """The writer thread ended by an error: nothing more can be stored, the process must end."""
 
 
+NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # what a node's config allows (edge/config.py node.id)
+QUARANTINE_LOG_LINES = 10  # quarantine warnings per progress interval; the rest are counted
 CLASH_REASON = 142  # MQTT 5 DISCONNECT "Session taken over": another client connected with our client id
 FLAP_WINDOW = 5.0  # seconds: a disconnect this soon after CONNACK, again and again, is a client-id clash
 
@@ -120,6 +124,7 @@ class Consumer:
         self._last_progress = time.monotonic()
         self._progress_base = Counters()
         self._lag_max = 0.0
+        self._quarantine_logged = 0  # warnings since the last progress line
         self.connected = threading.Event()
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=10_000)
         self._stopping = threading.Event()
@@ -303,16 +308,19 @@ class Consumer:
                  c.db_errors - b.db_errors, f"max {self._lag_max:.1f} s (event time to commit)"
                  if c.stored + c.duplicates > b.stored + b.duplicates else "-", self._queue.qsize())
         self._progress_base = Counters(**vars(c))
-        self._last_progress, self._lag_max = now, 0.0
+        self._last_progress, self._lag_max, self._quarantine_logged = now, 0.0, 0
 
     def _decode(self, msgs: list[_Message]) -> _Batch:
         batch = _Batch()
         prefix = self.broker.prefix
         for m in msgs:
-            where = payload.node_from_topic(prefix, m.topic)
+            node: str | None = None
             try:
+                where = payload.node_from_topic(prefix, m.topic)
                 if where is None:
                     raise BadMessage("topic outside the prefix")
+                if not NODE_ID.match(where[0]):
+                    raise BadMessage("the topic's node id is not letters, digits, _ . - (at most 64)")
                 node = where[0]
                 if m.topic == payload.events_topic(prefix, node):
                     batch.events.append(parse_event(node, m.data))
@@ -326,14 +334,19 @@ class Consumer:
                 reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 if not isinstance(err, BadMessage):
                     reason = f"{type(err).__name__}: {reason}"
-                self._quarantine(batch, where[0] if where else None, m.topic, m.data, reason)
+                self._quarantine(batch, node, m.topic, m.data, reason)
         return batch
 
     def _quarantine(self, batch: _Batch, node: str | None, topic: str, data: bytes, reason: str) -> None:
         self.counters.malformed += 1
-        reason = reason[:300]
-        log.warning("quarantined a message on %s: %s", topic[:200], reason)
-        batch.quarantined.append(Quarantined(node, topic[:500], reason, quarantine_text(data)))
+        reason = reason[:300].replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
+        self._quarantine_logged += 1
+        if self._quarantine_logged <= QUARANTINE_LOG_LINES:  # a flood of bad messages must not flood the journal
+            log.warning("quarantined a message on %s: %s", printable(topic[:200]), printable(reason))
+        elif self._quarantine_logged == QUARANTINE_LOG_LINES + 1:
+            log.warning("more messages quarantined; only counted until the next progress line")
+        batch.quarantined.append(Quarantined(node, topic[:500].replace("\x00", "\\x00"), reason,
+                                             quarantine_text(data)))
 
     def _commit(self, batch: _Batch) -> bool:
         """Write one batch, retrying while the database refuses to write; False if stopped meanwhile.
