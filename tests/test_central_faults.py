@@ -286,3 +286,11 @@ def test_a_flood_of_bad_messages_is_counted_not_logged_line_by_line(broker, tmp_
     finally:
         consumer.stop()
         pub.close()
+
+
+def test_a_wrong_database_url_in_the_config_does_not_echo_its_password(tmp_path, capsys):
+    cfg = tmp_path / "central.toml"
+    cfg.write_text('[database]\nurl = "mysql://central:s3cr@t@db/events"\n')
+    code, _, err = run_cli(capsys, "central", "status", "-c", str(cfg))
+    assert code == 2 and "database.url" in err and "mysql://central:***@db/events" in err
+    assert "s3cr" not in err
