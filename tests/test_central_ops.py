@@ -230,3 +230,31 @@ def test_two_consumers_with_one_client_id_say_so_and_back_off(broker, tmp_path, 
     finally:
         first.stop()
         second.stop()
+
+
+def test_upgrading_a_version_1_database_keeps_its_known_holes(tmp_path):
+    """Schema 1 -> 2: a node's baseline is its lowest stored seq, so an old hole is still a hole."""
+    import sqlite3
+
+    from edge.central import store as store_mod
+
+    url = sqlite_url(tmp_path)
+    path = url[len("sqlite:///"):]
+    (tmp_path / "central").mkdir()
+    conn = sqlite3.connect(path)
+    for ddl in store_mod.MIGRATIONS[0]:
+        conn.execute(ddl)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    for seq in [*range(5, 11), *range(21, 31)]:
+        row = parse_event("node-c", event("node-c", seq))
+        conn.execute("INSERT INTO events VALUES (" + ", ".join("?" * 17) + ")",
+                     [getattr(row, c) for c in store_mod._EVENT_COLUMNS[:15]] + [T0, row.raw])
+    conn.execute("INSERT INTO nodes (node) VALUES ('node-c')")
+    conn.commit()
+    conn.close()
+    with Store(url) as store:
+        assert store.schema_version() == 2 and store.baseline("node-c") == 4
+        store.write_batch([parse_event("node-c", event("node-c", 31))], [], [])
+        assert store.baseline("node-c") == 4
+        assert [(g.first, g.last) for g in store.gaps("node-c").gaps] == [(11, 20)]

@@ -53,6 +53,9 @@ MIGRATIONS: list[list[str]] = [
             node TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, reason TEXT NOT NULL,
             who TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS events_node_id ON events (node, id)",
+        # A database from before baselines: the lowest seq stored is the first one central saw, so a hole
+        # already known above it stays a hole (only seqs before it stop being a gap).
+        "UPDATE nodes SET baseline_seq = (SELECT MIN(seq) - 1 FROM events WHERE events.node = nodes.node)",
     ],
 ]
 
