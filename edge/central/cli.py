@@ -259,8 +259,9 @@ def register_node_command(args: argparse.Namespace) -> int:
         store.register_node(args.node, key, args.api, baseline)
     finally:
         store.close()
-    print(f"registered {args.node}: {key}" + (f" at {args.api}" if args.api else "")
-          + (f"; seqs up to {baseline} are not gaps" if baseline is not None else ""))
+    with quiet_pipe():
+        print(f"registered {args.node}: {key}" + (f" at {args.api}" if args.api else "")
+              + (f"; seqs up to {baseline} are not gaps" if baseline is not None else ""))
     return 0
 
 
@@ -293,5 +294,7 @@ def ack_gap_command(args: argparse.Namespace) -> int:
         store.close()
     covered = sum(min(g.last, args.last) - max(g.first, args.first) + 1 for g in report.gaps
                   if g.first <= args.last and g.last >= args.first)
-    print(f"acknowledged {args.node} seqs {args.first}-{args.last} ({covered} missing now) by {who}: {reason}")
+    with quiet_pipe():
+        print(f"acknowledged {args.node} seqs {args.first}-{args.last} ({covered} missing now) by"
+              f" {printable(who)}: {printable(reason)}")
     return 0

@@ -82,13 +82,6 @@ class _Batch:
     stats: list[StatsRow] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.events) + len(self.statuses) + len(self.stats) + len(self.quarantined)
-
-
-class WriterDied(RuntimeError):
-    """The writer thread ended by an error: nothing more can be stored, the process must end."""
-
 
 NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # what a node's config allows (edge/config.py node.id)
 QUARANTINE_LOG_LINES = 10  # quarantine warnings per progress interval; the rest are counted
