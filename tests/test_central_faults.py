@@ -31,6 +31,7 @@ POISON = {
     "seq 2^53+1": lambda: _poison(6, seq=2**53 + 1),
     "label 10 KiB": lambda: _poison(7, label="x" * 300),
     "box inf": lambda: _poison(8).replace(b'"box": [0.1', b'"box": [1e999'),
+    "UTF-16 (NUL bytes)": lambda: _poison(9).decode().encode("utf-16"),
 }
 
 
@@ -47,11 +48,11 @@ def test_poison_pills_are_quarantined_acked_and_the_stream_goes_on(broker, db_ur
         status = payload.status_topic("edgecam", "node-a")
         pub.raw(status, b'{"state":"online","ts":' + b"7" * 400 + b',"version":"1"}')
         pub.raw(payload.events_topic("edgecam", "n" * 65), event("n" * 65, 1))  # not a node id
-        pub.events("node-a", [9, 10])
+        pub.events("node-a", [10, 11])
         pub.flush()
         with Store(db_url) as store:
             wait_until(lambda: store.count_events() == 3, what="the 3 good events")
-            assert store.seqs("node-a") == [1, 9, 10]
+            assert store.seqs("node-a") == [1, 10, 11]
             wait_until(lambda: len(store.quarantine()) == len(POISON) + 2, what="every pill in quarantine")
             kept = store.quarantine()
             assert sorted({q["node"] or "-" for q in kept}) == ["-", "node-a"]
@@ -67,7 +68,7 @@ def test_poison_pills_are_quarantined_acked_and_the_stream_goes_on(broker, db_ur
     # Acked: a restart under the same client id gets none of them again.
     consumer = start_consumer(broker.port, db_url, client_id=client_id)
     try:
-        pub.events("node-a", [11])
+        pub.events("node-a", [12])
         pub.flush()
         with Store(db_url) as store:
             wait_until(lambda: store.count_events() == 4, what="the event after the restart")
