@@ -184,8 +184,9 @@ class Consumer:
             cause = ("the broker says another client took over the session (MQTT 5 reason 142)" if taken_over
                      else f"the broker closed the connection {self._flaps} times in a row within"
                           f" {FLAP_WINDOW:.0f} s of connecting")
-            log.error("client-id clash: %s; another consumer uses client_id %r (give each consumer its own"
-                      " client_id); reconnecting in %.0f s", cause, self.broker.client_id, self._backoff)
+            log.error("client-id clash: %s; %s consumer uses client_id %r (give each consumer its own"
+                      " client_id); reconnecting in %.0f s", cause, "another" if taken_over else "most likely another",
+                      self.broker.client_id, self._backoff)
             return
         client.reconnect_delay_set(1, 30)
         log.warning("disconnected from broker (%s); reconnecting", reason_code)
