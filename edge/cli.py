@@ -161,13 +161,23 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count-by", choices=["line"], help="directional line counts per hour")
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--raw", action="store_true", help="one row per message (start/update/end), not per object")
     p.set_defaults(handler="edge.central.cli:search_command")
     p = central.add_parser("register-node", help="record a node's public key")
     _add_config(p, default="central.toml")
     p.add_argument("--node", required=True)
     p.add_argument("--pubkey", required=True)
     p.add_argument("--api", help="the node's LAN API URL, shown by search")
+    p.add_argument("--baseline-seq", type=int, help="seqs up to N are not gaps (sent before central listened)")
     p.set_defaults(handler="edge.central.cli:register_node_command")
+    p = central.add_parser("ack-gap", help="acknowledge a missing seq range (clears its alarm)")
+    _add_config(p, default="central.toml")
+    p.add_argument("--node", required=True)
+    p.add_argument("--from", dest="first", type=int, required=True)
+    p.add_argument("--to", dest="last", type=int, required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by", help="who acknowledges (default: the login user)")
+    p.set_defaults(handler="edge.central.cli:ack_gap_command")
 
 
 def build_parser() -> argparse.ArgumentParser:

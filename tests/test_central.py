@@ -149,7 +149,7 @@ def refuse_label(url: str, label: str) -> None:
             conn.execute(f"ALTER TABLE events ADD CONSTRAINT refuse CHECK (label <> '{label}')")
 
 
-def test_a_row_the_database_refuses_is_dropped_not_wedging_the_stream(broker, db_url):
+def test_a_row_the_database_refuses_is_quarantined_not_wedging_the_stream(broker, db_url):
     refuse_label(db_url, "poison")
     consumer = start_consumer(broker.port, db_url)
     pub = Publisher(broker.port)
@@ -161,7 +161,11 @@ def test_a_row_the_database_refuses_is_dropped_not_wedging_the_stream(broker, db
         with Store(db_url) as store:
             wait_until(lambda: store.count_events() == 4, what="the 4 storable events")
             assert store.seqs("node-a") == [1, 2, 4, 5]
-        assert consumer.counters.malformed == 1 and consumer.counters.db_errors >= 2
+            kept = store.quarantine()
+            assert len(kept) == 1 and kept[0]["reason"].startswith("the database refuses it")
+            assert json.loads(kept[0]["payload"])["seq"] == 3 and kept[0]["node"] == "node-a"
+        # a refused value is the row's fault: quarantined at once, no retry of a database that works
+        assert consumer.counters.malformed == 1 and consumer.counters.db_errors == 0
     finally:
         consumer.stop()
         pub.close()

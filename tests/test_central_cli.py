@@ -133,13 +133,13 @@ def test_register_status_search_output(db_url, tmp_path, capsys):
 
     code, out, _ = run_cli(capsys, "central", "search", "-c", cfg, "--label", "person", "--json")
     hits = [json.loads(line) for line in out.splitlines()]
-    assert [(h["node"], h["seq"], h["clip"], h["api_url"], h["zones"]) for h in hits] == [
-        ("node-a", 8, "clip-000123", "https://10.0.0.5:8080", ["porch"])]
+    assert [(h["node"], h["seqs"], h["clip"], h["api_url"], h["zones"]) for h in hits] == [
+        ("node-a", [8], "clip-000123", "https://10.0.0.5:8080", ["porch"])]
     code, out, _ = run_cli(capsys, "central", "search", "-c", cfg, "--zone", "porch")
     assert "clip-000123" in out and "https://10.0.0.5:8080" in out and len(out.splitlines()) == 2
     code, out, _ = run_cli(capsys, "central", "search", "-c", cfg, "--camera", "yard", "--json",
                            "--since", str(T0 + 15), "--until", "2026-01-01T00:00:30Z")
-    assert [(h["node"], h["seq"]) for h in map(json.loads, out.splitlines())] == [("node-b", 2)]
+    assert [(h["node"], h["seqs"]) for h in map(json.loads, out.splitlines())] == [("node-b", [2])]
 
     code, out, _ = run_cli(capsys, "central", "search", "-c", cfg, "--count-by", "line", "--json")
     counts = [json.loads(line) for line in out.splitlines()]

@@ -1,25 +1,33 @@
-"""``edgecam central run|status|search|register-node``: config in, plain values to the store and consumer."""
+"""``edgecam central run|status|search|register-node|ack-gap``: config in, plain values to the store and consumer."""
 
 from __future__ import annotations
 
 import argparse
 import base64
 import binascii
+import getpass
 import json
+import math
+import os
 import re
 import signal
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from ..errors import UserError
 from ..mqttclient import read_password
+from ..redact import redact_url
 from .config import CentralConfig, load_central_config
 from .consumer import BrokerSettings, Consumer
 from .fleet import fleet_rows, format_fleet
-from .store import SearchFilter, Store, StoreError
+from .messages import MAX_SEQ
+from .printable import json_line, local_text, printable, utc_iso, zone_name
+from .store import GapAck, SearchFilter, Store, StoreError
 
 NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -56,45 +64,65 @@ def run_command(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     try:
         while not stop.wait(1.0):
-            pass
+            if consumer.writer_dead.is_set():  # supervised: a dead writer stores nothing; end so systemd restarts
+                break
     finally:
         consumer.stop()
+    if consumer.failure is not None:
+        err = consumer.failure
+        raise UserError(f"central writer died ({type(err).__name__}: {redact_url(str(err).strip()[:200])});"
+                        " unacknowledged messages stay with the broker")
     return 0
 
 
+@contextmanager
+def quiet_pipe() -> Iterator[None]:
+    """``central ... | head`` ends quietly: a reader that went away is not an error worth a traceback."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not raise again
+
+
 def status_command(args: argparse.Namespace) -> int:
+    """The fleet table; exit 1 while an unacknowledged gap alarm stands (for monitoring), else 0."""
     cfg = load_central_config(args.config)
     store = _open_store(cfg)
     try:
         rows = fleet_rows(store, time.time(), cfg.gaps.alarm_after, cfg.nodes.stale_after)
     finally:
         store.close()
-    if args.json:
-        for row in rows:
-            print(json.dumps(row, separators=(",", ":")))
-    else:
-        print(format_fleet(rows))
-    return 0
+    with quiet_pipe():
+        if args.json:
+            for row in rows:
+                print(json_line(row))
+        else:
+            print(format_fleet(rows))
+    return 1 if any(r["alarm"] for r in rows) else 0
 
 
 def parse_time(text: str | None, name: str) -> float | None:
-    """ISO 8601 (naive means local time) or UNIX seconds."""
+    """UNIX seconds, or ISO 8601 with a zone or ``Z``; a naive ISO time is the central machine's local time."""
     if text is None:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise UserError(f"{name}: {text!r} is not a time")
+        return value
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise UserError(f"{name}: {text!r} is neither an ISO time nor UNIX seconds") from None
+        return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00")).timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise UserError(f"{name}: {text!r} is neither an ISO time (e.g. 2026-03-01T08:00Z) nor UNIX seconds") from None
 
 
 def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_iso(ts)
 
 
 def search_command(args: argparse.Namespace) -> int:
@@ -105,14 +133,54 @@ def search_command(args: argparse.Namespace) -> int:
                      label=args.label, node=args.node, camera=args.camera, zone=args.zone, limit=args.limit)
     store = _open_store(cfg)
     try:
-        rows = store.line_counts(f) if args.count_by == "line" else store.search(f)
+        if args.count_by == "line":
+            rows, total = store.line_counts(f), None
+        elif getattr(args, "raw", False):
+            rows, total = store.search(f), store.count(f)
+        else:
+            rows, total = store.search_objects(f)
     finally:
         store.close()
-    if args.count_by == "line":
-        _print_counts(rows, args.json)
-    else:
-        _print_events(rows, args.json)
+    with quiet_pipe():
+        if args.count_by == "line":
+            _print_counts(rows, args.json)
+        elif getattr(args, "raw", False):
+            _print_messages(rows, args.json)
+        else:
+            _print_objects(rows, args.json)
+    if total is not None:
+        what = "message(s)" if getattr(args, "raw", False) else "tracked object(s)"
+        more = f"; {total - len(rows)} more, raise --limit" if total > len(rows) else ""
+        print(f"{len(rows)} {what}, newest first{more}", file=sys.stderr)
     return 0
+
+
+def _zone_note() -> str:
+    return f"times in {zone_name()} (this machine's zone), UTC beside"
+
+
+def _object_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["first_seen"] = utc_iso(row["first_ts"])
+    out["last_seen"] = utc_iso(row["last_ts"])
+    return out
+
+
+def _print_objects(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        for row in rows:
+            print(json_line(_object_json(row)))
+        return
+    zone = zone_name()
+    table = [(f"FIRST SEEN ({zone})", "UTC", "LAST SEEN", "NODE", "CAMERA", "LABEL", "BEST", "ZONES", "LINE",
+              "CLIP", "API", "ID")]
+    for r in rows:
+        line = f"{r['line']['name']}:{r['line']['dir']}" if r["line"] else "-"
+        table.append((local_text(r["first_ts"]), utc_iso(r["first_ts"]) or "", local_text(r["last_ts"]),
+                      r["node"], r["camera"], r["label"], f"{r['score']:.2f}", ",".join(r["zones"]) or "-", line,
+                      r["clip"] or "-", r["api_url"] or "-", r["id"]))
+    print(_table(table))
+    print(_zone_note(), file=sys.stderr)
 
 
 def _event_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -127,34 +195,38 @@ def _event_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _print_events(rows: list[dict[str, Any]], as_json: bool) -> None:
+def _print_messages(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         for row in rows:
-            print(json.dumps(_event_json(row), separators=(",", ":"), ensure_ascii=False))
+            print(json_line(_event_json(row)))
         return
-    table = [("TIME (UTC)", "NODE", "SEQ", "CAMERA", "TYPE", "LABEL", "SCORE", "ZONES", "LINE", "CLIP", "API")]
+    table = [(f"TIME ({zone_name()})", "UTC", "NODE", "SEQ", "CAMERA", "TYPE", "LABEL", "SCORE", "ZONES", "LINE",
+              "CLIP", "API")]
     for r in rows:
         line = f"{r['line_name']}:{r['line_dir']}" if r["line_name"] else "-"
-        table.append((iso(r["ts"]) or "", r["node"], str(r["seq"]), r["camera"], r["type"], r["label"],
-                      f"{r['score']:.2f}", ",".join(json.loads(r["zones"])) or "-", line, r["clip"] or "-",
-                      r["api_url"] or "-"))
+        table.append((local_text(r["ts"]), iso(r["ts"]) or "", r["node"], str(r["seq"]), r["camera"], r["type"],
+                      r["label"], f"{r['score']:.2f}", ",".join(json.loads(r["zones"])) or "-", line,
+                      r["clip"] or "-", r["api_url"] or "-"))
     print(_table(table))
-    print(f"{len(rows)} event(s)", file=sys.stderr)
+    print(_zone_note(), file=sys.stderr)
 
 
 def _print_counts(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         for row in rows:
-            print(json.dumps({**row, "hour": iso(row["hour"])}, separators=(",", ":"), ensure_ascii=False))
+            print(json_line({**row, "hour": iso(row["hour"])}))
         return
-    table = [("HOUR (UTC)", "NODE", "CAMERA", "LINE", "IN", "OUT")]
-    table += [(iso(r["hour"]) or "", r["node"], r["camera"], r["line"], str(r["in"]), str(r["out"])) for r in rows]
+    table = [(f"HOUR ({zone_name()})", "UTC", "NODE", "CAMERA", "LINE", "IN", "OUT")]
+    table += [(local_text(r["hour"]), iso(r["hour"]) or "-", r["node"], r["camera"], r["line"], str(r["in"]),
+               str(r["out"])) for r in rows]
     print(_table(table))
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    """Aligned columns; every cell made printable (node-supplied text may carry terminal escapes)."""
+    cells = [tuple(printable(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
 def check_pubkey(text: str) -> str:
@@ -179,10 +251,50 @@ def register_node_command(args: argparse.Namespace) -> int:
     key = check_pubkey(args.pubkey)
     if args.api is not None and not re.match(r"^https?://[^\s/]+", args.api):
         raise UserError(f"--api: {args.api!r} is not an http(s):// URL")
+    baseline = getattr(args, "baseline_seq", None)
+    if baseline is not None and not 0 <= baseline <= MAX_SEQ:
+        raise UserError(f"--baseline-seq: {baseline} is not in 0..2^53")
     store = _open_store(cfg)
     try:
-        store.register_node(args.node, key, args.api)
+        store.register_node(args.node, key, args.api, baseline)
     finally:
         store.close()
-    print(f"registered {args.node}: {key}" + (f" at {args.api}" if args.api else ""))
+    with quiet_pipe():
+        print(f"registered {args.node}: {key}" + (f" at {args.api}" if args.api else "")
+              + (f"; seqs up to {baseline} are not gaps" if baseline is not None else ""))
+    return 0
+
+
+def _login_user() -> str:
+    for var in ("SUDO_USER", "LOGNAME", "USER"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def ack_gap_command(args: argparse.Namespace) -> int:
+    """Record an operator's acknowledgement of a missing range (who, when, why): it is no alarm any more."""
+    cfg = load_central_config(args.config)
+    if not 1 <= args.first <= args.last <= MAX_SEQ:
+        raise UserError(f"--from {args.first} --to {args.last}: need 1 <= FROM <= TO <= 2^53")
+    reason = args.reason.strip()
+    if not reason or len(reason) > 500 or any(ord(ch) < 32 for ch in reason):
+        raise UserError("--reason: one line of 1..500 characters saying why the range is accepted as lost")
+    who = (args.by or _login_user()).strip()[:100]
+    store = _open_store(cfg)
+    try:
+        if store.node(args.node) is None:
+            raise UserError(f"--node: {args.node!r} is not a node central knows (see `edgecam central status`)")
+        store.ack_gap(GapAck(args.node, args.first, args.last, reason, who, time.time()))
+        report = store.gaps(args.node)
+    finally:
+        store.close()
+    covered = sum(min(g.last, args.last) - max(g.first, args.first) + 1 for g in report.gaps
+                  if g.first <= args.last and g.last >= args.first)
+    with quiet_pipe():
+        print(f"acknowledged {args.node} seqs {args.first}-{args.last} ({covered} missing now) by"
+              f" {printable(who)}: {printable(reason)}")
     return 0

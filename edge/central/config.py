@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from ..config import BrokerLink, Positive, _Section, read_toml, validate
+from ..config import BrokerLink, ConfigError, Positive, _Section, read_toml, validate
+from ..redact import redact_url
 
 
 class CentralMqttConfig(BrokerLink):
@@ -51,7 +52,11 @@ class CentralConfig(_Section):
 
 
 def parse_central_config(data: dict[str, Any]) -> CentralConfig:
-    return validate(CentralConfig, data)
+    """Validate; the one-line error never shows a URL's password (``database.url`` is echoed when wrong)."""
+    try:
+        return validate(CentralConfig, data)
+    except ConfigError as err:
+        raise ConfigError(redact_url(str(err))) from None
 
 
 def load_central_config(path: Path | str) -> CentralConfig:

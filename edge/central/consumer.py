@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from paho.mqtt.properties import Properties
 
 from .. import payload
 from ..mqttclient import login, new_client, use_tls
+from ..redact import redact_url
 from .messages import BadMessage, EventRow, StatsRow, StatusRow, parse_event, parse_stats, parse_status
-from .store import Store
+from .printable import printable
+from .store import Quarantined, Store, error_line, is_row_fault, quarantine_text
 
 log = logging.getLogger("edgecam.central")
 
@@ -57,9 +60,10 @@ class Counters:
     duplicates: int = 0  # events already in the store (redeliveries)
     statuses: int = 0
     stats: int = 0
-    malformed: int = 0
+    malformed: int = 0  # quarantined: refused at the door or by the database, kept with the reason, acked
     batches: int = 0
     db_errors: int = 0
+    clashes: int = 0  # disconnects caused by another client with our client id
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,13 @@ class _Batch:
     events: list[EventRow] = field(default_factory=list)
     statuses: list[StatusRow] = field(default_factory=list)
     stats: list[StatsRow] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # what a node's config allows (edge/config.py node.id)
+QUARANTINE_LOG_LINES = 10  # quarantine warnings per progress interval; the rest are counted
+CLASH_REASON = 142  # MQTT 5 DISCONNECT "Session taken over": another client connected with our client id
+FLAP_WINDOW = 5.0  # seconds: a disconnect this soon after CONNACK, again and again, is a client-id clash
 
 
 def subscriptions(prefix: str, shared_group: str | None) -> list[tuple[str, int]]:
@@ -91,12 +102,22 @@ class Consumer:
     """Subscribe, validate, store in batches, ack after commit. ``start()`` then ``stop()``."""
 
     def __init__(self, broker: BrokerSettings, database_url: str, batch_size: int = 200,
-                 batch_wait: float = 0.2) -> None:
+                 batch_wait: float = 0.2, progress_every: float = 60.0) -> None:
         self.broker = broker
         self.database_url = database_url
         self.batch_size = batch_size
         self.batch_wait = batch_wait
+        self.progress_every = progress_every
         self.counters = Counters()
+        self.failure: BaseException | None = None  # why the writer thread died, if it did
+        self.writer_dead = threading.Event()
+        self._connected_at: float | None = None
+        self._flaps = 0  # consecutive disconnects soon after connecting
+        self._backoff = 1.0
+        self._last_progress = time.monotonic()
+        self._progress_base = Counters()
+        self._lag_max = 0.0
+        self._quarantine_logged = 0  # warnings since the last progress line
         self.connected = threading.Event()
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=10_000)
         self._stopping = threading.Event()
@@ -125,6 +146,7 @@ class Consumer:
         if reason_code.is_failure:
             log.error("broker %s:%d refused the connection: %s", self.broker.host, self.broker.port, reason_code)
             return
+        self._connected_at = time.monotonic()
         client.subscribe(subscriptions(self.broker.prefix, self.broker.shared_group))
         log.info("connected to %s:%d (session %s)", self.broker.host, self.broker.port,
                  "resumed" if flags.session_present else "new")
@@ -142,10 +164,32 @@ class Consumer:
     def _on_connect_fail(self, _client, _userdata) -> None:
         log.warning("cannot reach broker %s:%d; retrying", self.broker.host, self.broker.port)
 
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()
-        if not self._stopping.is_set():
-            log.warning("disconnected from broker (%s); reconnecting", reason_code)
+        if self._stopping.is_set():
+            return
+        up = None if self._connected_at is None else time.monotonic() - self._connected_at
+        self._connected_at = None
+        taken_over = getattr(reason_code, "value", None) == CLASH_REASON
+        if up is not None and up < FLAP_WINDOW:
+            self._flaps += 1
+        elif up is not None:
+            self._flaps, self._backoff = 0, 1.0
+        if taken_over or self._flaps >= 2:
+            # paho resets its reconnect delay on every CONNACK, so two consumers with one id would kick each
+            # other off every second; back off ourselves (5 s doubling to 60 s) and say what is wrong, once per try.
+            self.counters.clashes += 1
+            self._backoff = min(max(self._backoff * 2, 5.0), 60.0)  # 5, 10, 20, 40, 60 s
+            client.reconnect_delay_set(int(self._backoff), max(int(self._backoff), 60))
+            cause = ("the broker says another client took over the session (MQTT 5 reason 142)" if taken_over
+                     else f"the broker closed the connection {self._flaps} times in a row within"
+                          f" {FLAP_WINDOW:.0f} s of connecting")
+            log.error("client-id clash: %s; %s consumer uses client_id %r (give each consumer its own"
+                      " client_id); reconnecting in %.0f s", cause, "another" if taken_over else "most likely another",
+                      self.broker.client_id, self._backoff)
+            return
+        client.reconnect_delay_set(1, 30)
+        log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
     def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
         self.counters.received += 1
@@ -157,7 +201,7 @@ class Consumer:
     def start(self) -> None:
         """Open the store (raises ``StoreError`` at once if it cannot), then connect in the background."""
         self._store = Store(self.database_url)
-        self._writer = threading.Thread(target=self._write_loop, name="central-writer", daemon=True)
+        self._writer = threading.Thread(target=self._supervised_write_loop, name="central-writer", daemon=True)
         self._writer.start()
         props = None
         if self.broker.protocol == "5":
@@ -184,8 +228,8 @@ class Consumer:
             self._store.close()
             self._store = None
         c = self.counters
-        log.info("stopped: %d received, %d stored, %d duplicates, %d malformed", c.received, c.stored,
-                 c.duplicates, c.malformed)
+        log.info("stopped: %d received, %d stored, %d duplicates, %d malformed (quarantined)", c.received,
+                 c.stored, c.duplicates, c.malformed)
 
     # -- writer thread -----------------------------------------------------------------------------
 
@@ -217,25 +261,60 @@ class Consumer:
                 break
         return batch
 
+    def _supervised_write_loop(self) -> None:
+        """The writer, watched: if it ends by an error, say why and let the process end (systemd restarts it)."""
+        try:
+            self._write_loop()
+        except BaseException as err:  # noqa: BLE001 - recorded and reported by run_command
+            self.failure = err
+            log.critical("the central writer stopped: %s: %s", type(err).__name__,
+                         redact_url(str(err).strip().splitlines()[0] if str(err).strip() else ""))
+            self.writer_dead.set()
+
     def _write_loop(self) -> None:
         while not self._halt.is_set() and not (self._stopping.is_set() and self._queue.empty()):
+            self._maybe_log_progress()
             msgs = self._gather()
             if not msgs:
                 continue
             batch = self._decode(msgs)
             if not self._commit(batch):
                 return  # stopping while the database is down: the broker keeps the unacked messages
-            for m in msgs:
-                self._client.ack(m.mid, m.qos)
+            self._committed(batch, msgs)
+
+    def _committed(self, batch: _Batch, msgs: list[_Message]) -> None:
+        """The batch is durable in the database: acknowledge it (and, later, tell the nodes)."""
+        for m in msgs:
+            self._client.ack(m.mid, m.qos)
+        now = time.time()
+        for e in batch.events:
+            self._lag_max = max(self._lag_max, now - e.ts)
+
+    def _maybe_log_progress(self) -> None:
+        """One line per ``progress_every`` seconds, so a silent log means a stalled consumer, not a quiet one."""
+        now = time.monotonic()
+        if now - self._last_progress < self.progress_every:
+            return
+        c, b = self.counters, self._progress_base
+        log.info("last %.0f s: %d stored, %d duplicates, %d quarantined, %d statuses, %d stats, %d database"
+                 " errors; lag %s; %d queued", now - self._last_progress, c.stored - b.stored,
+                 c.duplicates - b.duplicates, c.malformed - b.malformed, c.statuses - b.statuses, c.stats - b.stats,
+                 c.db_errors - b.db_errors, f"max {self._lag_max:.1f} s (event time to commit)"
+                 if c.stored + c.duplicates > b.stored + b.duplicates else "-", self._queue.qsize())
+        self._progress_base = Counters(**vars(c))
+        self._last_progress, self._lag_max, self._quarantine_logged = now, 0.0, 0
 
     def _decode(self, msgs: list[_Message]) -> _Batch:
         batch = _Batch()
         prefix = self.broker.prefix
         for m in msgs:
-            where = payload.node_from_topic(prefix, m.topic)
+            node: str | None = None
             try:
+                where = payload.node_from_topic(prefix, m.topic)
                 if where is None:
                     raise BadMessage("topic outside the prefix")
+                if not NODE_ID.match(where[0]):
+                    raise BadMessage("the topic's node id is not letters, digits, _ . - (at most 64)")
                 node = where[0]
                 if m.topic == payload.events_topic(prefix, node):
                     batch.events.append(parse_event(node, m.data))
@@ -245,40 +324,61 @@ class Consumer:
                     batch.stats.append(parse_stats(node, m.data))
                 else:
                     raise BadMessage("unknown topic kind")
-            except (BadMessage, ValueError, TypeError) as err:  # never let one payload stop the writer
-                self.counters.malformed += 1
-                log.warning("dropped malformed message on %s: %s", m.topic, err)
+            except Exception as err:  # noqa: BLE001 - whatever one payload does is that payload's fault
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                if not isinstance(err, BadMessage):
+                    reason = f"{type(err).__name__}: {reason}"
+                self._quarantine(batch, node, m.topic, m.data, reason)
         return batch
 
-    def _commit(self, batch: _Batch) -> bool:
-        """Write one batch, retrying while the database is unreachable; False if stopped meanwhile.
+    def _quarantine(self, batch: _Batch, node: str | None, topic: str, data: bytes, reason: str) -> None:
+        self.counters.malformed += 1
+        reason = reason[:300].replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
+        self._quarantine_logged += 1
+        if self._quarantine_logged <= QUARANTINE_LOG_LINES:  # a flood of bad messages must not flood the journal
+            log.warning("quarantined a message on %s: %s", printable(topic[:200]), printable(reason))
+        elif self._quarantine_logged == QUARANTINE_LOG_LINES + 1:
+            log.warning("more messages quarantined; only counted until the next progress line")
+        batch.quarantined.append(Quarantined(node, topic[:500].replace("\x00", "\\x00"), reason,
+                                             quarantine_text(data)))
 
-        A database that is up but keeps refusing the batch (a value it cannot store) would wedge the
-        stream forever; from the second such refusal the batch is written item by item and the
-        refused items are dropped and counted as malformed.
+    def _commit(self, batch: _Batch) -> bool:
+        """Write one batch, retrying while the database refuses to write; False if stopped meanwhile.
+
+        Two kinds of refusal. A row the database will not take (a constraint, a value out of range) is that
+        row's fault: the batch is written row by row and the refused rows are quarantined, so one row cannot
+        wedge the stream. A database that refuses to write at all (disk full, read-only, down, permission
+        revoked) is no row's fault: nothing is acknowledged, the batch is retried with backoff (0.5 s doubling
+        to 30 s) until it commits, and the broker keeps everything behind it.
         """
         log.debug("writing a batch: %d events, %d statuses, %d stats", len(batch.events), len(batch.statuses),
                   len(batch.stats))
-        delay, refusals = 0.5, 0
-        while (err := self._try_write(batch)) is not None:
+        delay = 0.5
+        while True:
+            err = self._try_write(batch)
+            if err is None:
+                return True
+            if is_row_fault(err):
+                left = self._write_singly(batch)
+                if left is None:
+                    return True
+                batch, err = left
             self.counters.db_errors += 1
-            log.error("database write failed (%s); retrying in %.1f s", err, delay)
+            log.error("database write failed (%s); nothing acknowledged, retrying in %.1f s",
+                      error_line(err, self.database_url), delay)
             if self._stopping.wait(delay):
                 return False
             delay = min(delay * 2, 30.0)
-            if self._reopen():
-                refusals += 1
-                if refusals >= 2:
-                    batch = self._write_singly(batch)
-        return True
+            self._reopen()
 
-    def _try_write(self, batch: _Batch) -> str | None:
-        """Write and count; the error's first line on failure."""
+    def _try_write(self, batch: _Batch) -> Exception | None:
+        """Write and count; the error on failure."""
         try:
-            assert self._store is not None
-            new = self._store.write_batch(batch.events, batch.statuses, batch.stats)
-        except Exception as err:  # noqa: BLE001 - any database failure: keep the messages unacked
-            return (str(err).strip().splitlines() or [type(err).__name__])[0]
+            if self._store is None:
+                self._store = Store(self.database_url)
+            new = self._store.write_batch(batch.events, batch.statuses, batch.stats, quarantined=batch.quarantined)
+        except Exception as err:  # noqa: BLE001 - classified by the caller; the messages stay unacked
+            return err
         c = self.counters
         c.batches += 1
         c.stored += new
@@ -287,17 +387,49 @@ class Consumer:
         c.stats += len(batch.stats)
         return None
 
-    def _write_singly(self, batch: _Batch) -> _Batch:
-        """Commit each item alone; drop the ones the database refuses. Returns what is left (nothing)."""
+    def _write_singly(self, batch: _Batch) -> tuple[_Batch, Exception] | None:
+        """Commit each item alone; quarantine the ones the database refuses as values.
+
+        Returns None when every item is stored or quarantined, else what is still to write and the error of
+        a database that stopped writing meanwhile.
+        """
         singles = [_Batch(events=[e]) for e in batch.events] + [_Batch(statuses=[s]) for s in batch.statuses]
         singles += [_Batch(stats=[s]) for s in batch.stats]
-        for one in singles:
+        if batch.quarantined:
+            singles.append(_Batch(quarantined=list(batch.quarantined)))
+        for i, one in enumerate(singles):
             err = self._try_write(one)
-            if err is not None:
-                self.counters.malformed += 1
-                item = (one.events or one.statuses or one.stats)[0]
-                log.warning("dropped a message from %s that the database refuses: %s", item.node, err)
-        return _Batch()
+            if err is None:
+                continue
+            if not is_row_fault(err) or one.quarantined:
+                rest = _Batch()
+                for other in singles[i:]:
+                    rest.events += other.events
+                    rest.statuses += other.statuses
+                    rest.stats += other.stats
+                    rest.quarantined += other.quarantined
+                return rest, err
+            item: EventRow | StatusRow | StatsRow = (one.events or one.statuses or one.stats)[0]
+            prefix = self.broker.prefix
+            if isinstance(item, EventRow):
+                topic, data = payload.events_topic(prefix, item.node), item.raw.encode()
+            elif isinstance(item, StatsRow):
+                topic, data = payload.stats_topic(prefix, item.node), item.raw.encode()
+            else:
+                topic, data = payload.status_topic(prefix, item.node), repr(item).encode()
+            quarantine = _Batch()
+            self._quarantine(quarantine, item.node, topic, data,
+                             f"the database refuses it: {error_line(err, self.database_url)}")
+            qerr = self._try_write(quarantine)
+            if qerr is not None:  # cannot even record it: the database is not writing; keep it unacked
+                rest = _Batch(quarantined=quarantine.quarantined)
+                for other in singles[i + 1:]:
+                    rest.events += other.events
+                    rest.statuses += other.statuses
+                    rest.stats += other.stats
+                    rest.quarantined += other.quarantined
+                return rest, qerr
+        return None
 
     def _reopen(self) -> bool:
         """A fresh connection; True when the database answered."""
@@ -306,9 +438,11 @@ class Consumer:
                 self._store.close()
         except Exception:  # noqa: BLE001 - the old connection is already broken
             pass
+        self._store = None
         try:
             self._store = Store(self.database_url)
             return True
         except Exception as err:  # noqa: BLE001
-            log.error("database reopen failed: %s", str(err).splitlines()[0])
+            log.error("database reopen failed: %s", redact_url(str(err).strip().splitlines()[0] if str(err).strip()
+                                                               else type(err).__name__))
             return False

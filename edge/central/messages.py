@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,14 @@ from .. import payload
 
 EVENT_TYPES = ("start", "update", "end")
 LINE_DIRS = ("in", "out")
+
+# Ranges checked at the door, so that nothing stored can break a query or a report later (#14.11).
+MAX_SEQ = 2**53  # exact in a double, in JavaScript and in every JSON reader
+TS_AHEAD = 10 * 365.25 * 86400  # a ts more than ten years ahead of central's clock is not a time
+MAX_TEXT = 256  # id, camera, label, clip, zone and line names, version
+MAX_ZONES = 64
+MAX_DURATION = 7 * 86400.0
+MAX_STATS_BYTES = 64 * 1024
 
 
 class BadMessage(ValueError):
@@ -73,13 +82,46 @@ def _load(data: bytes) -> dict[str, Any]:
     return obj
 
 
-def _num(obj: dict[str, Any], key: str, optional: bool = False) -> float | None:
+def _finite(key: str, value: Any) -> float:
+    """A JSON number as a finite float; a huge int (400 digits) is refused here, not by the database."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadMessage(f"{key}: {_show(value)} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise BadMessage(f"{key}: {_show(value)} is out of range") from None
+    if not math.isfinite(number):
+        raise BadMessage(f"{key}: {_show(value)} is not a finite number")
+    return number
+
+
+def _show(value: Any) -> str:
+    """A bounded repr for the log and the quarantine reason."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _num(obj: dict[str, Any], key: str, optional: bool = False, lo: float | None = None,
+         hi: float | None = None) -> float | None:
     value = obj.get(key)
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadMessage(f"{key}: {value!r} is not a number")
-    return float(value)
+    number = _finite(key, value)
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise BadMessage(f"{key}: {_show(value)} is outside {lo:g}..{hi:g}")
+    return number
+
+
+def _ts(obj: dict[str, Any], key: str = "ts", optional: bool = False, now: float | None = None) -> float | None:
+    """A time: finite, not before 1970 (an unsynchronised node may send 1970) and not ten years ahead."""
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    number = _finite(key, value)
+    now = time.time() if now is None else now
+    if not 0.0 <= number <= now + TS_AHEAD:
+        raise BadMessage(f"{key}: {_show(value)} is not a time between 1970 and ten years from now")
+    return number
 
 
 def _str(obj: dict[str, Any], key: str, optional: bool = False) -> str | None:
@@ -87,7 +129,9 @@ def _str(obj: dict[str, Any], key: str, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
     if not isinstance(value, str) or not value:
-        raise BadMessage(f"{key}: {value!r} is not a non-empty string")
+        raise BadMessage(f"{key}: {_show(value)} is not a non-empty string")
+    if len(value) > MAX_TEXT:
+        raise BadMessage(f"{key}: {len(value)} characters, over {MAX_TEXT}")
     return value
 
 
@@ -101,27 +145,30 @@ def parse_event(node: str, data: bytes) -> EventRow:
     if obj.get("node") != node:
         raise BadMessage(f"node: {obj.get('node')!r} does not match the topic's {node!r}")
     seq = obj.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1 or seq >= 2**63:
-        raise BadMessage(f"seq: {seq!r} is not a positive integer")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
+        raise BadMessage(f"seq: {_show(seq)} is not an integer in 1..2^53")
     if obj.get("type") not in EVENT_TYPES:
         raise BadMessage(f"type: {obj.get('type')!r} is not one of {', '.join(EVENT_TYPES)}")
     box = obj.get("box")
-    if not isinstance(box, list) or len(box) != 4 or not all(
-        isinstance(c, (int, float)) and not isinstance(c, bool) for c in box
-    ):
-        raise BadMessage(f"box: {box!r} is not four numbers")
+    if not isinstance(box, list) or len(box) != 4:
+        raise BadMessage(f"box: {_show(box)} is not four numbers")
+    for c in box:
+        if not -1.0 <= _finite("box", c) <= 2.0:  # normalised 0..1; a little outside is a clipped box
+            raise BadMessage(f"box: {_show(c)} is outside -1..2")
     zones = obj.get("zones", [])
-    if not isinstance(zones, list) or not all(isinstance(z, str) for z in zones):
-        raise BadMessage(f"zones: {zones!r} is not a list of names")
+    if not isinstance(zones, list) or not all(isinstance(z, str) and 0 < len(z) <= MAX_TEXT for z in zones):
+        raise BadMessage(f"zones: {_show(zones)} is not a list of names")
+    if len(zones) > MAX_ZONES:
+        raise BadMessage(f"zones: {len(zones)} names, over {MAX_ZONES}")
     line_name, line_dir = _line(obj.get("line"))
     time_ok = obj.get("time_ok", True)
     if not isinstance(time_ok, bool):
-        raise BadMessage(f"time_ok: {time_ok!r} is not true/false")
+        raise BadMessage(f"time_ok: {_show(time_ok)} is not true/false")
     return EventRow(
         node=node, seq=seq, id=_str(obj, "id"), type=obj["type"], camera=_str(obj, "camera"),
-        label=_str(obj, "label"), score=_num(obj, "score"), ts=_num(obj, "ts"),
+        label=_str(obj, "label"), score=_num(obj, "score", lo=0.0, hi=1.0), ts=_ts(obj),
         box=json.dumps(box), zones=json.dumps(zones, ensure_ascii=False), clip=_str(obj, "clip", optional=True),
-        line_name=line_name, line_dir=line_dir, duration=_num(obj, "duration", optional=True),
+        line_name=line_name, line_dir=line_dir, duration=_num(obj, "duration", optional=True, lo=0.0, hi=MAX_DURATION),
         time_ok=time_ok, raw=data.decode("utf-8"),
     )
 
@@ -130,7 +177,9 @@ def _line(line: Any) -> tuple[str | None, str | None]:
     if line is None:
         return None, None
     if not isinstance(line, dict) or not isinstance(line.get("name"), str) or line.get("dir") not in LINE_DIRS:
-        raise BadMessage(f"line: {line!r} is not {{name, dir: in|out}}")
+        raise BadMessage(f"line: {_show(line)} is not {{name, dir: in|out}}")
+    if not 0 < len(line["name"]) <= MAX_TEXT:
+        raise BadMessage(f"line: a name of {len(line['name'])} characters (1..{MAX_TEXT})")
     return line["name"], line["dir"]
 
 
@@ -138,14 +187,18 @@ def parse_status(node: str, data: bytes, retained: bool) -> StatusRow:
     obj = _load(data)
     state = obj.get("state")
     if state not in ("online", "offline"):
-        raise BadMessage(f"state: {state!r} is not online/offline")
+        raise BadMessage(f"state: {_show(state)} is not online/offline")
     version = obj.get("version")
-    return StatusRow(node=node, state=state, ts=_num(obj, "ts", optional=True),
+    if isinstance(version, str) and len(version) > MAX_TEXT:
+        raise BadMessage(f"version: {len(version)} characters, over {MAX_TEXT}")
+    return StatusRow(node=node, state=state, ts=_ts(obj, optional=True),
                      version=version if isinstance(version, str) else None, retained=retained)
 
 
 def parse_stats(node: str, data: bytes) -> StatsRow:
-    """Stats are free-form JSON objects: stored whole, read by ``stats_summary``."""
+    """Stats are free-form JSON objects: stored whole (bounded), read by ``stats_summary``."""
+    if len(data) > MAX_STATS_BYTES:
+        raise BadMessage(f"{len(data)} bytes, over {MAX_STATS_BYTES}")
     obj = _load(data)
     time_ok = obj.get("time_ok")
     return StatsRow(node=node, raw=json.dumps(obj, separators=(",", ":")),
@@ -162,14 +215,37 @@ def stats_summary(raw: str | None) -> dict[str, Any]:
         obj = {}
     outbox = obj.get("outbox") if isinstance(obj.get("outbox"), dict) else {}
     disk = obj.get("disk") if isinstance(obj.get("disk"), dict) else {}
-    used, free = disk.get("used_bytes"), disk.get("free_bytes")
-    used_pct = None
-    if isinstance(used, (int, float)) and isinstance(free, (int, float)) and used + free > 0:
+    used, free = _plain(disk.get("used_bytes")), _plain(disk.get("free_bytes"))
+    total = _plain(disk.get("total_bytes"))
+    if total is None and used is not None and free is not None:
+        total = used + free
+    free_pct = None
+    if free is not None and total is not None and 0 <= free <= total and total > 0:
+        # The node's page shows Math.round(100 * free / total) "% free": the same word and number here.
+        free_pct = int(100.0 * free / total + 0.5)
+    used_pct = None  # kept for readers of ``status --json`` from before disk_free_pct
+    if used is not None and free is not None and used >= 0 and free >= 0 and used + free > 0:
         used_pct = round(100.0 * used / (used + free), 1)
     fps = obj.get("fps")
+    if isinstance(fps, dict):
+        rates = [_plain(v) for v in fps.values()]
+        fps = round(sum(r for r in rates if r is not None), 2)
+    depth = _plain(outbox.get("depth"))
     return {
-        "outbox": outbox.get("depth"),
+        "outbox": int(depth) if depth is not None else None,
         "disk_free": free,
+        "disk_free_pct": free_pct,
         "disk_used_pct": used_pct,
-        "fps": round(sum(fps.values()), 2) if isinstance(fps, dict) else fps,
+        "fps": _plain(fps),
     }
+
+
+def _plain(value: Any) -> float | None:
+    """A number a report can do arithmetic with (stats are free-form: a 400-digit int is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and abs(number) < 1e18 else None

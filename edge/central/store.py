@@ -21,7 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
+from ..redact import redact_url
 from .messages import EventRow, StatsRow, StatusRow
 
 MIGRATIONS: list[list[str]] = [
@@ -40,7 +42,25 @@ MIGRATIONS: list[list[str]] = [
             version TEXT, pubkey TEXT, api_url TEXT, stats TEXT, stats_ts DOUBLE PRECISION,
             time_ok BOOLEAN, contiguous_seq BIGINT NOT NULL DEFAULT 0)""",
     ],
+    [  # 2: quarantine (#14.1), gap baseline and acknowledgements (#13.11), one row per tracked object (#13.12)
+        """CREATE TABLE IF NOT EXISTS quarantine (
+            received_at DOUBLE PRECISION NOT NULL, node TEXT, topic TEXT NOT NULL, reason TEXT NOT NULL,
+            payload TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received_at)",
+        "ALTER TABLE nodes ADD COLUMN quarantined BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE nodes ADD COLUMN baseline_seq BIGINT",
+        """CREATE TABLE IF NOT EXISTS gap_acks (
+            node TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, reason TEXT NOT NULL,
+            who TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS events_node_id ON events (node, id)",
+        # A database from before baselines: the lowest seq stored is the first one central saw, so a hole
+        # already known above it stays a hole (only seqs before it stop being a gap).
+        "UPDATE nodes SET baseline_seq = (SELECT MIN(seq) - 1 FROM events WHERE events.node = nodes.node)",
+    ],
 ]
+
+QUARANTINE_KEEP = 10_000  # newest quarantined messages kept for inspection; the per-node count keeps counting
+QUARANTINE_PAYLOAD = 2048  # characters of a quarantined payload kept
 
 _EVENT_COLUMNS = ("node", "seq", "id", "type", "camera", "label", "score", "ts", "box", "zones", "clip",
                   "line_name", "line_dir", "duration", "time_ok", "raw")
@@ -48,6 +68,40 @@ _EVENT_COLUMNS = ("node", "seq", "id", "type", "camera", "label", "score", "ts",
 
 class StoreError(Exception):
     """The database cannot be opened or migrated; one line for the user."""
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One message that was this message's fault: kept (bounded) with the reason, then acknowledged."""
+
+    node: str | None
+    topic: str
+    reason: str
+    payload: str  # printable text, at most QUARANTINE_PAYLOAD characters
+
+
+def quarantine_text(data: bytes) -> str:
+    """A payload as storable text: no NUL (PostgreSQL refuses it in text), invalid UTF-8 escaped, bounded."""
+    text = data[: QUARANTINE_PAYLOAD * 4].decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    return text[:QUARANTINE_PAYLOAD]
+
+
+def is_row_fault(err: BaseException) -> bool:
+    """True when the database refused a value (this row's fault), False when it refused to write at all.
+
+    Integrity and data errors (a constraint, a trigger, a value out of the column's range) and values the
+    driver cannot bind belong to the row: quarantine it. Anything else (disk full, read-only, connection
+    lost, permission revoked, lock timeout) is the database's state: keep the messages unacked and retry.
+    """
+    if isinstance(err, (OverflowError, ValueError, TypeError)):
+        return True
+    if isinstance(err, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)):
+        return True
+    if type(err).__module__.startswith("psycopg"):
+        import psycopg
+
+        return isinstance(err, (psycopg.IntegrityError, psycopg.DataError))
+    return False
 
 
 @dataclass(frozen=True)
@@ -61,8 +115,20 @@ class Gap:
 class GapReport:
     node: str
     max_seq: int  # highest seq stored
-    contiguous: int  # every seq 1..contiguous is stored
+    contiguous: int  # every seq after the baseline up to this one is stored
     gaps: tuple[Gap, ...]
+
+
+@dataclass(frozen=True)
+class GapAck:
+    """An operator's acknowledgement of a missing range: no alarm for it any more."""
+
+    node: str
+    first: int
+    last: int
+    reason: str
+    who: str
+    at: float
 
 
 @dataclass(frozen=True)
@@ -89,7 +155,7 @@ class Store:
             raise StoreError(f"database {url}: {err}") from None
         except Exception as err:  # psycopg.Error, imported lazily
             if type(err).__module__.startswith("psycopg"):
-                raise StoreError(f"database {_safe_url(url)}: {str(err).strip().splitlines()[0]}") from None
+                raise StoreError(f"database {safe_url(url)}: {error_line(err, url)}") from None
             raise
 
     # -- connection and dialect shim ---------------------------------------------------------------
@@ -110,15 +176,17 @@ class Store:
             import psycopg
         except ImportError:
             raise StoreError("PostgreSQL needs psycopg: pip install 'psycopg[binary]'") from None
-        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+        return psycopg.connect(pg_conninfo(url), autocommit=True, connect_timeout=10)
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
 
     def _hour(self, col: str) -> str:
+        """The UTC hour start of a time; NULL for a time outside years 1..9999 (an old row from before #14.11)."""
+        sane = f"{col} > -62135596800 AND {col} < 253402300800"
         if self.postgres:
-            return f"CAST(FLOOR({col} / 3600) AS BIGINT) * 3600"
-        return f"CAST({col} / 3600 AS INTEGER) * 3600"
+            return f"CASE WHEN {sane} THEN CAST(FLOOR({col} / 3600) AS BIGINT) * 3600 END"
+        return f"CASE WHEN {sane} THEN CAST({col} / 3600 AS INTEGER) * 3600 END"
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(self._sql(sql), tuple(params))
@@ -176,15 +244,22 @@ class Store:
     # -- writes (the consumer) ---------------------------------------------------------------------
 
     def write_batch(self, events: Sequence[EventRow], statuses: Sequence[StatusRow],
-                    stats: Sequence[StatsRow], now: float | None = None) -> int:
+                    stats: Sequence[StatsRow], now: float | None = None,
+                    quarantined: Sequence[Quarantined] = ()) -> int:
         """Store one batch in one transaction; returns how many events were new. Redeliveries change nothing."""
         now = time.time() if now is None else now
         self._begin()
         try:
             inserted = self._insert_events(events, now)
             for node in sorted({e.node for e in events}):
-                latest = max((e for e in events if e.node == node), key=lambda e: e.seq)
+                mine = [e for e in events if e.node == node]
+                latest = max(mine, key=lambda e: e.seq)
                 self._upsert_node(node, {"last_seen": now, "time_ok": latest.time_ok})
+                # The first seq central ever sees for a node sets its baseline: earlier seqs are no gap.
+                self._execute("UPDATE nodes SET baseline_seq = ? WHERE node = ? AND baseline_seq IS NULL",
+                              (min(e.seq for e in mine) - 1, node))
+            if quarantined:
+                self._quarantine(quarantined, now)
             for st in statuses:
                 seen = min(now, st.ts) if st.retained and st.ts is not None else now
                 self._upsert_node(st.node, {"status": st.state, "status_ts": st.ts, "version": st.version,
@@ -199,6 +274,28 @@ class Store:
             self._rollback()
             raise
         return inserted
+
+    def _quarantine(self, items: Sequence[Quarantined], now: float) -> None:
+        self._executemany("INSERT INTO quarantine (received_at, node, topic, reason, payload) VALUES (?, ?, ?, ?, ?)",
+                          ((now, q.node, q.topic, q.reason[:500], q.payload[:QUARANTINE_PAYLOAD]) for q in items))
+        per_node: dict[str, int] = {}
+        for q in items:
+            if q.node is not None:
+                per_node[q.node] = per_node.get(q.node, 0) + 1
+        for node, n in sorted(per_node.items()):
+            self._execute("INSERT INTO nodes (node, quarantined) VALUES (?, ?) ON CONFLICT (node) DO UPDATE"
+                          " SET quarantined = nodes.quarantined + excluded.quarantined", (node, n))
+        cut = self._execute("SELECT received_at FROM quarantine ORDER BY received_at DESC LIMIT 1 OFFSET ?",
+                            (QUARANTINE_KEEP,)).fetchone()
+        if cut is not None:
+            self._execute("DELETE FROM quarantine WHERE received_at <= ?", (cut[0],))
+
+    def quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest quarantined messages, newest first."""
+        cur = self._execute("SELECT received_at, node, topic, reason, payload FROM quarantine"
+                            " ORDER BY received_at DESC LIMIT ?", (int(limit),))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def _insert_events(self, events: Sequence[EventRow], now: float) -> int:
         if not events:
@@ -224,16 +321,37 @@ class Store:
                f"ON CONFLICT (node) DO UPDATE SET {', '.join(sets)}")
         self._execute(sql, [node, *fields.values()])
 
-    def register_node(self, node: str, pubkey: str, api_url: str | None) -> None:
+    def register_node(self, node: str, pubkey: str, api_url: str | None, baseline_seq: int | None = None) -> None:
         self._begin()
         try:
             self._upsert_node(node, {"pubkey": pubkey, "api_url": api_url})
+            if baseline_seq is not None:
+                self._execute("UPDATE nodes SET baseline_seq = ? WHERE node = ?", (baseline_seq, node))
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    def ack_gap(self, ack: GapAck) -> None:
+        self._begin()
+        try:
+            self._execute("INSERT INTO gap_acks (node, first_seq, last_seq, reason, who, at) VALUES (?, ?, ?, ?, ?, ?)",
+                          (ack.node, ack.first, ack.last, ack.reason, ack.who, ack.at))
             self._commit()
         except BaseException:
             self._rollback()
             raise
 
     # -- reads -------------------------------------------------------------------------------------
+
+    def gap_acks(self, node: str) -> list[GapAck]:
+        rows = self._execute("SELECT node, first_seq, last_seq, reason, who, at FROM gap_acks WHERE node = ?"
+                             " ORDER BY first_seq", (node,)).fetchall()
+        return [GapAck(r[0], int(r[1]), int(r[2]), r[3], r[4], float(r[5])) for r in rows]
+
+    def baseline(self, node: str) -> int | None:
+        row = self._execute("SELECT baseline_seq FROM nodes WHERE node = ?", (node,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def count_events(self, node: str | None = None) -> int:
         if node is None:
@@ -246,7 +364,7 @@ class Store:
     def nodes(self) -> list[dict[str, Any]]:
         """Every known node (from messages or registration), with its last status and stats."""
         cur = self._execute("SELECT node, status, status_ts, last_seen, version, pubkey, api_url, stats, stats_ts,"
-                            " time_ok FROM nodes ORDER BY node")
+                            " time_ok, quarantined, baseline_seq FROM nodes ORDER BY node")
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         for row in rows:
@@ -258,8 +376,9 @@ class Store:
 
     def gaps(self, node: str) -> GapReport:
         """Missing seq ranges of one node, scanning only past its remembered contiguous watermark."""
-        row = self._execute("SELECT contiguous_seq FROM nodes WHERE node = ?", (node,)).fetchone()
-        mark = int(row[0]) if row else 0
+        row = self._execute("SELECT contiguous_seq, baseline_seq FROM nodes WHERE node = ?", (node,)).fetchone()
+        # Seqs at or below the baseline (before the first one central saw, or set at register-node) are no gap.
+        mark = max(int(row[0]), int(row[1] or 0)) if row else 0
         holes = self._execute(
             """SELECT prev + 1, seq - 1, known FROM (
                  SELECT seq, LAG(seq, 1, CAST(? AS BIGINT)) OVER (ORDER BY seq) AS prev,
@@ -292,17 +411,49 @@ class Store:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def search(self, f: SearchFilter) -> list[dict[str, Any]]:
-        """Events matching ``f``, oldest first, with the node's API address."""
+        """Messages matching ``f``, newest first, with the node's API address (``search --raw``)."""
         where, params = self._where(f)
         cur = self._execute(
             "SELECT e.node, e.seq, e.id, e.type, e.camera, e.label, e.score, e.ts, e.box, e.zones, e.clip,"
             " e.line_name, e.line_dir, e.duration, e.time_ok, e.received_at, n.api_url"
             f" FROM events e LEFT JOIN nodes n ON n.node = e.node{where}"
-            " ORDER BY e.ts, e.node, e.seq LIMIT ?",
+            " ORDER BY e.ts DESC, e.node, e.seq DESC LIMIT ?",
             [*params, int(f.limit)],
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def count(self, f: SearchFilter) -> int:
+        """How many messages match ``f`` (without the limit)."""
+        where, params = self._where(f)
+        return int(self._execute(f"SELECT COUNT(*) FROM events e{where}", params).fetchone()[0])
+
+    def search_objects(self, f: SearchFilter) -> tuple[list[dict[str, Any]], int]:
+        """One row per tracked object (node, event id) with a message matching ``f``, newest first; and the total.
+
+        A tracked object sends start, updates and end; each row gathers them: first and last seen, best score,
+        every zone it was in, its line crossing and its clip (whichever message carried them).
+        """
+        where, params = self._where(f)
+        total = int(self._execute(f"SELECT COUNT(*) FROM (SELECT e.node, e.id FROM events e{where}"
+                                  " GROUP BY e.node, e.id) t", params).fetchone()[0])
+        keys = self._execute(f"SELECT e.node, e.id, MIN(e.ts) AS first_ts FROM events e{where} GROUP BY e.node, e.id"
+                             " ORDER BY first_ts DESC, e.node, e.id LIMIT ?", [*params, int(f.limit)]).fetchall()
+        messages: dict[tuple[str, str], list[dict[str, Any]]] = {(k[0], k[1]): [] for k in keys}
+        order = list(messages)
+        for i in range(0, len(order), 200):
+            chunk = order[i:i + 200]
+            cond = " OR ".join("(e.node = ? AND e.id = ?)" for _ in chunk)
+            cur = self._execute(
+                "SELECT e.node, e.seq, e.id, e.type, e.camera, e.label, e.score, e.ts, e.zones, e.clip,"
+                " e.line_name, e.line_dir, e.duration, e.time_ok, n.api_url"
+                f" FROM events e LEFT JOIN nodes n ON n.node = e.node WHERE {cond} ORDER BY e.seq",
+                [v for key in chunk for v in key])
+            names = [d[0] for d in cur.description]
+            for r in cur.fetchall():
+                row = dict(zip(names, r, strict=True))
+                messages[(row["node"], row["id"])].append(row)
+        return [_tracked_object(messages[k]) for k in order], total
 
     def line_counts(self, f: SearchFilter) -> list[dict[str, Any]]:
         """Directional line crossings per hour (UTC hour start, UNIX seconds), node, camera and line."""
@@ -317,14 +468,72 @@ class Store:
             " ORDER BY 1, 2, 3, 4 LIMIT ?",
             [*params, int(f.limit)],
         )
-        return [{"hour": int(h), "node": n, "camera": c, "line": ln, "in": int(i), "out": int(o)}
+        return [{"hour": None if h is None else int(h), "node": n, "camera": c, "line": ln, "in": int(i), "out": int(o)}
                 for h, n, c, ln, i, o in cur.fetchall()]
 
 
-def _safe_url(url: str) -> str:
-    """The URL without a password, for error messages."""
-    head, sep, tail = url.partition("@")
-    if not sep or ":" not in head.split("//", 1)[-1]:
+def _tracked_object(msgs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tracked object from its messages (in seq order): the latest value of each field that was sent."""
+    import json
+
+    last = msgs[-1]
+    zones: list[str] = []
+    for m in msgs:
+        for z in json.loads(m["zones"]):
+            if z not in zones:
+                zones.append(z)
+    line = next(({"name": m["line_name"], "dir": m["line_dir"]} for m in reversed(msgs) if m["line_name"]), None)
+    return {
+        "node": last["node"], "id": last["id"], "camera": last["camera"], "label": last["label"],
+        "score": max(float(m["score"]) for m in msgs),
+        "first_ts": min(float(m["ts"]) for m in msgs), "last_ts": max(float(m["ts"]) for m in msgs),
+        "zones": zones, "line": line,
+        "clip": next((m["clip"] for m in reversed(msgs) if m["clip"]), None),
+        "duration": next((m["duration"] for m in reversed(msgs) if m["duration"] is not None), None),
+        "ended": any(m["type"] == "end" for m in msgs),
+        "time_ok": all(bool(m["time_ok"]) for m in msgs),
+        "seq": int(last["seq"]),  # the object's latest message (the contract's "node, seq, clip id")
+        "seqs": [int(m["seq"]) for m in msgs],
+        "api_url": last["api_url"],
+    }
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for error messages and logs."""
+    return redact_url(url)
+
+
+def _password(url: str) -> str | None:
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0 or ":" not in rest[:at]:
+        return None
+    return rest[:at].split(":", 1)[1] or None
+
+
+def pg_conninfo(url: str) -> str:
+    """The URL with its userinfo percent-encoded, so that a raw ``@`` or ``/`` in a password reaches libpq intact.
+
+    libpq splits ``postgresql://u:p@ss@host/db`` at the first ``@`` and takes ``ss@host`` for the host (and
+    then names it in its error). Users write passwords raw; the last ``@`` ends the userinfo.
+    """
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
         return url
-    scheme, _, cred = head.partition("//")
-    return f"{scheme}//{cred.split(':', 1)[0]}:***@{tail}"
+    user, colon, password = rest[:at].partition(":")
+    user = quote(unquote(user), safe="")
+    password = quote(unquote(password), safe="")
+    return f"{scheme}://{user}{colon}{password}@{rest[at + 1:]}"
+
+
+def error_line(err: BaseException, url: str) -> str:
+    """The first line of a database error, with no trace of the URL's password (raw or encoded)."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    text = redact_url(text)
+    password = _password(url)
+    if password:
+        for secret in {password, unquote(password), quote(unquote(password), safe="")}:
+            if len(secret) >= 3:
+                text = text.replace(secret, "***")
+    return text
