@@ -9,6 +9,7 @@ jitter and our own CONNACK deadline. Repeated failures log one line, not a storm
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import random
@@ -27,8 +28,8 @@ from paho.mqtt.properties import Properties
 
 from ..config import MqttConfig
 from ..mqttclient import login, new_client, read_password, use_tls
-from ..payload import events_topic, stats_topic, status_message, status_topic
-from .store import Outbox, OutboxLimits
+from ..payload import acks_topic, events_topic, stats_topic, status_message, status_topic
+from .store import EndToEnd, Outbox, OutboxLimits
 
 log = logging.getLogger("edge.outbox")
 
@@ -58,6 +59,7 @@ class MqttSettings:
     reconnect_max: float = 60.0
     max_inflight: int = 50
     replay_window: float = 5.0  # after an unexpected disconnect, resend what was acked in the last N s
+    end_to_end: EndToEnd = "auto"  # keep rows until central's watermark covers them (auto: once central says so)
 
 
 def settings_from_config(cfg: MqttConfig, client_id: str) -> MqttSettings:
@@ -66,6 +68,7 @@ def settings_from_config(cfg: MqttConfig, client_id: str) -> MqttSettings:
         keepalive=cfg.keepalive, username=cfg.username, password_file=cfg.password_file, tls=cfg.tls,
         ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file, connect_timeout=cfg.connect_timeout,
         reconnect_min=cfg.reconnect_min, reconnect_max=cfg.reconnect_max, max_inflight=cfg.max_inflight,
+        end_to_end=cfg.end_to_end,
     )
 
 
@@ -170,6 +173,9 @@ class Publisher:
         self._events_topic = events_topic(settings.prefix, node)
         self._status_topic = status_topic(settings.prefix, node)
         self._stats_topic = stats_topic(settings.prefix, node)
+        self._acks_topic = acks_topic(settings.prefix, node)
+        self.acks_received = 0
+        self.acks_bad = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._stats: queue.Queue[bytes] = queue.Queue(maxsize=2)
@@ -245,8 +251,26 @@ class Publisher:
         log.info("mqtt: %s %s:%d as %s; %d events waiting", "reconnected to" if again else "connected to",
                  self.s.host, self.s.port, self.s.client_id, self.outbox.depth())
         client.publish(self._status_topic, status_message("online", time.time(), self.version), qos=1, retain=True)
+        if self.s.end_to_end is not False:
+            client.on_message = self._on_ack
+            client.subscribe(self._acks_topic, qos=1)
         self.connected = True
         return client
+
+    def _on_ack(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        """Central's watermark (``edge.central.acks``): delete what central holds."""
+        if m.topic != self._acks_topic:
+            return
+        try:
+            mark = json.loads(m.payload)
+            if not isinstance(mark, dict) or mark.get("node") != self.node:
+                raise ValueError("not an acks message for this node")
+            self.outbox.confirm(mark)
+            self.acks_received += 1
+        except ValueError as err:  # JSONDecodeError too; a bad ack only delays the clean-up
+            self.acks_bad += 1
+            if self.acks_bad == 1 or self.acks_bad % 100 == 0:
+                log.warning("mqtt: ignored a bad acks message on %s (%d so far): %s", m.topic, self.acks_bad, err)
 
     def _session(self, client: mqtt.Client) -> None:
         """Publish rows oldest first, at most ``max_inflight`` unacked; ack a row only on its PUBACK."""
@@ -301,7 +325,10 @@ class Publisher:
             self._plan_replay(replay, [(seq, msg) for seq, msg, again in inflight.values() if again])
 
     def _remember(self, seq: int, msg: bytes) -> None:
-        """Keep what the broker acked in the last ``replay_window`` s: a PUBACK means "in the broker's RAM"."""
+        """Keep what the broker acked in the last ``replay_window`` s: a PUBACK means "in the broker's RAM".
+        Not needed end to end: the rows stay in the outbox and every new session resends them."""
+        if self.outbox.e2e_active:
+            return
         now = time.monotonic()
         self._recent.append((now, seq, msg))
         while self._recent and self._recent[0][0] < now - self.s.replay_window:
@@ -312,6 +339,8 @@ class Publisher:
         them. Duplicates are allowed by contract (``(id, type, seq)``); losses are not."""
         again = {seq: msg for seq, msg in [*unsent, *unacked, *((q, m) for _t, q, m in self._recent)]}
         self._recent.clear()
+        if self.outbox.e2e_active:  # every kept row goes out again from the start of the next session
+            again = {}
         self._replay = deque(sorted(again.items()))
         self.replayed_total += len(self._replay)
         self.replay_pending = len(self._replay)  # a clean stop waits for these too (they are out of the outbox)
