@@ -1,0 +1,180 @@
+"""End-to-end delivery: the node keeps rows until central's acks watermark covers them (issue 14.3).
+
+Real mosquitto (persistence with periodic autosave, killed with -9), the real central consumer on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from support.central import event as wire
+from support.central import sqlite_url, wait_until
+
+from edge import payload
+from edge.central.acks import watermark
+from edge.central.consumer import BrokerSettings, Consumer
+from edge.central.messages import parse_event
+from edge.central.store import Store
+from edge.outbox.publisher import MqttSettings
+from edge.outbox.service import OutboxService
+from edge.outbox.store import Outbox
+from edge.types import Event, EventType
+
+
+def settings(port: int, **kw) -> MqttSettings:
+    base = dict(port=port, client_id="edgecam-n1", keepalive=5, reconnect_min=0.1, reconnect_max=0.5,
+                connect_timeout=3.0)
+    base.update(kw)
+    return MqttSettings(**base)
+
+
+def event(i: int) -> Event:
+    return Event(id=f"obj-{i}", type=EventType.START, camera="gate", label="car", score=0.9, ts=1.7e9 + i,
+                 time=float(i), box=(0.1, 0.2, 0.3, 0.4))
+
+
+def body(i: int) -> dict:
+    return {"v": 1, "id": f"o{i}", "camera": "gate", "type": "start", "label": "car", "score": 0.5, "ts": 1.0 + i,
+            "box": [0.1, 0.1, 0.2, 0.2], "zones": [], "clip": None, "time_ok": True}
+
+
+def start_central(port: int, url: str, client_id: str) -> Consumer:
+    consumer = Consumer(BrokerSettings(port=port, client_id=client_id), url, batch_size=50, batch_wait=0.05)
+    consumer.start()
+    assert consumer.connected.wait(10), "central did not connect"
+    return consumer
+
+
+def stored(url: str, node: str = "n1") -> set[int]:
+    with Store(url) as st:
+        return set(st.seqs(node))
+
+
+@pytest.mark.parametrize("end_to_end", [False, "auto"])
+def test_broker_kill9_with_a_backlog_for_an_offline_central(tmp_path: Path, make_broker, end_to_end) -> None:
+    """The issue's reproduction: central offline, 145 events queued in the broker for it, broker kill -9
+    before its autosave. Acked by the broker only (False, the old behaviour): most are lost. End to end
+    ("auto", after central once published a watermark): none is lost once central is back."""
+    url = sqlite_url(tmp_path)
+    central_id = "central-" + uuid.uuid4().hex[:6]
+    broker = make_broker()
+    svc = OutboxService(tmp_path / "outbox.db", "n1", settings(broker.port, replay_window=0.2,
+                                                                end_to_end=end_to_end))
+    svc.start()
+    central = start_central(broker.port, url, central_id)
+    for i in range(5):
+        svc.submit(event(i))
+    wait_until(lambda: stored(url) == {1, 2, 3, 4, 5}, 15, "central stores the first 5")
+    if end_to_end:
+        wait_until(lambda: svc.outbox.e2e_active and svc.depth() == 0, 10, "the watermark deletes the first 5")
+    central.stop()  # central goes offline; its persistent session stays in the broker
+    broker.stop()  # a clean stop saves that session; from now on nothing is saved before the crash
+    broker.extra = ["autosave_interval 100000"]
+    broker.start()
+    wait_until(lambda: svc.publisher.connected, 10, "node reconnects")
+    for i in range(5, 150):
+        svc.submit(event(i))
+    wait_until(lambda: svc.outbox.unsent() == 0 and svc.outbox.last_seq() == 150, 15, "broker acks all 145")
+    time.sleep(0.5)  # past the 0.2 s replay window: the old safety net no longer covers these
+    svc.submit(event(150))  # a later event, acked now, inside the window
+    wait_until(lambda: svc.outbox.unsent() == 0 and svc.outbox.last_seq() == 151, 15, "broker acks seq 151")
+    assert svc.depth() == (146 if end_to_end else 0), "end to end, PUBACKed rows are kept for central"
+    connects = svc.publisher.connects_total
+    broker.kill()
+    broker.start()
+    wait_until(lambda: svc.publisher.connects_total > connects and svc.outbox.unsent() == 0, 15, "node resends")
+    central = start_central(broker.port, url, central_id)
+    try:
+        if end_to_end:
+            wait_until(lambda: stored(url) == set(range(1, 152)), 20, "central gets all 151")
+            wait_until(lambda: svc.depth() == 0, 10, "the node deletes them on central's watermark")
+            assert svc.outbox.watermark == 151 and svc.outbox.confirmed_total == 146  # 1..5 went on PUBACK
+        else:
+            time.sleep(2.0)  # whatever the broker still had is delivered to central by now
+    finally:
+        central.stop()
+        svc.stop(3.0)
+    lost = set(range(1, 152)) - stored(url)
+    if end_to_end:
+        assert lost == set()
+    else:
+        assert len(lost) > 100, f"expected the old loss (~101 of 145) without end-to-end acks, lost {len(lost)}"
+        assert lost <= set(range(6, 151)), "only what the replay window no longer covered"
+        print(f"acked by the broker only: {len(lost)} of 145 lost")
+
+
+def test_auto_without_central_deletes_on_puback(tmp_path: Path, broker) -> None:
+    """No central on the broker (no acks message ever seen): today's behaviour, nothing is kept."""
+    svc = OutboxService(tmp_path / "outbox.db", "n1", settings(broker.port))
+    svc.start()
+    for i in range(20):
+        svc.submit(event(i))
+    wait_until(lambda: svc.publisher.connected and svc.depth() == 0, 10, "PUBACKs delete the rows")
+    assert svc.outbox.e2e_active is False and svc.stats()["end_to_end"] is False
+    assert svc.stop(3.0)
+
+
+def test_forced_end_to_end_keeps_rows_until_a_watermark(tmp_path: Path, broker, caplog) -> None:
+    """``end_to_end = true``: rows stay after PUBACK; a retained acks message deletes what it covers,
+    a malformed one is counted and ignored."""
+    svc = OutboxService(tmp_path / "outbox.db", "n1", settings(broker.port, end_to_end=True))
+    svc.start()
+    for i in range(10):
+        svc.submit(event(i))
+    wait_until(lambda: svc.publisher.connected and svc.outbox.unsent() == 0, 10, "PUBACKs")
+    assert svc.depth() == 10
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-central")
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    topic = payload.acks_topic("edgecam", "n1")
+    with caplog.at_level(logging.WARNING, logger="edge.outbox"):
+        c.publish(topic, b'{"v":1,"node":"n1","seq":"x"}', qos=1).wait_for_publish(5)
+        wait_until(lambda: svc.publisher.acks_bad == 1, 5, "bad ack counted")
+    assert svc.depth() == 10 and "ignored a bad acks message" in caplog.text
+    mark = {"v": 1, "node": "n1", "seq": 3, "max": 10, "missing": [[5, 6]], "ts": 0}
+    c.publish(topic, json.dumps(mark).encode(), qos=1, retain=True).wait_for_publish(5)
+    wait_until(lambda: svc.depth() == 2, 5, "watermark applied")
+    assert [s for s, _ in svc.outbox.pending(10)] == [5, 6]
+    c.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # clear the retained message
+    c.disconnect()
+    c.loop_stop()
+    assert svc.stop(3.0), "stop waits for PUBACKs, not for central"
+
+
+def test_confirm_semantics_and_auto_is_remembered(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", "n1")
+    ob.enqueue_many([body(i) for i in range(10)])
+    ob.ack([1, 2, 3])
+    assert ob.depth() == 7, "before any watermark, auto deletes on PUBACK"
+    assert ob.confirm({"seq": 2, "max": 9, "missing": [[4, 5], [8, 8]]}) == 3  # 6, 7, 9
+    assert [s for s, _ in ob.pending(20)] == [4, 5, 8, 10]
+    ob.ack([4, 5])
+    assert ob.depth() == 4 and ob.unsent() == 2, "end to end now: PUBACK only marks sent"
+    assert ob.confirm({"seq": 1}) == 0 and ob.watermark == 2, "an older watermark never moves it back"
+    for bad in ({"seq": 5, "max": 3}, {"seq": True}, {"seq": 1, "max": 9, "missing": [[1, 2]]},
+                {"seq": 1, "max": 9, "missing": [[3, 99]]}):
+        with pytest.raises(ValueError):
+            ob.confirm(bad)
+    ob.close()
+    ob = Outbox(tmp_path / "o.db", "n1")
+    assert ob.e2e_active and ob.unsent() == 2 and ob.watermark == 2
+    ob.close()
+    assert not Outbox(tmp_path / "o.db", "n1", end_to_end=False).e2e_active
+
+
+def test_central_watermark_names_holes_and_is_bounded(tmp_path: Path) -> None:
+    """Computed from the database (so every $share consumer publishes the same truth)."""
+    url = sqlite_url(tmp_path)
+    with Store(url) as st:
+        st.write_batch([parse_event("n1", wire("n1", s)) for s in (1, 2, 3, 6, 7, 9)], [], [])
+        mark = watermark(st, "n1")
+        assert (mark["seq"], mark["max"], mark["missing"]) == (3, 9, [[4, 5], [8, 8]])
+        st.write_batch([parse_event("n1", wire("n1", s)) for s in (4, 5, 8)], [], [])
+        mark = watermark(st, "n1")
+        assert (mark["seq"], mark["max"], mark["missing"]) == (9, 9, [])
