@@ -137,7 +137,7 @@ def test_forced_end_to_end_keeps_rows_until_a_watermark(tmp_path: Path, broker, 
         c.publish(topic, b'{"v":1,"node":"n1","seq":"x"}', qos=1).wait_for_publish(5)
         wait_until(lambda: svc.publisher.acks_bad == 1, 5, "bad ack counted")
     assert svc.depth() == 10 and "ignored a bad acks message" in caplog.text
-    mark = {"v": 1, "node": "n1", "seq": 3, "max": 10, "missing": [[5, 6]], "ts": 0}
+    mark = {"v": 1, "node": "n1", "seq": 3, "from": 4, "max": 10, "missing": [[5, 6]], "ts": 0}
     c.publish(topic, json.dumps(mark).encode(), qos=1, retain=True).wait_for_publish(5)
     wait_until(lambda: svc.depth() == 2, 5, "watermark applied")
     assert [s for s, _ in svc.outbox.pending(10)] == [5, 6]
@@ -152,13 +152,13 @@ def test_confirm_semantics_and_auto_is_remembered(tmp_path: Path) -> None:
     ob.enqueue_many([body(i) for i in range(10)])
     ob.ack([1, 2, 3])
     assert ob.depth() == 7, "before any watermark, auto deletes on PUBACK"
-    assert ob.confirm({"seq": 2, "max": 9, "missing": [[4, 5], [8, 8]]}) == 3  # 6, 7, 9
+    assert ob.confirm({"seq": 2, "from": 3, "max": 9, "missing": [[4, 5], [8, 8]]}) == 3  # 6, 7, 9
     assert [s for s, _ in ob.pending(20)] == [4, 5, 8, 10]
     ob.ack([4, 5])
     assert ob.depth() == 4 and ob.unsent() == 2, "end to end now: PUBACK only marks sent"
     assert ob.confirm({"seq": 1}) == 0 and ob.watermark == 2, "an older watermark never moves it back"
-    for bad in ({"seq": 5, "max": 3}, {"seq": True}, {"seq": 1, "max": 9, "missing": [[1, 2]]},
-                {"seq": 1, "max": 9, "missing": [[3, 99]]}):
+    for bad in ({"seq": 1, "from": 5, "max": 3}, {"seq": True}, {"seq": 1, "from": 3, "max": 9, "missing": [[1, 2]]},
+                {"seq": 1, "from": 3, "max": 9, "missing": [[4, 99]]}, {"seq": 2**70}):
         with pytest.raises(ValueError):
             ob.confirm(bad)
     ob.close()
@@ -173,8 +173,10 @@ def test_central_watermark_names_holes_and_is_bounded(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     with Store(url) as st:
         st.write_batch([parse_event("n1", wire("n1", s)) for s in (1, 2, 3, 6, 7, 9)], [], [])
-        mark = watermark(st, "n1")
-        assert (mark["seq"], mark["max"], mark["missing"]) == (3, 9, [[4, 5], [8, 8]])
+        assert watermark(st, "n1")["seq"] == 3 and "from" not in watermark(st, "n1")
+        mark = watermark(st, "n1", 1, 9)  # the batch held seqs 1..9
+        assert (mark["seq"], mark["from"], mark["max"], mark["missing"]) == (3, 6, 9, [[8, 8]])
         st.write_batch([parse_event("n1", wire("n1", s)) for s in (4, 5, 8)], [], [])
-        mark = watermark(st, "n1")
-        assert (mark["seq"], mark["max"], mark["missing"]) == (9, 9, [])
+        mark = watermark(st, "n1", 4, 8)
+        assert mark["seq"] == 9 and "from" not in mark
+        assert st.gaps("n1").contiguous == 9, "the same column gaps() keeps"

@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 
 from .. import payload
 from ..mqttclient import login, new_client, use_tls
-from .acks import nodes_of, publish_watermarks
+from .acks import publish_watermarks
 from .messages import BadMessage, EventRow, StatsRow, StatusRow, parse_event, parse_stats, parse_status
 from .store import Store
 
@@ -228,7 +228,7 @@ class Consumer:
                 return  # stopping while the database is down: the broker keeps the unacked messages
             for m in msgs:
                 self._client.ack(m.mid, m.qos)
-            publish_watermarks(self._client, self._store, self.broker.prefix, nodes_of(batch.events))  # end-to-end
+            publish_watermarks(self._client, self._store, self.broker.prefix, batch.events)  # end-to-end acks
 
     def _decode(self, msgs: list[_Message]) -> _Batch:
         batch = _Batch()

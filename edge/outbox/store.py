@@ -180,11 +180,11 @@ class Outbox:
     def confirm(self, mark: dict[str, Any]) -> int:
         """Central's watermark: delete the rows it holds; returns how many went. Turns on end-to-end
         delivery in ``auto`` mode (remembered in the database). Raises ValueError on a malformed mark."""
-        low, top, holes = _parse_mark(mark)
+        low, first, top, holes = _parse_mark(mark)
         with self._lock:
-            return self._transaction(lambda: self._confirm(low, top, holes))
+            return self._transaction(lambda: self._confirm(low, first, top, holes))
 
-    def _confirm(self, low: int, top: int, holes: list[tuple[int, int]]) -> int:
+    def _confirm(self, low: int, first: int, top: int, holes: list[tuple[int, int]]) -> int:
         if not self.e2e_seen:
             self.e2e_seen = True
             self._set_meta("e2e_seen", 1)
@@ -195,10 +195,10 @@ class Outbox:
             self._set_meta("watermark", low)
         where = ["seq <= ?"]
         params: list[int] = [low]
-        if top > low:
+        if top >= first > 0:
             skip = "".join(" AND seq NOT BETWEEN ? AND ?" for _ in holes)
-            where.append(f"(seq > ? AND seq <= ?{skip})")
-            params += [low, top, *(n for hole in holes for n in hole)]
+            where.append(f"(seq BETWEEN ? AND ?{skip})")
+            params += [first, top, *(n for hole in holes for n in hole)]
         cond = " OR ".join(where)
         n, nbytes, unsent = self._db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(LENGTH(msg)), 0), COALESCE(SUM(sent = 0), 0) FROM outbox WHERE {cond}",
@@ -396,18 +396,22 @@ def _remember(cur: sqlite3.Cursor, into: list[tuple[int, int]]) -> Iterable[int]
         yield int(size)
 
 
-def _parse_mark(mark: dict[str, Any]) -> tuple[int, int, list[tuple[int, int]]]:
-    """``(seq, max, missing)`` of central's acks message, checked (ValueError when malformed)."""
-    low, top = mark.get("seq"), mark.get("max", mark.get("seq"))
+def _parse_mark(mark: dict[str, Any]) -> tuple[int, int, int, list[tuple[int, int]]]:
+    """``(seq, from, max, missing)`` of central's acks message, checked (ValueError when malformed);
+    ``from`` is 0 when the message states only the contiguous seq."""
+    low, first, top = mark.get("seq"), mark.get("from", 0), mark.get("max", 0)
     missing: Sequence[Any] = mark.get("missing") or []
-    if type(low) is not int or type(top) is not int or not 0 <= low <= top < 2**63 or not isinstance(missing, list):
-        raise ValueError("acks message needs integer seq <= max")
+    if type(low) is not int or not 0 <= low < 2**63:
+        raise ValueError("acks message needs an integer seq")
+    if type(first) is not int or type(top) is not int or not isinstance(missing, list) or \
+            (first and not 0 < first <= top < 2**63):
+        raise ValueError("acks message needs integers from <= max")
     if len(missing) > 1000:
         raise ValueError("acks message lists more than 1000 missing ranges")
     holes: list[tuple[int, int]] = []
     for hole in missing:
         if (not isinstance(hole, list) or len(hole) != 2 or not all(type(x) is int for x in hole)
-                or not low < hole[0] <= hole[1] <= top):
+                or not first < hole[0] <= hole[1] < top):
             raise ValueError(f"acks message has a bad missing range {hole!r}")
         holes.append((hole[0], hole[1]))
-    return low, top, holes
+    return low, first, top, holes
