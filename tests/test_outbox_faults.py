@@ -1,0 +1,107 @@
+"""Outbox faults: a wall-clock step (14.6), a corrupt database (14.7), a full disk with nothing to delete (14.4)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from edge.outbox.seqfile import SeqFile
+from edge.outbox.store import Outbox
+
+DAY = 86400.0
+
+
+def body(i: int) -> dict:
+    return {"v": 1, "id": f"o{i}", "camera": "gate", "type": "start", "label": "car", "score": 0.5, "ts": 1.0 + i,
+            "box": [0.1, 0.1, 0.2, 0.2], "zones": [], "clip": None, "time_ok": True}
+
+
+def test_forty_day_forward_step_of_the_wall_clock_evicts_nothing(tmp_path: Path, monkeypatch) -> None:
+    """NTP after a boot with the RTC 40 days slow: the outbox ages by its own clock, so nothing goes."""
+    ob = Outbox(tmp_path / "o.db", "n1", max_age_s=30 * DAY)
+    ob.enqueue_many([body(i) for i in range(129)])
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 40 * DAY)
+    ob.enqueue_many([body(200)])
+    assert ob.evicted_total == 0 and ob.depth() == 130
+    assert ob.oldest_age() < 60, "the age is uptime since insertion, not wall time"
+    ob.close()
+    ob = Outbox(tmp_path / "o.db", "n1", max_age_s=30 * DAY)  # and across a restart on the stepped clock
+    assert ob.evicted_total == 0 and ob.depth() == 130
+    ob.close()
+
+
+def test_age_clock_survives_restarts_and_still_ages(tmp_path: Path, monkeypatch) -> None:
+    ob = Outbox(tmp_path / "o.db", "n1", max_age_s=100.0)
+    ob.enqueue_many([body(1)])
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + 60.0)  # 60 s of uptime pass
+    ob.close()
+    monkeypatch.setattr(time, "monotonic", lambda: real() - 1e6)  # a reboot: the monotonic clock starts over
+    ob = Outbox(tmp_path / "o.db", "n1", max_age_s=100.0)
+    assert 59.0 < ob.oldest_age() < 70.0, "the age clock continues from what was saved"
+    monkeypatch.setattr(time, "monotonic", lambda: real() - 1e6 + 50.0)
+    ob.enqueue_many([body(2)])
+    assert ob.evicted_total == 1 and [s for s, _ in ob.pending(9)] == [2], "past 100 s of uptime it goes"
+    ob.close()
+
+
+def test_old_rows_with_wall_clock_ages_are_kept_on_upgrade(tmp_path: Path) -> None:
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "o.db")
+    db.executescript("CREATE TABLE outbox (seq INTEGER PRIMARY KEY, created REAL NOT NULL, msg BLOB NOT NULL);"
+                     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+                     "INSERT INTO outbox VALUES (7, 1000.0, x'7b7d');"
+                     "INSERT INTO meta VALUES ('last_seq', 7);")
+    db.commit()
+    db.close()
+    ob = Outbox(tmp_path / "o.db", "n1", max_age_s=100.0)
+    assert ob.depth() == 1 and ob.evicted_total == 0 and ob.enqueue_many([body(1)]) == [8]
+    ob.close()
+
+
+@pytest.mark.parametrize("damage", [b"this is not a database at all" * 200, b""])
+def test_corrupt_outbox_is_set_aside_and_seq_continues_above_the_mark(tmp_path: Path, caplog, damage) -> None:
+    """``file is not a database``: one line, the file renamed aside, a fresh outbox above every seq used."""
+    ob = Outbox(tmp_path / "outbox.db", "n1")
+    ob.enqueue_many([body(i) for i in range(40)])
+    ob.close()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"outbox.db{suffix}").unlink(missing_ok=True)
+    if damage:
+        (tmp_path / "outbox.db").write_bytes(damage)
+    else:
+        (tmp_path / "outbox.db").unlink()  # the database lost altogether
+    with caplog.at_level(logging.ERROR, logger="edge.outbox"):
+        ob = Outbox(tmp_path / "outbox.db", "n1")
+    seqs = ob.enqueue_many([body(99)])
+    assert seqs[0] > 40, f"seq restarted at {seqs[0]}: central would drop new events as duplicates"
+    assert seqs[0] <= 40 + 1001, "the gap is at most one reserved block"
+    aside = sorted(p.name for p in tmp_path.glob("outbox.db.corrupt-*"))
+    if damage:
+        assert len(aside) == 1 and (tmp_path / aside[0]).read_bytes() == damage, "kept for inspection"
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 1 and "damaged" in lines[0] and aside[0] in lines[0]
+    else:
+        assert aside == []
+    ob.close()
+
+
+def test_seq_file_takes_the_valid_newer_slot_and_survives_a_torn_write(tmp_path: Path) -> None:
+    f = SeqFile(tmp_path / "s")
+    f.write(reserved=1000)
+    f.write(reserved=2000, floor=5, unstored=3)
+    f.close()
+    raw = bytearray((tmp_path / "s").read_bytes())
+    assert len(raw) == 128, "fixed size: rewritten in place, no new blocks on a full disk"
+    g = SeqFile(tmp_path / "s")
+    assert (g.marks.reserved, g.marks.floor, g.marks.unstored) == (2000, 5, 3)
+    g.close()
+    raw[5] ^= 0xFF  # spoil slot 0 (the newer one: generation 2)
+    (tmp_path / "s").write_bytes(bytes(raw))
+    h = SeqFile(tmp_path / "s")
+    assert h.marks.reserved == 1000, "the older intact slot wins"
+    h.close()
