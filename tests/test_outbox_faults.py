@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from edge.outbox.publisher import MqttSettings
 from edge.outbox.seqfile import SeqFile
+from edge.outbox.service import OutboxService
 from edge.outbox.store import Outbox
 
 DAY = 86400.0
@@ -105,3 +109,71 @@ def test_seq_file_takes_the_valid_newer_slot_and_survives_a_torn_write(tmp_path:
     h = SeqFile(tmp_path / "s")
     assert h.marks.reserved == 1000, "the older intact slot wins"
     h.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 24 MiB tmpfs (root only); unmounted afterwards."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(where)], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"cannot mount a tmpfs here: {err}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+
+
+def fill(where: Path, name: str) -> int:
+    """Write zeros until the file system refuses; returns the bytes written."""
+    total = 0
+    with open(where / name, "wb", buffering=0) as f:
+        for chunk in (1 << 20, 4096, 512):
+            block = b"\0" * chunk
+            while True:
+                try:
+                    total += f.write(block)
+                except OSError:
+                    break
+    return total
+
+
+def test_full_disk_with_nothing_to_delete_stores_in_the_reserve_then_counts_and_skips(small_disk: Path,
+                                                                                        caplog) -> None:
+    """14.4: the disk fills (held clips, other files). The outbox releases its reserve and stores every event;
+    once even the reserve is used up, what cannot be stored is counted and its seqs skipped (a gap)."""
+    from support.broker import free_port
+    db = small_disk / "outbox.db"
+    nobody = MqttSettings(port=free_port(), client_id="n1-" + uuid.uuid4().hex[:6], reconnect_min=5.0,
+                          reconnect_max=5.0, connect_timeout=1.0)
+    svc = OutboxService(db, "n1", nobody, reserve_bytes=2 << 20)
+    svc.start()
+    assert (small_disk / "outbox.reserve").stat().st_size == 2 << 20
+    fill(small_disk, "held-clips")
+    with caplog.at_level(logging.ERROR, logger="edge.outbox"):
+        for i in range(300):
+            svc.submit_body(body(i))
+        assert svc.flush(20.0), "events wait in RAM: the reserve did not give way"
+    assert svc.outbox.depth() == 300 and svc.outbox.last_seq() == 300
+    assert svc.reserve.released_total == 1 and not svc.reserve.present
+    assert "released the 2 MiB outbox reserve" in caplog.text
+    fill(small_disk, "more")  # now the reserve's space is used up too
+    for i in range(300, 350):
+        svc.submit_body(body(i))
+    svc.stop(drain_timeout=2.0)
+    assert svc.outbox.unstored_total == 50
+    assert "50 events could not be stored" in caplog.text
+    (small_disk / "held-clips").unlink()
+    (small_disk / "more").unlink()
+    again = OutboxService(db, "n1", nobody, reserve_bytes=2 << 20)
+    assert again.outbox.depth() == 300, "nothing already stored was lost"
+    assert again.outbox.enqueue_many([body(999)]) == [351], "seqs 301..350 are skipped: central sees the gap"
+    assert again.stats()["unstored"] == 50, "the count survives the restart"
+    again.start()
+    assert again.reserve.present, "the reserve is made again once there is room"
+    again.stop(drain_timeout=0.5)

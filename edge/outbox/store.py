@@ -314,14 +314,22 @@ class Outbox:
                 self.evicted_total,
             )
 
+    _STATE = ("_rows", "_bytes", "_unsent", "_last_seq", "evicted_total", "watermark", "e2e_seen",
+              "enqueued_total", "acked_total", "confirmed_total", "oversize_total")
+
     def _transaction(self, work):  # type: ignore[no-untyped-def]
+        """Run ``work`` in one transaction; on failure (a full disk at COMMIT) the counters roll back too."""
+        saved = [getattr(self, name) for name in self._STATE]
         self._db.execute("BEGIN IMMEDIATE")
         try:
             result = work()
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            for name, value in zip(self._STATE, saved, strict=True):
+                setattr(self, name, value)
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
         return result
 
     def _meta(self, key: str) -> int:
