@@ -180,3 +180,36 @@ def test_central_watermark_names_holes_and_is_bounded(tmp_path: Path) -> None:
         mark = watermark(st, "n1", 4, 8)
         assert mark["seq"] == 9 and "from" not in mark
         assert st.gaps("n1").contiguous == 9, "the same column gaps() keeps"
+
+
+def test_rows_central_passes_over_are_resent_while_connected(tmp_path: Path, broker, monkeypatch) -> None:
+    """Lost between broker and central while the node stays connected (a broker queue limit): once central
+    states seqs above them for RESEND_AFTER_S, the node sends them again without waiting for a reconnect."""
+    from support.mqtt_collector import Collector
+
+    from edge.outbox import publisher
+    monkeypatch.setattr(publisher, "RESEND_AFTER_S", 0.3)
+    svc = OutboxService(tmp_path / "outbox.db", "n1", settings(broker.port, end_to_end=True))
+    svc.start()
+    col = Collector(broker.port, topic="edgecam/n1/events").start()
+    for i in range(10):
+        svc.submit(event(i))
+    wait_until(lambda: svc.publisher.connected and svc.outbox.unsent() == 0 and len(col.seqs()) == 10, 10, "sent")
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-central")
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    topic = payload.acks_topic("edgecam", "n1")
+    mark = {"v": 1, "node": "n1", "seq": 0, "from": 5, "max": 10, "missing": [], "ts": 0}  # 1..4 never came
+    for _ in range(3):
+        c.publish(topic, json.dumps(mark).encode(), qos=1).wait_for_publish(5)
+        time.sleep(0.2)
+    wait_until(lambda: sorted(col.seqs()).count(1) == 2, 5, "seqs 1..4 resent")
+    time.sleep(0.3)
+    assert sorted(col.seqs()) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 7, 8, 9, 10], "only the passed-over rows again"
+    assert svc.depth() == 4 and svc.publisher.resent_total == 4
+    c.publish(topic, json.dumps({"v": 1, "node": "n1", "seq": 10}).encode(), qos=1).wait_for_publish(5)
+    wait_until(lambda: svc.depth() == 0, 5, "confirmed")
+    c.disconnect()
+    c.loop_stop()
+    col.stop()
+    assert svc.stop(3.0)

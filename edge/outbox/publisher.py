@@ -36,6 +36,8 @@ log = logging.getLogger("edge.outbox")
 SESSION_EXPIRY_S = 7 * 86400  # MQTT 5: how long the broker keeps our persistent session
 REPEAT_LOG_S = 600.0  # the same failure is logged again at most this often
 STABLE_SESSION_S = 10.0  # a connection that lasted this long resets the backoff
+RESEND_AFTER_S = 30.0  # end to end: rows central has passed over for this long are resent (lost on the way)
+RESEND_MAX_ROWS = 10_000  # at most this many per resend round
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,9 @@ class Publisher:
         self._acks_topic = acks_topic(settings.prefix, node)
         self.acks_received = 0
         self.acks_bad = 0
+        self.resent_total = 0
+        self._passed_over_since: float | None = None
+        self._resend_upto = 0  # set by an acks message: resend kept rows up to this seq in the session
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._stats: queue.Queue[bytes] = queue.Queue(maxsize=2)
@@ -267,6 +272,7 @@ class Publisher:
                 raise ValueError("not an acks message for this node")
             self.outbox.confirm(mark)
             self.acks_received += 1
+            self._check_passed_over(max(mark["seq"], mark.get("max") or 0))
         except ValueError as err:  # JSONDecodeError too; a bad ack only delays the clean-up
             self.acks_bad += 1
             if self.acks_bad == 1 or self.acks_bad % 100 == 0:
@@ -299,10 +305,18 @@ class Publisher:
         client.on_publish = on_publish
         client.on_disconnect = on_disconnect
         sent_upto, more, last_ack = 0, True, time.monotonic()
+        self._resend_upto = 0  # a new session resends every kept row anyway
         while up[0] and not self._stop.is_set():
             if self._wake.is_set():
                 self._wake.clear()
                 more = True
+            if self._resend_upto and not replay:
+                flying = {v[0] for v in inflight.values()}
+                again = [(q, m) for q, m in self.outbox.pending(RESEND_MAX_ROWS)
+                         if q < self._resend_upto and q not in flying]
+                replay.extend(again)
+                self.resent_total += len(again)
+                self._resend_upto = 0
             while replay and len(inflight) < self.s.max_inflight:
                 seq, msg = replay.popleft()
                 inflight[client.publish(self._events_topic, msg, qos=1).mid] = (seq, msg, True)
@@ -323,6 +337,20 @@ class Publisher:
         self._ack(acked)
         if not self._stop.is_set():
             self._plan_replay(replay, [(seq, msg) for seq, msg, again in inflight.values() if again])
+
+    def _check_passed_over(self, top: int) -> None:
+        """Rows below what central already states, still not confirmed, were lost between broker and central
+        (a broker queue limit, a crash while connected): resend them if that lasts ``RESEND_AFTER_S``."""
+        oldest = self.outbox.oldest_seq()
+        if oldest is None or oldest >= top:
+            self._passed_over_since = None
+            return
+        now = time.monotonic()
+        if self._passed_over_since is None:
+            self._passed_over_since = now
+        elif now - self._passed_over_since >= RESEND_AFTER_S:
+            self._passed_over_since = None
+            self._resend_upto = top
 
     def _remember(self, seq: int, msg: bytes) -> None:
         """Keep what the broker acked in the last ``replay_window`` s: a PUBACK means "in the broker's RAM".

@@ -367,6 +367,12 @@ class Outbox:
         """Rows kept (not yet deleted: unsent, or sent and waiting for central's watermark)."""
         return self._rows
 
+    def oldest_seq(self) -> int | None:
+        """The lowest seq still kept, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(seq) FROM outbox").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def unsent(self) -> int:
         """Rows the broker has not acked yet."""
         return self._unsent
