@@ -172,6 +172,7 @@ class OutboxService:
             "unsent": self.outbox.unsent(),
             "end_to_end": self.outbox.e2e_active,
             "central_seq": self.outbox.watermark,
+            "resent": self.publisher.resent_total,
             "unstored": self.outbox.unstored_total,
             "disk_reserve": self.reserve.present,
         }
