@@ -129,6 +129,13 @@ def small_disk(tmp_path: Path):
         subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
 
 
+def wait_for(pred, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not pred():
+        time.sleep(0.05)
+    return bool(pred())
+
+
 def fill(where: Path, name: str) -> int:
     """Write zeros until the file system refuses; returns the bytes written."""
     total = 0
@@ -151,7 +158,7 @@ def test_full_disk_with_nothing_to_delete_stores_in_the_reserve_then_counts_and_
     db = small_disk / "outbox.db"
     nobody = MqttSettings(port=free_port(), client_id="n1-" + uuid.uuid4().hex[:6], reconnect_min=5.0,
                           reconnect_max=5.0, connect_timeout=1.0)
-    svc = OutboxService(db, "n1", nobody, reserve_bytes=2 << 20)
+    svc = OutboxService(db, "n1", nobody, reserve_bytes=2 << 20, queue_size=20)
     svc.start()
     assert (small_disk / "outbox.reserve").stat().st_size == 2 << 20
     fill(small_disk, "held-clips")
@@ -163,11 +170,16 @@ def test_full_disk_with_nothing_to_delete_stores_in_the_reserve_then_counts_and_
     assert svc.reserve.released_total == 1 and not svc.reserve.present
     assert "released the 2 MiB outbox reserve" in caplog.text
     fill(small_disk, "more")  # now the reserve's space is used up too
-    for i in range(300, 350):
+    svc.submit_body(body(300))
+    assert wait_for(svc._disk_stuck.is_set, 5.0)
+    began = time.monotonic()
+    for i in range(301, 350):
         svc.submit_body(body(i))
+    assert time.monotonic() - began < 2.0, "a stuck disk must not stall the camera that submits"
+    assert wait_for(lambda: svc.outbox.unstored_total >= 29, 5.0), "the overflow is counted while it happens"
     svc.stop(drain_timeout=2.0)
     assert svc.outbox.unstored_total == 50
-    assert "50 events could not be stored" in caplog.text
+    assert "events could not be stored (50 in total); their seqs up to 350 are skipped" in caplog.text
     (small_disk / "held-clips").unlink()
     (small_disk / "more").unlink()
     again = OutboxService(db, "n1", nobody, reserve_bytes=2 << 20)

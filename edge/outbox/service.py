@@ -44,6 +44,8 @@ class OutboxService:
         self.reserve = Reserve(Path(db_path).with_name("outbox.reserve"), reserve_bytes)
         self._reserve_retry_at = 0.0
         self._give_up = threading.Event()
+        self._disk_stuck = threading.Event()  # the disk refuses even after the reserve was released
+        self._dropped = 0  # submitted while stuck with a full queue: counted, seqs skipped by the writer
         self.publisher = Publisher(settings, node, self.outbox, version)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._writer: threading.Thread | None = None
@@ -75,6 +77,10 @@ class OutboxService:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
+            if self._disk_stuck.is_set():  # waiting would stall the camera for nothing: count it as lost
+                with self._submit_lock:
+                    self._dropped += 1
+                return
             self.blocked_total += 1
             if self.blocked_total == 1 or self.blocked_total % 1000 == 0:
                 log.warning("outbox: writer queue full, submit waits for the disk (%d times)", self.blocked_total)
@@ -119,11 +125,16 @@ class OutboxService:
                     self._reserve_retry_at = time.monotonic() + RESERVE_RETRY_S
                     continue
                 self.write_errors += 1
+                self._disk_stuck.set()
+                self._lose_dropped(quiet=True)
                 if self.write_errors == 1 or self.write_errors % 60 == 0:
-                    log.error("outbox: cannot store %d events (%s); retrying", len(batch), err)
+                    log.error("outbox: cannot store %d events (%s); retrying; %d events could not be stored at all",
+                              len(batch), err, self.outbox.unstored_total)
                 if self._give_up.wait(1.0):
                     self._lost(len(batch))
                     return False
+        self._disk_stuck.clear()
+        self._lose_dropped()
         if time.monotonic() >= self._reserve_retry_at and not self.reserve.present:
             self.reserve.ensure()  # the disk has room again: keep space for the next time it fills
             self._reserve_retry_at = time.monotonic() + RESERVE_RETRY_S
@@ -131,9 +142,15 @@ class OutboxService:
         self._done(len(batch))
         return True
 
-    def _lost(self, n: int) -> None:
+    def _lose_dropped(self, quiet: bool = False) -> None:
+        with self._submit_lock:
+            n, self._dropped = self._dropped, 0
+        if n:
+            self._lost(n, quiet)
+
+    def _lost(self, n: int, quiet: bool = False) -> None:
         try:
-            self.outbox.skip_unstored(n)
+            self.outbox.skip_unstored(n, quiet)
         except OSError as err:
             log.error("outbox: %d events could not be stored and the loss could not be recorded: %s", n, err)
         self._done(n)
@@ -147,6 +164,8 @@ class OutboxService:
             except queue.Empty:
                 break
             n += item is not _STOP
+        with self._submit_lock:
+            n, self._dropped = n + self._dropped, 0
         if n:
             self._lost(n)
 

@@ -222,7 +222,7 @@ class Outbox:
         self.acked_total += marked
         return marked
 
-    def skip_unstored(self, n: int) -> None:
+    def skip_unstored(self, n: int, quiet: bool = False) -> None:
         """``n`` events could not be stored: count them and skip their seqs, so central sees the loss as a gap.
         Written to the seq file in place, which needs no free disk space."""
         if n <= 0:
@@ -232,6 +232,8 @@ class Outbox:
             self._reserved = max(self._reserved, self._last_seq)
             self.unstored_total += n
             self.seqfile.write(reserved=self._reserved, floor=self._last_seq, unstored=self.unstored_total)
+        if quiet:
+            return
         log.error("outbox: %d events could not be stored (%d in total); their seqs up to %d are skipped",
                   n, self.unstored_total, self._last_seq)
 
