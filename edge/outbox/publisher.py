@@ -3,7 +3,9 @@
 paho keeps QoS 1 messages queued while offline only in RAM, so nothing here
 trusts paho with an event: rows stay in SQLite until their PUBACK arrives (mid
 tracked in ``on_publish``), and every connection gets a fresh paho client that
-re-reads the unacked rows, oldest first. Reconnects use exponential backoff with
+re-reads the unacked rows, oldest first. End to end (``end_to_end``), a PUBACK
+only marks a row sent; central's retained watermark on ``<prefix>/<node>/acks``
+deletes it, and every new connection resends all kept rows. Reconnects use exponential backoff with
 jitter and our own CONNACK deadline. Repeated failures log one line, not a storm.
 """
 
@@ -13,6 +15,7 @@ import json
 import logging
 import queue
 import random
+import sqlite3
 import ssl
 import threading
 import time
@@ -273,10 +276,10 @@ class Publisher:
             self.outbox.confirm(mark)
             self.acks_received += 1
             self._check_passed_over(max(mark["seq"], mark.get("max") or 0))
-        except ValueError as err:  # JSONDecodeError too; a bad ack only delays the clean-up
+        except (ValueError, sqlite3.Error) as err:  # JSONDecodeError too; a lost ack only delays the clean-up
             self.acks_bad += 1
             if self.acks_bad == 1 or self.acks_bad % 100 == 0:
-                log.warning("mqtt: ignored a bad acks message on %s (%d so far): %s", m.topic, self.acks_bad, err)
+                log.warning("mqtt: ignored an acks message on %s (%d so far): %s", m.topic, self.acks_bad, err)
 
     def _session(self, client: mqtt.Client) -> None:
         """Publish rows oldest first, at most ``max_inflight`` unacked; ack a row only on its PUBACK."""

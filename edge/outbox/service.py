@@ -2,9 +2,11 @@
 
 Two threads behind one bounded queue: the writer batches whatever is queued
 into one durable transaction (one fsync for many events), and the publisher
-sends rows and deletes them on PUBACK. ``submit`` never drops an event: when
-the queue is full it blocks (events are rare, so this means the disk is stuck)
-and counts it. A full disk first releases the outbox's disk reserve
+sends rows and deletes them on PUBACK (end to end: on central's watermark).
+When the queue is full ``submit`` blocks (events are rare, so this means the
+disk is slow) and counts it; while the disk refuses writes even after the
+reserve was released it does not block the camera but counts the event as
+unstorable. A full disk first releases the outbox's disk reserve
 (``edge.outbox.reserve``); events that still cannot be stored by shutdown are
 counted and their seqs skipped, so central sees the loss as a gap.
 """
