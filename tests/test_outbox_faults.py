@@ -189,3 +189,55 @@ def test_full_disk_with_nothing_to_delete_stores_in_the_reserve_then_counts_and_
     again.start()
     assert again.reserve.present, "the reserve is made again once there is room"
     again.stop(drain_timeout=0.5)
+
+
+@pytest.mark.slow  # ~17 s here: a real daemon run over 15 s of video
+def test_daemon_starts_with_a_corrupt_outbox_and_continues_the_seqs(tmp_path: Path) -> None:
+    """14.7 as an installer sees it: ``edgecam run`` with a damaged outbox.db runs (no traceback, one line),
+    sets the file aside and numbers new events above every seq the old outbox used."""
+    import sys
+
+    from support.assets import model_path, video_path
+    from support.broker import free_port
+    model_path()
+    short = tmp_path / "short.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(video_path("street")), "-t", "15", "-c", "copy", "-an",
+                    str(short)], check=True, timeout=60)
+    state = tmp_path / "state"
+    old = Outbox(state / "outbox.db", "test-node")
+    old.enqueue_many([body(i) for i in range(30)])
+    old.close()
+    (state / "outbox.db-wal").unlink(missing_ok=True)
+    (state / "outbox.db-shm").unlink(missing_ok=True)
+    (state / "outbox.db").write_bytes(b"\x00garbage after a power cut\x00" * 300)
+    cfg = tmp_path / "edgecam.toml"
+    cfg.write_text(f"""
+[node]
+id = "test-node"
+[mqtt]
+host = "127.0.0.1"
+port = {free_port()}
+drain_timeout = 1
+reconnect_max = 1
+[storage]
+path = "{state}"
+[api]
+enabled = false
+[clips]
+enabled = false
+[cameras.street]
+source = "{short}"
+detect_fps = 5
+""")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "edge", "run", "-c", str(cfg)], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert sum("is damaged" in line for line in out.splitlines()) == 1, out[-3000:]
+    assert len(list(state.glob("outbox.db.corrupt-*"))) == 1
+    new = Outbox(state / "outbox.db", "test-node")
+    seqs = [s for s, _ in new.pending(1000)]
+    new.close()
+    assert seqs and min(seqs) > 30, f"new events must be numbered above the old outbox's 30: {seqs[:5]}"
