@@ -168,10 +168,9 @@ def test_confirm_semantics_and_auto_is_remembered(tmp_path: Path) -> None:
     assert not Outbox(tmp_path / "o.db", "n1", end_to_end=False).e2e_active
 
 
-def test_central_watermark_names_holes_and_is_bounded(tmp_path: Path) -> None:
-    """Computed from the database (so every $share consumer publishes the same truth)."""
-    url = sqlite_url(tmp_path)
-    with Store(url) as st:
+def test_central_watermark_names_holes_and_is_bounded(db_url: str) -> None:
+    """Computed from the database (so every $share consumer publishes the same truth); SQLite and PostgreSQL."""
+    with Store(db_url) as st:
         st.write_batch([parse_event("n1", wire("n1", s)) for s in (1, 2, 3, 6, 7, 9)], [], [])
         assert watermark(st, "n1")["seq"] == 3 and "from" not in watermark(st, "n1")
         mark = watermark(st, "n1", 1, 9)  # the batch held seqs 1..9
