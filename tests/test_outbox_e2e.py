@@ -221,3 +221,26 @@ def test_end_to_end_config_values() -> None:
     assert settings_from_config(MqttConfig(end_to_end=True), "c").end_to_end is True
     with pytest.raises(ValueError, match="end_to_end"):
         MqttConfig(end_to_end="yes")
+
+
+def test_two_shared_consumers_confirm_everything(tmp_path: Path, broker, db_url: str) -> None:
+    """Two ``$share`` consumers on one database: whichever commits a batch publishes the database's truth,
+    so the node ends with nothing kept and central with every seq once."""
+    consumers = [Consumer(BrokerSettings(port=broker.port, client_id=f"central-{k}", shared_group="central"),
+                          db_url, batch_size=20, batch_wait=0.02) for k in "ab"]
+    for c in consumers:
+        c.start()
+        assert c.connected.wait(10)
+    svc = OutboxService(tmp_path / "outbox.db", "n1", settings(broker.port, end_to_end=True))
+    svc.start()
+    try:
+        for i in range(300):
+            svc.submit(event(i))
+        wait_until(lambda: stored(db_url) == set(range(1, 301)), 20, "central stores all 300")
+        wait_until(lambda: svc.depth() == 0, 10, "the node keeps nothing once central has it all")
+        assert all(c.counters.stored > 0 for c in consumers), "both consumers took part"
+        assert sum(c.counters.stored for c in consumers) == 300
+    finally:
+        for c in consumers:
+            c.stop()
+        svc.stop(3.0)
