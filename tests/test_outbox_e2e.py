@@ -244,3 +244,18 @@ def test_two_shared_consumers_confirm_everything(tmp_path: Path, broker, db_url:
         for c in consumers:
             c.stop()
         svc.stop(3.0)
+
+
+def test_kept_rows_stay_within_the_outbox_limits_and_evictions_are_counted(tmp_path: Path) -> None:
+    """A central that never comes back: kept rows are bounded by max_rows like any other, evictions counted."""
+    ob = Outbox(tmp_path / "o.db", "n1", max_rows=100, end_to_end=True)
+    for start in range(0, 250, 50):
+        seqs = ob.enqueue_many([body(i) for i in range(start, start + 50)])
+        ob.ack(seqs[:40])  # the broker acked most of each batch
+    assert ob.depth() == 100 and ob.evicted_total == 150
+    assert [s for s, _ in ob.pending(1)] == [151]
+    assert ob.unsent() == 20, "the counters follow what eviction removed (10 unsent per batch, 2 batches kept)"
+    ob.close()
+    ob = Outbox(tmp_path / "o.db", "n1", max_rows=100, end_to_end=True)
+    assert (ob.depth(), ob.unsent(), ob.evicted_total) == (100, 20, 150)
+    ob.close()
