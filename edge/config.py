@@ -76,6 +76,7 @@ class MqttConfig(BrokerLink):
     outbox_max_rows: Annotated[int, Field(ge=100)] = 200_000
     outbox_max_bytes: Annotated[int, Field(ge=100_000)] = 64 * 1024 * 1024
     outbox_max_age_days: Positive = 30.0
+    end_to_end: Literal[True, False, "auto"] = "auto"  # keep events until central's acks watermark covers them
 
 
 class StorageConfig(_Section):

@@ -27,6 +27,11 @@ def stats_topic(prefix: str, node: str) -> str:
     return f"{prefix}/{node}/stats"
 
 
+def acks_topic(prefix: str, node: str) -> str:
+    """Central's retained end-to-end watermark for one node (``edge.central.acks``)."""
+    return f"{prefix}/{node}/acks"
+
+
 def node_from_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     """``(node, kind)`` for ``<prefix>/<node>/<kind>``, else None."""
     head = prefix + "/"

@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 from .. import payload
 from ..mqttclient import login, new_client, use_tls
 from ..redact import redact_url
+from .acks import publish_watermarks
 from .messages import BadMessage, EventRow, StatsRow, StatusRow, parse_event, parse_stats, parse_status
 from .printable import printable
 from .store import Quarantined, Store, error_line, is_row_fault, quarantine_text
@@ -286,6 +287,7 @@ class Consumer:
         """The batch is durable in the database: acknowledge it (and, later, tell the nodes)."""
         for m in msgs:
             self._client.ack(m.mid, m.qos)
+        publish_watermarks(self._client, self._store, self.broker.prefix, batch.events)  # end-to-end acks
         now = time.time()
         for e in batch.events:
             self._lag_max = max(self._lag_max, now - e.ts)

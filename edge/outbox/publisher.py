@@ -3,15 +3,19 @@
 paho keeps QoS 1 messages queued while offline only in RAM, so nothing here
 trusts paho with an event: rows stay in SQLite until their PUBACK arrives (mid
 tracked in ``on_publish``), and every connection gets a fresh paho client that
-re-reads the unacked rows, oldest first. Reconnects use exponential backoff with
+re-reads the unacked rows, oldest first. End to end (``end_to_end``), a PUBACK
+only marks a row sent; central's retained watermark on ``<prefix>/<node>/acks``
+deletes it, and every new connection resends all kept rows. Reconnects use exponential backoff with
 jitter and our own CONNACK deadline. Repeated failures log one line, not a storm.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import random
+import sqlite3
 import ssl
 import threading
 import time
@@ -27,14 +31,16 @@ from paho.mqtt.properties import Properties
 
 from ..config import MqttConfig
 from ..mqttclient import login, new_client, read_password, use_tls
-from ..payload import events_topic, stats_topic, status_message, status_topic
-from .store import Outbox, OutboxLimits
+from ..payload import acks_topic, events_topic, stats_topic, status_message, status_topic
+from .store import EndToEnd, Outbox, OutboxLimits
 
 log = logging.getLogger("edge.outbox")
 
 SESSION_EXPIRY_S = 7 * 86400  # MQTT 5: how long the broker keeps our persistent session
 REPEAT_LOG_S = 600.0  # the same failure is logged again at most this often
 STABLE_SESSION_S = 10.0  # a connection that lasted this long resets the backoff
+RESEND_AFTER_S = 30.0  # end to end: rows central has passed over for this long are resent (lost on the way)
+RESEND_MAX_ROWS = 10_000  # at most this many per resend round
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class MqttSettings:
     reconnect_max: float = 60.0
     max_inflight: int = 50
     replay_window: float = 5.0  # after an unexpected disconnect, resend what was acked in the last N s
+    end_to_end: EndToEnd = "auto"  # keep rows until central's watermark covers them (auto: once central says so)
 
 
 def settings_from_config(cfg: MqttConfig, client_id: str) -> MqttSettings:
@@ -66,6 +73,7 @@ def settings_from_config(cfg: MqttConfig, client_id: str) -> MqttSettings:
         keepalive=cfg.keepalive, username=cfg.username, password_file=cfg.password_file, tls=cfg.tls,
         ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file, connect_timeout=cfg.connect_timeout,
         reconnect_min=cfg.reconnect_min, reconnect_max=cfg.reconnect_max, max_inflight=cfg.max_inflight,
+        end_to_end=cfg.end_to_end,
     )
 
 
@@ -170,6 +178,12 @@ class Publisher:
         self._events_topic = events_topic(settings.prefix, node)
         self._status_topic = status_topic(settings.prefix, node)
         self._stats_topic = stats_topic(settings.prefix, node)
+        self._acks_topic = acks_topic(settings.prefix, node)
+        self.acks_received = 0
+        self.acks_bad = 0
+        self.resent_total = 0
+        self._passed_over_since: float | None = None
+        self._resend_upto = 0  # set by an acks message: resend kept rows up to this seq in the session
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._stats: queue.Queue[bytes] = queue.Queue(maxsize=2)
@@ -245,8 +259,27 @@ class Publisher:
         log.info("mqtt: %s %s:%d as %s; %d events waiting", "reconnected to" if again else "connected to",
                  self.s.host, self.s.port, self.s.client_id, self.outbox.depth())
         client.publish(self._status_topic, status_message("online", time.time(), self.version), qos=1, retain=True)
+        if self.s.end_to_end is not False:
+            client.on_message = self._on_ack
+            client.subscribe(self._acks_topic, qos=1)
         self.connected = True
         return client
+
+    def _on_ack(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        """Central's watermark (``edge.central.acks``): delete what central holds."""
+        if m.topic != self._acks_topic:
+            return
+        try:
+            mark = json.loads(m.payload)
+            if not isinstance(mark, dict) or mark.get("node") != self.node:
+                raise ValueError("not an acks message for this node")
+            self.outbox.confirm(mark)
+            self.acks_received += 1
+            self._check_passed_over(max(mark["seq"], mark.get("max") or 0))
+        except (ValueError, sqlite3.Error) as err:  # JSONDecodeError too; a lost ack only delays the clean-up
+            self.acks_bad += 1
+            if self.acks_bad == 1 or self.acks_bad % 100 == 0:
+                log.warning("mqtt: ignored an acks message on %s (%d so far): %s", m.topic, self.acks_bad, err)
 
     def _session(self, client: mqtt.Client) -> None:
         """Publish rows oldest first, at most ``max_inflight`` unacked; ack a row only on its PUBACK."""
@@ -275,10 +308,18 @@ class Publisher:
         client.on_publish = on_publish
         client.on_disconnect = on_disconnect
         sent_upto, more, last_ack = 0, True, time.monotonic()
+        self._resend_upto = 0  # a new session resends every kept row anyway
         while up[0] and not self._stop.is_set():
             if self._wake.is_set():
                 self._wake.clear()
                 more = True
+            if self._resend_upto and not replay:
+                flying = {v[0] for v in inflight.values()}
+                again = [(q, m) for q, m in self.outbox.pending(RESEND_MAX_ROWS)
+                         if q < self._resend_upto and q not in flying]
+                replay.extend(again)
+                self.resent_total += len(again)
+                self._resend_upto = 0
             while replay and len(inflight) < self.s.max_inflight:
                 seq, msg = replay.popleft()
                 inflight[client.publish(self._events_topic, msg, qos=1).mid] = (seq, msg, True)
@@ -300,8 +341,25 @@ class Publisher:
         if not self._stop.is_set():
             self._plan_replay(replay, [(seq, msg) for seq, msg, again in inflight.values() if again])
 
+    def _check_passed_over(self, top: int) -> None:
+        """Rows below what central already states, still not confirmed, were lost between broker and central
+        (a broker queue limit, a crash while connected): resend them if that lasts ``RESEND_AFTER_S``."""
+        oldest = self.outbox.oldest_seq()
+        if oldest is None or oldest >= top:
+            self._passed_over_since = None
+            return
+        now = time.monotonic()
+        if self._passed_over_since is None:
+            self._passed_over_since = now
+        elif now - self._passed_over_since >= RESEND_AFTER_S:
+            self._passed_over_since = None
+            self._resend_upto = top
+
     def _remember(self, seq: int, msg: bytes) -> None:
-        """Keep what the broker acked in the last ``replay_window`` s: a PUBACK means "in the broker's RAM"."""
+        """Keep what the broker acked in the last ``replay_window`` s: a PUBACK means "in the broker's RAM".
+        Not needed end to end: the rows stay in the outbox and every new session resends them."""
+        if self.outbox.e2e_active:
+            return
         now = time.monotonic()
         self._recent.append((now, seq, msg))
         while self._recent and self._recent[0][0] < now - self.s.replay_window:
@@ -312,6 +370,8 @@ class Publisher:
         them. Duplicates are allowed by contract (``(id, type, seq)``); losses are not."""
         again = {seq: msg for seq, msg in [*unsent, *unacked, *((q, m) for _t, q, m in self._recent)]}
         self._recent.clear()
+        if self.outbox.e2e_active:  # every kept row goes out again from the start of the next session
+            again = {}
         self._replay = deque(sorted(again.items()))
         self.replayed_total += len(self._replay)
         self.replay_pending = len(self._replay)  # a clean stop waits for these too (they are out of the outbox)
