@@ -215,11 +215,12 @@ class AnalysisLoop:
             self._route(event)
 
     def _route(self, event: Event) -> None:
+        # time facts first: the recorder copies the event into the clip's signed record, which must never
+        # claim a synchronised clock the node did not have (an event built with time_ok=False stays False)
+        event = replace(event, time_ok=event.time_ok and self.clock_ok())
         clip = self.recorder.on_event(event) if self.recorder is not None else None
-        changes: dict = {"time_ok": self.clock_ok()}
         if event.type is EventType.END and clip:
-            changes["clip"] = clip
-        event = replace(event, **changes)
+            event = replace(event, clip=clip)
         key = f"{event.type.value}:{event.label}"
         self.event_counts[key] = self.event_counts.get(key, 0) + 1
         log.info(

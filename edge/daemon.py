@@ -300,7 +300,7 @@ class _ClockCache:
         if now - self._checked > 60:
             from .clock import clock_synchronised
 
-            self._value = clock_synchronised() is not False
+            self._value = clock_synchronised() is True  # "cannot tell" is not "synchronised" (time_ok contract)
             self._checked = now
         return self._value
 

@@ -195,14 +195,14 @@ class ClipRecorder:
         pre = self._ring.since(op.since) if op.since is not None else []
         if pre:
             start_ts = pre[0].wall
-        part = self._store.begin(op.clip_id, self.camera, start_ts, True, op.continues)
+        part = self._store.begin(op.clip_id, self.camera, start_ts, op.time_ok, op.continues)
         if not self._store.check_space():
             with self._lock:
                 self._planner.abandon(op.clip_id)
             self._store.mark_lost(op.clip_id, f"not recorded: {self._store.pause_reason}")
             self._counts["lost"] += 1
             return
-        self._cur = _Open(op.clip_id, FragmentWriter(part, self._info))
+        self._cur = _Open(op.clip_id, FragmentWriter(part, self._info), time_ok=op.time_ok)
         for p in pre:
             self._cur.writer.write(p)
         log.info("clips %s: recording %s%s", self.camera, op.clip_id,
@@ -221,9 +221,10 @@ class ClipRecorder:
         else:
             cur.events.append(body)
         cur.labels.add(at.event.label)
+        lost_sync = cur.time_ok and not at.event.time_ok
         cur.time_ok = cur.time_ok and at.event.time_ok
-        if at.event.type is not EventType.UPDATE:
-            self._store.update_events(cur.id, sorted(cur.labels), cur.events)
+        if at.event.type is not EventType.UPDATE or lost_sync:  # the index row is what recover() signs
+            self._store.update_events(cur.id, sorted(cur.labels), cur.events, time_ok=cur.time_ok)
 
     def _finish(self, clip_id: str) -> None:
         cur = self._cur
