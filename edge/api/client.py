@@ -9,10 +9,12 @@ name only after its sha256 matched the node's.
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
 import json
 import os
 import re
+import socket
 import ssl
 import sys
 import time
@@ -316,6 +318,7 @@ def pull_command(args: argparse.Namespace) -> int:
         health = client.json("/api/v1/health")
         node = str(health.get("node") or urllib.parse.urlsplit(client.base).netloc) if isinstance(health, dict) else ""
         pairs = [(item.file, item.meta) for item in items]
-        path = write_bundle(Path(args.bundle), pairs, client.text("/api/v1/pubkey"), node)
+        by = f"edgecam clips pull, user {getpass.getuser()} on {socket.gethostname()}, from {client.base}"
+        path = write_bundle(Path(args.bundle), pairs, client.text("/api/v1/pubkey"), node, exported_by=by)
         print(f"bundle {path} ({len(items)} clip(s))")
     return 0

@@ -16,6 +16,7 @@ short-lived, for one clip/thumbnail/snapshot path, GET/HEAD only.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import ssl
 import threading
@@ -199,6 +200,13 @@ class ApiServer:
             return json_error(exc.status, exc.reason.lower() if text.startswith(f"{exc.status}:") else text, headers)
         except (asyncio.CancelledError, ConnectionError):
             raise
+        except OSError as exc:  # the node's disk, not the request: say so (507), never a bare 500
+            log.error("api: %s %s failed: %s", request.method, request.path[:200], exc)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return json_error(507, "no space left on the node's storage; free some or try fewer clips")
+            return json_error(503, f"storage error on the node: {exc.strerror or type(exc).__name__}")
+        except RecursionError:  # input nested past Python's limit somewhere a parser recursed
+            return json_error(400, "request nested too deeply")
         except Exception as exc:  # the one place that keeps tracebacks off the wire
             log.error("api: %s %s failed: %s: %s", request.method, request.path[:200], type(exc).__name__, exc)
             return json_error(500, "internal error")

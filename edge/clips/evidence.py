@@ -22,12 +22,17 @@ META.json (``ClipStore.meta(id)``, the LAN API's ``/clips/<id>/meta``)::
 Evidence bundle (ZIP, ``write_bundle``; the one writer behind ``clips pull --bundle`` and the
 API's ``POST /api/v1/bundle``; ``check_bundle`` is the one checker behind ``clips verify``)::
 
-    manifest.json        {"format": "edgecam-evidence/1", "node": NAME, "created": UNIX, "pubkey": "ed25519:B64",
-                          "files": {"clips/ID.mp4": SHA256, "clips/ID.meta.json": SHA256, "pubkey.txt": SHA256},
+    README.txt           the cover sheet (node, cameras, local and UTC times, exporter, how to check)
+    manifest.json        {"format": "edgecam-evidence/1", "node": NAME, "created": ISO-8601 UTC,
+                          "created_ts": UNIX, "exported_by": NAME, "pubkey": "ed25519:B64",
+                          "files": {"clips/ID.mp4": SHA256, "clips/ID.meta.json": SHA256, "pubkey.txt": SHA256, ...},
                           "clips": [{"id", "file", "sha256", "meta_file", "meta_sha256"}, ...]}
     pubkey.txt           the node's public key, one line
+    SHA256SUMS           for ``sha256sum -c``
     clips/ID.mp4         the clip as stored (streamed in, never held in memory)
     clips/ID.meta.json   its META.json
+
+(``edge.clips.bundle`` writes it in one forward pass to a file or straight to an HTTP response.)
 """
 
 from __future__ import annotations
@@ -36,7 +41,6 @@ import base64
 import hashlib
 import json
 import os
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +51,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..config import load_config
 from ..errors import UserError
+from .bundle import BUNDLE_FORMAT, stream_bundle
 
 META_FORMAT = "edgecam-clip-meta/1"
-BUNDLE_FORMAT = "edgecam-evidence/1"
 KEY_FILE = "node.ed25519"
 PREFIX = "ed25519:"
 
@@ -161,40 +165,22 @@ def check_link(record: dict[str, Any], prev: dict[str, Any] | None, pub: Ed25519
     return Check("chain", True, f"linked to record seq {seq - 1}")
 
 
-def write_bundle(path: Path, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "") -> Path:
-    """Write an evidence ZIP (layout in this module's docstring) from (clip file, META.json) pairs; atomic rename."""
+def write_bundle(path: Path, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "",
+                 exported_by: str = "") -> Path:
+    """Write an evidence ZIP (layout in ``edge.clips.bundle``) from (clip file, META.json) pairs; atomic rename."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    files: dict[str, str] = {}
-    clips: list[dict[str, str]] = []
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        for clip_path, meta in items:
-            cid = meta["record"]["clip"]
-            clip_name, meta_name = f"clips/{cid}.mp4", f"clips/{cid}.meta.json"
-            files[clip_name] = _copy_in(zf, Path(clip_path), clip_name)
-            meta_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
-            zf.writestr(meta_name, meta_bytes)
-            files[meta_name] = sha256_bytes(meta_bytes)
-            clips.append({"id": cid, "file": clip_name, "sha256": files[clip_name],
-                          "meta_file": meta_name, "meta_sha256": files[meta_name]})
-        key_bytes = (pubkey.strip() + "\n").encode()
-        zf.writestr("pubkey.txt", key_bytes)
-        files["pubkey.txt"] = sha256_bytes(key_bytes)
-        manifest = {"format": BUNDLE_FORMAT, "node": node, "created": round(time.time(), 3),
-                    "pubkey": pubkey.strip(), "files": files, "clips": clips}
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            stream_bundle(fh, items, pubkey, node, exported_by)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # meant to be copied and handed over, like a pulled clip
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
-
-
-def _copy_in(zf: zipfile.ZipFile, src: Path, name: str) -> str:
-    """Stream ``src`` into the ZIP as ``name`` (clips can be large); its sha256."""
-    h = hashlib.sha256()
-    with src.open("rb") as f, zf.open(name, "w", force_zip64=True) as dst:
-        while block := f.read(1 << 20):
-            h.update(block)
-            dst.write(block)
-    return h.hexdigest()
 
 
 def check_bundle(path: Path, pubkey: str | None) -> list[Check]:
