@@ -185,6 +185,8 @@ def token_new_command(args: argparse.Namespace) -> int:
     print(f"token (shown once, give it to the technician): {token}")
     print("add this line to [api] tokens in the node's config:")
     print(f'  "{hash_line(token, name)}",')
+    print("then make the running daemon read it (no restart, recording goes on): "
+          "sudo systemctl reload edgecam   (or: kill -HUP <daemon pid>)")
     return 0
 
 

@@ -322,3 +322,29 @@ def pull_command(args: argparse.Namespace) -> int:
         path = write_bundle(Path(args.bundle), pairs, client.text("/api/v1/pubkey"), node, exported_by=by)
         print(f"bundle {path} ({len(items)} clip(s))")
     return 0
+
+
+def hold_command(args: argparse.Namespace) -> int:
+    """``edgecam clips hold ID``: on the node (``-c CONFIG``) or over the LAN (``--node URL --token T``)."""
+    return _hold(args, True)
+
+
+def release_command(args: argparse.Namespace) -> int:
+    """``edgecam clips release ID``: the same two ways as hold."""
+    return _hold(args, False)
+
+
+def _hold(args: argparse.Namespace, held: bool) -> int:
+    if not getattr(args, "node", None):
+        from ..clips import store  # on the node: the index itself (needs no token)
+
+        return store.hold_command(args) if held else store.release_command(args)
+    if not _ID.match(args.id) or ".." in args.id:
+        raise UserError(f"bad clip id {args.id!r}")
+    client = _client(args)
+    with client.open(f"/api/v1/clips/{args.id}/hold", method="POST" if held else "DELETE") as resp:
+        answer = json.loads(resp.read() or b"{}")
+    if answer.get("held") is not held:
+        raise UserError(f"node did not confirm: {answer}")
+    print(f"{'held' if held else 'released'} {args.id} on {client.base}")
+    return 0

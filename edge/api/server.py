@@ -142,6 +142,13 @@ class ApiServer:
         self._error: BaseException | None = None
         self.port = port
 
+    def set_tokens(self, token_hashes: list[str]) -> int:
+        """Replace the accepted tokens (SIGHUP reload); ValueError names a bad line and changes nothing."""
+        checker = TokenChecker(parse_token_lines(token_hashes))
+        self._tokens = checker  # one reference swap: a request in flight sees the old set or the new one
+        log.info("api: tokens reloaded (%d token(s))", len(checker))
+        return len(checker)
+
     @property
     def url(self) -> str:
         scheme = "https" if self._ssl else "http"

@@ -273,10 +273,14 @@ def verify_command(args) -> int:
         if zipfile.is_zipfile(path):
             checks = check_bundle(path, _key_text(args.pubkey) if args.pubkey else None)
         else:
-            if not args.meta or not args.pubkey:
-                raise UserError("verifying a clip needs --meta META.json and --pubkey KEY")
-            meta = json.loads(Path(args.meta).read_text())
-            checks = check_clip(path.read_bytes(), meta, parse_public_key(_key_text(args.pubkey)))
+            meta_path = Path(args.meta) if args.meta else beside_meta(path)
+            meta = json.loads(meta_path.read_text())
+            checks = []
+            key = _key_text(args.pubkey) if args.pubkey else str(meta.get("pubkey") or "")
+            if not args.pubkey:
+                note = f"using {meta_path.name}'s own pubkey (pass --pubkey to check origin)"
+                checks.append(Check("key", True, note))
+            checks += check_clip(path.read_bytes(), meta, parse_public_key(key))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise UserError(f"cannot verify {path}: {err}") from None
     for c in checks:
@@ -284,6 +288,14 @@ def verify_command(args) -> int:
     failed = [c for c in checks if not c.ok]
     print("verified" if not failed else f"FAILED: {len(failed)} check(s)")
     return 1 if failed else 0
+
+
+def beside_meta(clip: Path) -> Path:
+    """``X.meta.json`` next to ``X.mp4`` (how ``clips pull`` and unzipped bundles lay them out)."""
+    meta = clip.with_name(clip.name.removesuffix(".mp4") + ".meta.json")
+    if not meta.is_file():
+        raise UserError(f"no {meta.name} beside {clip.name}: pass --meta META.json")
+    return meta
 
 
 def _key_text(value: str) -> str:
