@@ -155,3 +155,20 @@ def test_new_token_works_after_sighup_without_restart(tmp_path: Path):
     text = (tmp_path / "daemon.log").read_text()
     assert "api: tokens reloaded (1 token(s))" in text and "Traceback" not in text
     assert text.count("api: listening on") == 1  # one start: no restart happened
+
+
+def test_pulled_files_and_bundle_are_readable_by_others(tmp_path: Path, capsys):
+    """What a technician pulls is copied on (USB stick, e-mail): 0644 like any download, never mkstemp's 0600."""
+    import stat
+
+    n = start_node(tmp_path / "node")
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "out"
+        assert cli.main(["clips", "pull", "gate-0001", "--node", n.url, "--token", TOKEN, "-o", str(out),
+                         "--bundle", str(tmp_path / "b.zip")]) == 0
+    finally:
+        os.umask(old)
+        n.server.stop()
+    for path in (out / "gate-0001.mp4", out / "gate-0001.meta.json", tmp_path / "b.zip"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path

@@ -285,7 +285,7 @@ def pull_clip(client: NodeClient, cid: str, out: Path) -> Pulled:
     if not _ID.match(cid) or ".." in cid:
         raise UserError(f"bad clip id {cid!r}")
     meta = client.json(f"/api/v1/clips/{cid}/meta")
-    write_atomic(out / f"{cid}.meta.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+    write_atomic(out / f"{cid}.meta.json", json.dumps(meta, indent=1, sort_keys=True).encode(), mode=0o644)
     sha = download(client, cid, out)
     return Pulled(cid, out / f"{cid}.mp4", meta, sha)
 
