@@ -29,6 +29,7 @@ from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
 from .ring import PacketRing
 from .store import ClipStore, Finished
+from .thumbs import shot_jpeg
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -40,6 +41,16 @@ PAUSED_CHECK_S = 10.0  # how often a paused store looks for free space again
 class _Thumb:
     clip_id: str
     jpeg: bytes
+
+
+@dataclass
+class _Shot:
+    """The analysed frame of a clip's first detection (a reference; never written to)."""
+
+    clip_id: str
+    image: Any
+    box: tuple[float, float, float, float]
+    label: str
 
 
 @dataclass
@@ -119,6 +130,11 @@ class ClipRecorder:
             self._put(actions)
         return clip_id
 
+    def offer_thumbnail(self, clip_id: str, image: Any, box: tuple[float, float, float, float], label: str) -> None:
+        """The frame of the clip's first detection: the writer draws the box and makes it the thumbnail."""
+        if self._thumbnails:
+            self._q.put(_Shot(clip_id, image, box, label))
+
     def set_thumbnail(self, clip_id: str, jpeg: bytes) -> None:
         """A better thumbnail (e.g. the best detection frame) than the first keyframe."""
         self._q.put(_Thumb(clip_id, jpeg))
@@ -181,6 +197,13 @@ class ClipRecorder:
             self._open(item)
         elif isinstance(item, Close):
             self._finish(item.clip_id)
+        elif isinstance(item, _Shot):
+            cur = self._cur
+            if cur is not None and cur.id == item.clip_id and not cur.thumb:
+                jpeg = shot_jpeg(item.image, item.box, item.label)
+                if jpeg:
+                    self._store.set_thumbnail(cur.id, jpeg)
+                    cur.thumb = True
         elif isinstance(item, _Thumb):
             if self._cur is not None and self._cur.id == item.clip_id:
                 self._cur.thumb = True
