@@ -81,8 +81,8 @@ def _add_clips_commands(sub: argparse._SubParsersAction) -> None:
     clips.required = True
     p = clips.add_parser("list", help="list a node's clips over the LAN")
     _add_node_client(p)
-    p.add_argument("--since", help="ISO time or UNIX seconds")
-    p.add_argument("--until", help="ISO time or UNIX seconds")
+    p.add_argument("--since", help="ISO 8601 time (no zone = UTC; add Z or +07:00) or UNIX seconds")
+    p.add_argument("--until", help="ISO 8601 time (no zone = UTC; add Z or +07:00) or UNIX seconds")
     p.add_argument("--label")
     p.add_argument("--camera")
     p.add_argument("--json", action="store_true")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -172,3 +173,20 @@ def test_pulled_files_and_bundle_are_readable_by_others(tmp_path: Path, capsys):
         n.server.stop()
     for path in (out / "gate-0001.mp4", out / "gate-0001.meta.json", tmp_path / "b.zip"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_clips_list_names_the_zone_and_shows_utc_beside(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Ho_Chi_Minh")
+    time.tzset()
+    n = start_node(tmp_path)
+    try:
+        assert cli.main(["clips", "list", "--node", n.url, "--token", TOKEN]) == 0
+    finally:
+        n.server.stop()
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    lines = capsys.readouterr().out.splitlines()
+    head = lines[0].split()
+    assert head[:6] == ["ID", "CAMERA", "START", "(+07,", "UTC+07:00)", "START"] and head[6] == "(UTC)"
+    row = next(ln for ln in lines if ln.startswith("gate-0001 "))
+    assert re.search(r"  2026-11-18 18:06:40 +2026-11-18 11:06:40  ", row), row  # BASE_TS: local (UTC+7), then UTC

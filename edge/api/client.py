@@ -138,11 +138,18 @@ def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _local(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
 def format_table(rows: list[dict]) -> str:
-    head = ("ID", "CAMERA", "START (UTC)", "SECS", "LABELS", "MB", "HELD")
+    """Local start with the zone named in the header, and UTC beside it (the one time rule, docs/interface.md)."""
+    from ..timefmt import zone_label
+
+    head = ("ID", "CAMERA", f"START ({zone_label()})", "START (UTC)", "SECS", "LABELS", "MB", "HELD")
     lines = [head] + [
-        (r["id"], r["camera"], _utc(r["start_ts"]), f"{r['end_ts'] - r['start_ts']:.1f}", ",".join(r["labels"]),
-         f"{r['bytes'] / 1e6:.2f}", "yes" if r.get("held") else "")
+        (r["id"], r["camera"], _local(r["start_ts"]), _utc(r["start_ts"]), f"{r['end_ts'] - r['start_ts']:.1f}",
+         ",".join(r["labels"]), f"{r['bytes'] / 1e6:.2f}", "yes" if r.get("held") else "")
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
