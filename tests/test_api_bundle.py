@@ -89,11 +89,22 @@ def test_disk_errors_are_507_or_503_never_500(tmp_path):
         def health(self):
             raise OSError(28, "No space left on device")
 
-    server = ApiServer(make_catalog(tmp_path), FullDisk({}), "127.0.0.1", 0, [hash_line(TOKEN, "alice")])
+    import sqlite3
+
+    cat = make_catalog(tmp_path)
+    server = ApiServer(cat, FullDisk({}), "127.0.0.1", 0, [hash_line(TOKEN, "alice")])
     server.start()
     try:
         status, _, body = post(server.port, "/api/v1/health", method="GET")
         assert status == 507 and b"no space left" in body
+        for err, want in ((sqlite3.OperationalError("database or disk is full"), 507),
+                          (sqlite3.OperationalError("database is locked"), 503),
+                          (OSError(5, "Input/output error"), 503)):
+            def broken(*_a, _err=err, **_k):
+                raise _err
+            cat.list_clips = broken  # type: ignore[method-assign]
+            status, _, body = post(server.port, "/api/v1/clips", method="GET")
+            assert status == want, (err, body)
     finally:
         server.stop()
 

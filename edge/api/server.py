@@ -19,6 +19,7 @@ import asyncio
 import errno
 import logging
 import re
+import sqlite3
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -259,6 +260,11 @@ class ApiServer:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return json_error(507, "no space left on the node's storage; free some or try fewer clips")
             return json_error(503, f"storage error on the node: {exc.strerror or type(exc).__name__}")
+        except sqlite3.Error as exc:  # the clip index refused (full disk, locked, read-only): the node's state
+            log.error("api: %s %s failed: clip index: %s", request.method, request.path[:200], exc)
+            if "full" in str(exc).lower():
+                return json_error(507, "no space left on the node's storage (clip index)")
+            return json_error(503, "the node's clip index is unavailable; try again shortly")
         except RecursionError:  # input nested past Python's limit somewhere a parser recursed
             return json_error(400, "request nested too deeply")
         except Exception as exc:  # the one place that keeps tracebacks off the wire

@@ -135,7 +135,7 @@ class WebRoutes:
             log.error("api: evidence bundle failed: %s: %s", type(err).__name__, err)
             try:
                 writer._send(err)
-            except _Cancelled:
+            except (_Cancelled, RuntimeError):  # RuntimeError: the server's loop closed meanwhile
                 pass
 
     def _items(self, ids: list[str]) -> tuple[list[tuple[Path, dict[str, Any]]], str, str]:
