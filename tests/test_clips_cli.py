@@ -190,3 +190,17 @@ def test_clips_list_names_the_zone_and_shows_utc_beside(tmp_path: Path, capsys, 
     assert head[:6] == ["ID", "CAMERA", "START", "(+07,", "UTC+07:00)", "START"] and head[6] == "(UTC)"
     row = next(ln for ln in lines if ln.startswith("gate-0001 "))
     assert re.search(r"  2026-11-18 18:06:40 +2026-11-18 11:06:40  ", row), row  # BASE_TS: local (UTC+7), then UTC
+
+
+def test_events_tail_lines_name_the_zone(monkeypatch):
+    from edge.outbox.tail import format_event
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        line = format_event({"ts": 1_796_176_449.0, "node": "n1", "camera": "gate", "type": "start", "label": "car",
+                             "score": 0.9, "seq": 1, "time_ok": False})
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert line.startswith("2026-12-02 02:54:09 CET ? n1 gate start")
