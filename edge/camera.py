@@ -195,6 +195,7 @@ class AnalysisLoop:
         self.latest: Frame | None = None
         self.analysed = 0
         self.event_counts: dict[str, int] = {}
+        self._thumbed: str | None = None  # the last clip given its first detection's frame
 
     def run(self, stop: threading.Event) -> None:
         last_time, last_wall = 0.0, time.time()
@@ -210,16 +211,20 @@ class AnalysisLoop:
             self.analysed += 1
             last_time, last_wall = frame.time, frame.wall
             for event in self.analyzer.process(frame):
-                self._route(event)
+                self._route(event, frame.image)
         for event in self.analyzer.flush(last_time, last_wall):
             self._route(event)
 
-    def _route(self, event: Event) -> None:
+    def _route(self, event: Event, image: Any = None) -> None:
+        # time facts first: the recorder copies the event into the clip's signed record, which must never
+        # claim a synchronised clock the node did not have (an event built with time_ok=False stays False)
+        event = replace(event, time_ok=event.time_ok and self.clock_ok())
         clip = self.recorder.on_event(event) if self.recorder is not None else None
-        changes: dict = {"time_ok": self.clock_ok()}
         if event.type is EventType.END and clip:
-            changes["clip"] = clip
-        event = replace(event, **changes)
+            event = replace(event, clip=clip)
+        if clip and clip != self._thumbed and image is not None and event.type is not EventType.END:
+            self._thumbed = clip  # once per clip: a reference to a frame already decoded, no copy, no I/O
+            self.recorder.offer_thumbnail(clip, image, event.box, event.label)  # type: ignore[union-attr]
         key = f"{event.type.value}:{event.label}"
         self.event_counts[key] = self.event_counts.get(key, 0) + 1
         log.info(

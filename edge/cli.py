@@ -81,8 +81,8 @@ def _add_clips_commands(sub: argparse._SubParsersAction) -> None:
     clips.required = True
     p = clips.add_parser("list", help="list a node's clips over the LAN")
     _add_node_client(p)
-    p.add_argument("--since", help="ISO time or UNIX seconds")
-    p.add_argument("--until", help="ISO time or UNIX seconds")
+    p.add_argument("--since", help="ISO 8601 time (no zone = UTC; add Z or +07:00) or UNIX seconds")
+    p.add_argument("--until", help="ISO 8601 time (no zone = UTC; add Z or +07:00) or UNIX seconds")
     p.add_argument("--label")
     p.add_argument("--camera")
     p.add_argument("--json", action="store_true")
@@ -95,14 +95,18 @@ def _add_clips_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="edge.api.client:pull_command")
     p = clips.add_parser("verify", help="offline check of a pulled clip or evidence bundle")
     p.add_argument("file", help="clip .mp4 or evidence bundle .zip")
-    p.add_argument("--meta", help="META.json of the clip")
+    p.add_argument("--meta", help="META.json of the clip (default: X.meta.json beside X.mp4)")
     p.add_argument("--pubkey", help="the node's public key (text or a file holding it)")
     p.set_defaults(handler="edge.clips.evidence:verify_command")
     for action, helptext in (("hold", "keep a clip past retention"), ("release", "stop keeping a clip")):
-        p = clips.add_parser(action, help=helptext + " (on the node)")
+        p = clips.add_parser(action, help=helptext + " (on the node, or over the LAN with --node/--token)")
         _add_config(p)
         p.add_argument("id")
-        p.set_defaults(handler=f"edge.clips.store:{action}_command")
+        p.add_argument("--node", help="node URL: do it over the LAN API, as the page does")
+        p.add_argument("--token", help="API token (or EDGECAM_TOKEN, or --token-file)")
+        p.add_argument("--token-file", help="file holding the API token")
+        p.add_argument("--cafile", help="CA/cert to trust for an https node")
+        p.set_defaults(handler=f"edge.api.client:{action}_command")
 
 
 def _add_tool_commands(sub: argparse._SubParsersAction) -> None:

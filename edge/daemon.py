@@ -59,6 +59,8 @@ class Daemon:
         self.clock = _ClockCache()
         self.storage_lock: Any = None
         self.node_key: Any = None
+        self.config_path: Any = None  # set by run_command: SIGHUP re-reads [api] tokens from it
+        self._reload = threading.Event()
 
     # ---- start -------------------------------------------------------------------------
     def start(self) -> None:
@@ -220,6 +222,9 @@ class Daemon:
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY_S
                 self._log_progress()
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload_tokens()
             if now >= next_stats:
                 next_stats = now + self.cfg.mqtt.stats_interval
                 self.outbox.publish_stats(self.stats())
@@ -294,9 +299,27 @@ class Daemon:
                      cam.capture.state.value, cam.analysis.analysed, cam.capture.slot.dropped,
                      cam.capture.reconnects, counts)
 
+    def request_reload(self, *_: Any) -> None:
+        """SIGHUP (``systemctl reload edgecam``): the supervisor re-reads the API tokens; nothing else stops."""
+        self._reload.set()
+
+    def reload_tokens(self) -> bool:
+        """New ``[api] tokens`` take effect without a restart; a bad config keeps the old ones (one line why)."""
+        if self.config_path is None or self.api is None:
+            log.warning("reload: %s", "no config file to re-read" if self.config_path is None else "LAN API is off")
+            return False
+        try:
+            tokens = load_config(self.config_path).api.tokens
+            self.api.set_tokens(tokens)
+        except Exception as err:  # noqa: BLE001 - any failure keeps the running tokens; say why in one line
+            log.error("reload: tokens unchanged: %s", " ".join(str(err).split())[:300])
+            return False
+        return True
+
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
         try:
             self.start()
         except StartupError as err:
@@ -325,7 +348,7 @@ class _ClockCache:
         if now - self._checked > 60:
             from .clock import clock_synchronised
 
-            self._value = clock_synchronised() is not False
+            self._value = clock_synchronised() is True  # "cannot tell" is not "synchronised" (time_ok contract)
             self._checked = now
         return self._value
 
@@ -342,4 +365,6 @@ def run_command(args: Any) -> int:
     """``edgecam run -c CONFIG``."""
     cfg = load_config(args.config)
     logging.getLogger().setLevel(logging.DEBUG if getattr(args, "verbose", False) else cfg.log.level.upper())
-    return Daemon(cfg).run()
+    daemon = Daemon(cfg)
+    daemon.config_path = args.config
+    return daemon.run()

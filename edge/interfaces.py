@@ -63,6 +63,9 @@ class ClipSink(Protocol):
     def on_event(self, event: Event) -> str | None:
         """Tell the recorder about an event; returns the id of the clip covering it, or None."""
 
+    def offer_thumbnail(self, clip_id: str, image: Any, box: tuple[float, float, float, float], label: str) -> None:
+        """The analysed frame (BGR, not written to) of the clip's first detection, for its thumbnail."""
+
     def close(self, timeout: float) -> None:
         """Finish open clips (post-roll cut short) and stop the writer thread."""
 

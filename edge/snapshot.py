@@ -67,7 +67,7 @@ def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
         raise UserError("could not encode the frame as JPEG")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data.tobytes())
+        write_atomic(path, data.tobytes(), mode=0o644)  # meant to be copied off (scp after sudo -u edgecam)
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror}") from None
 

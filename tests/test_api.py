@@ -133,8 +133,9 @@ def test_wrong_tokens_get_429(tmp_path):
     try:
         codes = [request(n.port, "/api/v1/clips", token=f"wrong-{i}")[0] for i in range(6)]
         assert codes == [401, 401, 401, 401, 429, 429]
-        status, headers, _ = request(n.port, "/api/v1/clips")  # even the right token waits
+        status, headers, _ = request(n.port, "/api/v1/clips", token="wrong-6")
         assert status == 429 and 1 <= int(headers["retry-after"]) <= 31
+        assert request(n.port, "/api/v1/clips")[0] == 200  # the right token is never locked out (#14.14)
         assert request(n.port, "/healthz", token=None)[0] == 200
     finally:
         n.server.stop()

@@ -31,7 +31,7 @@ def sendable(path: str) -> str:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    n = start_node(tmp_path_factory.mktemp("fuzz"), limiter=FailureLimiter(max_failures=10_000))
+    n = start_node(tmp_path_factory.mktemp("fuzz"), limiter=FailureLimiter(max_failures=10_000, global_failures=10_000))
     yield n
     n.server.stop()
 

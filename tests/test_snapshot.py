@@ -67,3 +67,17 @@ def test_unknown_camera_and_missing_device(tmp_path, capsys):
     assert main(["snapshot", "-c", str(cfg), "-o", str(tmp_path / "x.jpg"), "--camera", "usb"]) == 1
     assert "camera usb: /dev/video99: no such device" in capsys.readouterr().err
     assert not (tmp_path / "x.jpg").exists()
+
+
+def test_snapshot_is_readable_by_others(tmp_path, capsys):
+    """The README's "copy /tmp/aim.jpg to a laptop" after ``sudo -u edgecam``: 0644, not mkstemp's 0600."""
+    import os
+    import stat
+
+    out = tmp_path / "aim.jpg"
+    old = os.umask(0o022)
+    try:
+        assert main(["snapshot", "-c", str(config(tmp_path)), "-o", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644

@@ -123,7 +123,9 @@ def test_bundle_of_selection(node, tmp_path):
     ids = ["gate-0001", "street-0001"]
     status, headers, body = post(node.port, "/api/v1/bundle", json.dumps({"ids": ids}).encode())
     assert status == 200 and headers["content-type"] == "application/zip"
-    assert headers["content-disposition"] == 'attachment; filename="edgecam-evidence-2-clips.zip"'
+    # named after node, camera(s) and the first clip's UTC start (BASE_TS = 2026-11-18T11:06:40Z)
+    assert headers["content-disposition"] == (
+        'attachment; filename="edgecam-edge-test-01-2-cameras-20261118T110640Z-2-clips.zip"')
     out = tmp_path / "b.zip"
     out.write_bytes(body)
     assert verify_bundle(out) == []
@@ -292,7 +294,7 @@ def test_browser_download_bundle_hold_release(browser, node, tmp_path):
         page.click("#bundle")
     bundle = tmp_path / "bundle.zip"
     info.value.save_as(bundle)
-    assert info.value.suggested_filename == "edgecam-evidence-2-clips.zip"
+    assert info.value.suggested_filename == "edgecam-edge-test-01-2-cameras-20261118T110730Z-2-clips.zip"
     assert verify_bundle(bundle) == []
     with zipfile.ZipFile(bundle) as zf:
         assert sorted(c["id"] for c in json.loads(zf.read("manifest.json"))["clips"]) == ["gate-0002", "street-0001"]

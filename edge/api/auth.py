@@ -79,18 +79,26 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class FailureLimiter:
-    """Sliding window of failed logins per client address.
+    """Sliding windows of failed logins: per client address, and for the whole node.
 
-    After ``max_failures`` failures within ``window`` seconds an address is
-    blocked until enough of them age out of the window. Memory is bounded:
-    at most ``max_addresses`` addresses are tracked (the stalest dropped first).
+    After ``max_failures`` failures within ``window`` seconds an address's failing
+    requests get 429 until enough of them age out; after ``global_failures`` from all
+    addresses together, everyone's do (many addresses cannot multiply the budget).
+    Only failures are throttled: the server checks a presented token first, and a valid
+    one is always served, so a guesser on a shared (NAT) address locks nobody out. That
+    costs no safety: a token is 256 random bits, so the budgets bound the work and the
+    journal, not the odds of a guess. Memory is bounded: at most ``max_addresses``
+    addresses are tracked (the stalest dropped first).
     """
 
-    def __init__(self, max_failures: int = 10, window: float = 60.0, max_addresses: int = 4096) -> None:
+    def __init__(self, max_failures: int = 10, window: float = 60.0, max_addresses: int = 4096,
+                 global_failures: int = 60) -> None:
         self.max_failures = max_failures
         self.window = window
         self.max_addresses = max_addresses
+        self.global_failures = global_failures
         self._fails: dict[str, deque[float]] = {}
+        self._all: deque[float] = deque(maxlen=max(1, global_failures))
 
     def _trim(self, addr: str, now: float) -> deque[float] | None:
         q = self._fails.get(addr)
@@ -104,12 +112,17 @@ class FailureLimiter:
         return q
 
     def retry_after(self, addr: str, now: float | None = None) -> float:
-        """Seconds until ``addr`` may try again; 0 when it is not blocked."""
+        """Seconds until a failing ``addr`` may try again; 0 when it is not blocked."""
         now = time.monotonic() if now is None else now
+        while self._all and self._all[0] <= now - self.window:
+            self._all.popleft()
+        wait = 0.0
+        if len(self._all) >= self.global_failures:
+            wait = self._all[0] + self.window - now
         q = self._trim(addr, now)
         if q is None or len(q) < self.max_failures:
-            return 0.0
-        return max(0.0, q[len(q) - self.max_failures] + self.window - now)
+            return max(0.0, wait)
+        return max(0.0, wait, q[len(q) - self.max_failures] + self.window - now)
 
     def record_failure(self, addr: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -120,6 +133,47 @@ class FailureLimiter:
                 del self._fails[stalest]
             q = self._fails[addr] = deque(maxlen=self.max_failures * 2)
         q.append(now)
+        self._all.append(now)
+
+
+class LogBudget:
+    """At most ``per_window`` lines per kind in each ``window`` seconds; the rest are counted, not written.
+
+    Unauthenticated clients must not be able to fill an SD card's journal: bad tokens,
+    HTTP parser errors and their access lines go through here, and ``summary()`` (called
+    once per window by the server) says how many were held back and from how many addresses.
+    """
+
+    def __init__(self, per_window: int = 20, window: float = 60.0) -> None:
+        self.per_window = per_window
+        self.window = window
+        self._start = time.monotonic()
+        self._written: dict[str, int] = {}
+        self._held: dict[str, int] = {}
+        self._addrs: set[str] = set()
+
+    def allow(self, kind: str, addr: str = "?", now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if now - self._start >= self.window and not self._held:
+            self._start, self._written = now, {}
+        if self._written.get(kind, 0) < self.per_window:
+            self._written[kind] = self._written.get(kind, 0) + 1
+            return True
+        self._held[kind] = self._held.get(kind, 0) + 1
+        if len(self._addrs) < 10_000:
+            self._addrs.add(addr)
+        return False
+
+    def summary(self, now: float | None = None) -> str | None:
+        """One line for what was held back since the last summary (None if nothing), and a new window."""
+        now = time.monotonic() if now is None else now
+        held, addrs, began = self._held, len(self._addrs), self._start
+        self._start, self._written, self._held, self._addrs = now, {}, {}, set()
+        if not held:
+            return None
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(held.items()))
+        return (f"api: {sum(held.values())} log line(s) held back in the last {now - began:.0f} s "
+                f"({kinds}) from {addrs} address(es)")
 
 
 def token_new_command(args: argparse.Namespace) -> int:
@@ -131,6 +185,8 @@ def token_new_command(args: argparse.Namespace) -> int:
     print(f"token (shown once, give it to the technician): {token}")
     print("add this line to [api] tokens in the node's config:")
     print(f'  "{hash_line(token, name)}",')
+    print("then make the running daemon read it (no restart, recording goes on): "
+          "sudo systemctl reload edgecam   (or: kill -HUP <daemon pid>)")
     return 0
 
 
@@ -165,7 +221,7 @@ class TicketSigner:
     def check(self, path: str, ticket: str, now: float | None = None) -> str | None:
         """The issuing token's name when ``ticket`` opens ``path`` now, else None."""
         parts = ticket.split(".")
-        if len(parts) < 3 or not parts[0].isdigit() or len(ticket) > 256:
+        if len(parts) < 3 or not (parts[0].isascii() and parts[0].isdigit()) or len(ticket) > 256:
             return None
         expiry, name, mac = int(parts[0]), ".".join(parts[1:-1]), parts[-1]
         if expiry < (time.time() if now is None else now) or not TICKET_PATH.match(path):

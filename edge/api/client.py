@@ -9,10 +9,12 @@ name only after its sha256 matched the node's.
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
 import json
 import os
 import re
+import socket
 import ssl
 import sys
 import time
@@ -136,11 +138,18 @@ def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _local(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
 def format_table(rows: list[dict]) -> str:
-    head = ("ID", "CAMERA", "START (UTC)", "SECS", "LABELS", "MB", "HELD")
+    """Local start with the zone named in the header, and UTC beside it (the one time rule, docs/interface.md)."""
+    from ..timefmt import zone_label
+
+    head = ("ID", "CAMERA", f"START ({zone_label()})", "START (UTC)", "SECS", "LABELS", "MB", "HELD")
     lines = [head] + [
-        (r["id"], r["camera"], _utc(r["start_ts"]), f"{r['end_ts'] - r['start_ts']:.1f}", ",".join(r["labels"]),
-         f"{r['bytes'] / 1e6:.2f}", "yes" if r.get("held") else "")
+        (r["id"], r["camera"], _local(r["start_ts"]), _utc(r["start_ts"]), f"{r['end_ts'] - r['start_ts']:.1f}",
+         ",".join(r["labels"]), f"{r['bytes'] / 1e6:.2f}", "yes" if r.get("held") else "")
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
@@ -283,7 +292,7 @@ def pull_clip(client: NodeClient, cid: str, out: Path) -> Pulled:
     if not _ID.match(cid) or ".." in cid:
         raise UserError(f"bad clip id {cid!r}")
     meta = client.json(f"/api/v1/clips/{cid}/meta")
-    write_atomic(out / f"{cid}.meta.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+    write_atomic(out / f"{cid}.meta.json", json.dumps(meta, indent=1, sort_keys=True).encode(), mode=0o644)
     sha = download(client, cid, out)
     return Pulled(cid, out / f"{cid}.mp4", meta, sha)
 
@@ -316,6 +325,33 @@ def pull_command(args: argparse.Namespace) -> int:
         health = client.json("/api/v1/health")
         node = str(health.get("node") or urllib.parse.urlsplit(client.base).netloc) if isinstance(health, dict) else ""
         pairs = [(item.file, item.meta) for item in items]
-        path = write_bundle(Path(args.bundle), pairs, client.text("/api/v1/pubkey"), node)
+        by = f"edgecam clips pull, user {getpass.getuser()} on {socket.gethostname()}, from {client.base}"
+        path = write_bundle(Path(args.bundle), pairs, client.text("/api/v1/pubkey"), node, exported_by=by)
         print(f"bundle {path} ({len(items)} clip(s))")
+    return 0
+
+
+def hold_command(args: argparse.Namespace) -> int:
+    """``edgecam clips hold ID``: on the node (``-c CONFIG``) or over the LAN (``--node URL --token T``)."""
+    return _hold(args, True)
+
+
+def release_command(args: argparse.Namespace) -> int:
+    """``edgecam clips release ID``: the same two ways as hold."""
+    return _hold(args, False)
+
+
+def _hold(args: argparse.Namespace, held: bool) -> int:
+    if not getattr(args, "node", None):
+        from ..clips import store  # on the node: the index itself (needs no token)
+
+        return store.hold_command(args) if held else store.release_command(args)
+    if not _ID.match(args.id) or ".." in args.id:
+        raise UserError(f"bad clip id {args.id!r}")
+    client = _client(args)
+    with client.open(f"/api/v1/clips/{args.id}/hold", method="POST" if held else "DELETE") as resp:
+        answer = json.loads(resp.read() or b"{}")
+    if answer.get("held") is not held:
+        raise UserError(f"node did not confirm: {answer}")
+    print(f"{'held' if held else 'released'} {args.id} on {client.base}")
     return 0

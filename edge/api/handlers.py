@@ -60,7 +60,7 @@ def _time_param(value: str | None, key: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value) if re.fullmatch(r"-?\d{1,12}(\.\d{1,9})?", value) else _iso(value)
+        return float(value) if re.fullmatch(r"-?[0-9]{1,12}(\.[0-9]{1,9})?", value) else _iso(value)
     except (ValueError, OverflowError):
         raise web.HTTPBadRequest(reason="Bad Request", text=f"{key}: expected UNIX seconds or ISO 8601 time") from None
 
@@ -174,7 +174,7 @@ class Handlers:
     async def list_clips(self, request: web.Request) -> web.Response:
         q = request.query
         limit_s = q.get("limit", "100")
-        if not re.fullmatch(r"\d{1,6}", limit_s) or not 1 <= int(limit_s) <= MAX_LIMIT:
+        if not re.fullmatch(r"[0-9]{1,6}", limit_s) or not 1 <= int(limit_s) <= MAX_LIMIT:
             raise web.HTTPBadRequest(reason="Bad Request", text=f"limit: expected 1..{MAX_LIMIT}")
         kwargs: dict[str, Any] = {
             "since": _time_param(q.get("since"), "since"),

@@ -16,17 +16,21 @@ short-lived, for one clip/thumbnail/snapshot path, GET/HEAD only.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import re
+import sqlite3
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp import web_response as _aiohttp_response
 from aiohttp.abc import AbstractAccessLogger
 
 from ..interfaces import ClipCatalog, NodeView
-from .auth import FailureLimiter, TicketSigner, TokenChecker, bearer_token, parse_token_lines
+from .auth import FailureLimiter, LogBudget, TicketSigner, TokenChecker, bearer_token, parse_token_lines
 from .handlers import TOKEN_NAME, Handlers, json_error
 from .webroutes import WebRoutes
 
@@ -48,6 +52,24 @@ class _OneLine(logging.Filter):
             record.exc_text = None
         return True
 
+_FROM = re.compile(r" from (\S+)")
+
+
+class _Budgeted(logging.Filter):
+    """Parser errors from unauthenticated clients: at most a budget of lines per minute, the rest counted."""
+
+    def __init__(self, budget: LogBudget) -> None:
+        super().__init__()
+        self.budget = budget
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        found = _FROM.search(record.getMessage())  # "Error handling request from ADDR" (args may be folded in)
+        return self.budget.allow("parser errors", found.group(1).rstrip(":") if found else "?")
+
+
+SERVER_NAME = "edgecam"  # the Server: header; never Python's or aiohttp's version (fingerprinting)
 PUBLIC_PATHS = ("/healthz", "/")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -61,8 +83,13 @@ SECURITY_HEADERS = {
 class _AccessLog(AbstractAccessLogger):
     """One line per request: address, token name (never the token), request line, status, bytes, ms."""
 
+    budget: LogBudget | None = None  # set per server (see ApiServer._access_class)
+
     def log(self, request, response, time: float) -> None:  # noqa: A002 - aiohttp's signature
         name = request.get(TOKEN_NAME, "-") if hasattr(request, "get") else "-"
+        if name == "-" and self.budget is not None and not self.budget.allow("unauthenticated requests",
+                                                                               str(request.remote)):
+            return
         self.logger.info(
             "%s %s %s %s %d %d %.0fms",
             request.remote, name, request.method, request.raw_path.split("?")[0][:200], response.status,
@@ -96,11 +123,14 @@ class ApiServer:
         idle_timeout: float = 15.0,
         write_timeout: float = 60.0,
         limiter: FailureLimiter | None = None,
+        log_budget: LogBudget | None = None,
     ) -> None:
         self._tokens = TokenChecker(parse_token_lines(token_hashes))
         if not any(isinstance(f, _OneLine) for f in server_log.filters):
             server_log.addFilter(_OneLine())
         self._limiter = limiter or FailureLimiter()
+        self._budget = log_budget or LogBudget()
+        self._parser_filter = _Budgeted(self._budget)
         self._tickets = TicketSigner()
         self._host, self._port, self._ssl = host, port, ssl_context
         self._idle_timeout = idle_timeout
@@ -112,6 +142,13 @@ class ApiServer:
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
         self.port = port
+
+    def set_tokens(self, token_hashes: list[str]) -> int:
+        """Replace the accepted tokens (SIGHUP reload); ValueError names a bad line and changes nothing."""
+        checker = TokenChecker(parse_token_lines(token_hashes))
+        self._tokens = checker  # one reference swap: a request in flight sees the old set or the new one
+        log.info("api: tokens reloaded (%d token(s))", len(checker))
+        return len(checker)
 
     @property
     def url(self) -> str:
@@ -153,21 +190,40 @@ class ApiServer:
             loop.close()
             return
         ready.set()
+        summaries = loop.create_task(self._summaries())
         try:
             loop.run_until_complete(self._stop.wait())
+            summaries.cancel()
             loop.run_until_complete(runner.cleanup())
         finally:
+            server_log.removeFilter(self._parser_filter)
+            self._log_summary()
             loop.close()
+
+    async def _summaries(self) -> None:
+        """Once per budget window: one line for the log lines held back (bad tokens, parser errors)."""
+        while True:
+            await asyncio.sleep(self._budget.window)
+            self._log_summary()
+
+    def _log_summary(self) -> None:
+        line = self._budget.summary()
+        if line:
+            log.warning("%s", line)
 
     async def _setup(self) -> web.AppRunner:
         self._stop = asyncio.Event()
+        # aiohttp stamps "Server: Python/3.x aiohttp/3.y" on every answer, its own parser errors included
+        # (those skip on_response_prepare); its one module default is the only switch that covers both
+        _aiohttp_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+        server_log.addFilter(self._parser_filter)
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=64 * 1024)
         app.add_routes(self._handlers.routes())
         app.add_routes(self._web.routes())  # evidence bundles for the web page
         app.on_response_prepare.append(_security_headers)
         runner = web.AppRunner(
             app,
-            access_log_class=_AccessLog,
+            access_log_class=type("_BudgetedAccessLog", (_AccessLog,), {"budget": self._budget}),
             access_log=access_log,
             logger=server_log,
             keepalive_timeout=self._idle_timeout,
@@ -199,19 +255,28 @@ class ApiServer:
             return json_error(exc.status, exc.reason.lower() if text.startswith(f"{exc.status}:") else text, headers)
         except (asyncio.CancelledError, ConnectionError):
             raise
+        except OSError as exc:  # the node's disk, not the request: say so (507), never a bare 500
+            log.error("api: %s %s failed: %s", request.method, request.path[:200], exc)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return json_error(507, "no space left on the node's storage; free some or try fewer clips")
+            return json_error(503, f"storage error on the node: {exc.strerror or type(exc).__name__}")
+        except sqlite3.Error as exc:  # the clip index refused (full disk, locked, read-only): the node's state
+            log.error("api: %s %s failed: clip index: %s", request.method, request.path[:200], exc)
+            if "full" in str(exc).lower():
+                return json_error(507, "no space left on the node's storage (clip index)")
+            return json_error(503, "the node's clip index is unavailable; try again shortly")
+        except RecursionError:  # input nested past Python's limit somewhere a parser recursed
+            return json_error(400, "request nested too deeply")
         except Exception as exc:  # the one place that keeps tracebacks off the wire
             log.error("api: %s %s failed: %s: %s", request.method, request.path[:200], type(exc).__name__, exc)
             return json_error(500, "internal error")
 
     @web.middleware
     async def _auth(self, request: web.Request, handler) -> web.StreamResponse:
+        """A valid token (or ticket) is always served; only failures are throttled (see FailureLimiter)."""
         if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
             return await handler(request)
         addr = request.remote or "?"
-        wait = self._limiter.retry_after(addr)
-        if wait > 0:
-            retry = {"Retry-After": str(int(wait) + 1)}
-            raise web.HTTPTooManyRequests(text="too many bad tokens; try later", headers=retry)
         token = bearer_token(request.headers.get("Authorization"))
         name = self._tokens.name_for(token)
         ticket = request.query.get("ticket")
@@ -219,16 +284,26 @@ class ApiServer:
             token = ticket
             name = self._tickets.check(request.path, ticket)
         if name is None:
-            if token is not None:
-                self._limiter.record_failure(addr)
-                log.warning("api: bad token from %s", addr)
-            challenge = {"WWW-Authenticate": 'Bearer realm="edgecam"'}
-            raise web.HTTPUnauthorized(text="missing or bad token", headers=challenge)
+            self._refuse(addr, token is not None)
         request[TOKEN_NAME] = name
         return await handler(request)
 
+    def _refuse(self, addr: str, guessed: bool) -> None:
+        """401, or 429 while this address or the whole node is over its failure budget; lines are budgeted."""
+        if guessed:
+            wait = self._limiter.retry_after(addr)
+            if wait > 0:
+                retry = {"Retry-After": str(int(wait) + 1)}
+                raise web.HTTPTooManyRequests(text="too many bad tokens; try later", headers=retry)
+            self._limiter.record_failure(addr)
+            if self._budget.allow("bad tokens", addr):
+                log.warning("api: bad token from %s", addr)
+        challenge = {"WWW-Authenticate": 'Bearer realm="edgecam"'}
+        raise web.HTTPUnauthorized(text="missing or bad token", headers=challenge)
+
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME
     for key, value in SECURITY_HEADERS.items():
         response.headers.setdefault(key, value)
 

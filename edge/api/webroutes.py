@@ -1,76 +1,164 @@
 """The route the technician's web page adds to the plain API: an evidence bundle for a selection of clips.
 
 ``POST /api/v1/bundle`` (bearer token) with ``{"ids": [...]}`` → one evidence ZIP in the
-``edge.clips.evidence.write_bundle`` layout (clips, their meta records, the node's public key, a manifest of hashes),
-the same file ``edgecam clips pull --bundle`` writes. The ZIP is built in a private temp directory
-(``bundle_dir``, default the system's) and unlinked before it is streamed, so nothing is left behind.
+``edge.clips.bundle`` layout (cover sheet, clips, their meta records, the node's public key, SHA256SUMS, a
+manifest of hashes), the same file ``edgecam clips pull --bundle`` writes. The ZIP is written straight into
+the response by a writer thread (chunked, no temporary copy), so neither ``$TMPDIR`` nor the SD card's free
+space can fail it; the cover sheet names the token that exported it.
 The body is JSON, which a cross-site form cannot send with the ``Authorization`` header: CSRF-safe.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import asyncio
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from ..clips.evidence import write_bundle
-from .handlers import Handlers, valid_id
+from ..clips.bundle import bundle_filename, stream_bundle
+from .handlers import TOKEN_NAME, Handlers, valid_id
 
+log = logging.getLogger("edge.api")
 MAX_BUNDLE_CLIPS = 50
 MAX_BUNDLE_BYTES = 1 << 30
+MAX_BUNDLES_AT_ONCE = 2  # each holds a writer thread for as long as the client takes to download
+CHUNK = 256 * 1024
+_END = object()
+
+
+class _Cancelled(Exception):
+    """The client went away: the writer thread stops."""
+
+
+class _QueueWriter:
+    """A file-like ``write`` for ``zipfile`` that hands 256 KiB chunks to the event loop (bounded: back-pressure)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, q: asyncio.Queue, cancelled: threading.Event) -> None:
+        self._loop, self._q, self._cancelled = loop, q, cancelled
+        self._buf = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._buf += data
+        if len(self._buf) >= CHUNK:
+            self._send(bytes(self._buf))
+            self._buf.clear()
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close_stream(self) -> None:
+        if self._buf:
+            self._send(bytes(self._buf))
+            self._buf.clear()
+
+    def _send(self, item: object) -> None:
+        fut = asyncio.run_coroutine_threadsafe(self._q.put(item), self._loop)
+        while True:
+            try:
+                fut.result(timeout=1.0)
+                return
+            except TimeoutError:
+                if self._cancelled.is_set():
+                    fut.cancel()
+                    raise _Cancelled() from None
 
 
 class WebRoutes:
-    """The bundle handler; reuses ``handlers`` for the catalog, the thread pool and file streaming."""
+    """The bundle handler; reuses ``handlers`` for the catalog, the thread pool and the write timeout."""
 
-    def __init__(self, handlers: Handlers, bundle_dir: Path | None = None) -> None:
+    def __init__(self, handlers: Handlers) -> None:
         self.h = handlers
-        self.bundle_dir = bundle_dir
+        self._busy = 0
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/api/v1/bundle", self.bundle)]
 
     async def bundle(self, request: web.Request) -> web.StreamResponse:
         ids = await _bundle_ids(request)
-        fd, size = await self.h._call(self._build, ids)
+        items, pubkey, node = await self.h._call(self._items, ids)
+        if self._busy >= MAX_BUNDLES_AT_ONCE:
+            raise web.HTTPServiceUnavailable(text="another evidence bundle is being downloaded; try again shortly",
+                                             headers={"Retry-After": "10"})
+        self._busy += 1
         try:
-            headers = {"Content-Type": "application/zip", "Cache-Control": "no-store",
-                       "Content-Disposition": f'attachment; filename="edgecam-evidence-{len(ids)}-clips.zip"'}
-            resp = web.StreamResponse(headers=headers)
-            resp.content_length = size
-            await resp.prepare(request)
-            await self.h._stream(request, resp, fd, 0, size)
-            return resp
+            return await self._send(request, items, pubkey, node)
         finally:
-            os.close(fd)
+            self._busy -= 1
 
-    def _build(self, ids: list[str]) -> tuple[int, int]:
-        """Write the ZIP in a private temp dir; return an open fd to it (already unlinked) and its size."""
+    async def _send(self, request: web.Request, items: list[tuple[Path, dict[str, Any]]], pubkey: str,
+                    node: str) -> web.StreamResponse:
+        name = bundle_filename(node, [m for _, m in items])
+        headers = {"Content-Type": "application/zip", "Cache-Control": "no-store",
+                   "Content-Disposition": f'attachment; filename="{name}"'}
+        resp = web.StreamResponse(headers=headers)
+        resp.enable_chunked_encoding()
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue = asyncio.Queue(maxsize=4)
+        cancelled = threading.Event()
+        writer = _QueueWriter(loop, q, cancelled)
+        exported_by = f"LAN API token '{request.get(TOKEN_NAME, '-')}' from {request.remote or '?'}"
+        thread = threading.Thread(target=self._produce, args=(writer, items, pubkey, node, exported_by),
+                                  name="api-bundle", daemon=True)
+        await resp.prepare(request)
+        thread.start()
+        try:
+            while True:
+                item = await q.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):  # after the headers went out, only a cut shows it
+                    raise ConnectionResetError(f"bundle failed: {item}")
+                await asyncio.wait_for(resp.write(item), self.h.write_timeout)
+            await resp.write_eof()
+        except (ConnectionError, asyncio.TimeoutError):
+            if request.transport is not None:
+                request.transport.close()
+            resp.force_close()
+        finally:
+            cancelled.set()
+        return resp
+
+    def _produce(self, writer: _QueueWriter, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str,
+                 exported_by: str) -> None:
+        """The writer thread: the ZIP, chunk by chunk, then ``_END`` (or the error that stopped it)."""
+        try:
+            stream_bundle(writer, items, pubkey, node, exported_by)
+            writer.close_stream()
+            writer._send(_END)
+        except _Cancelled:
+            return
+        except Exception as err:  # a clip removed or unreadable mid-way: the client sees a cut download
+            log.error("api: evidence bundle failed: %s: %s", type(err).__name__, err)
+            try:
+                writer._send(err)
+            except (_Cancelled, RuntimeError):  # RuntimeError: the server's loop closed meanwhile
+                pass
+
+    def _items(self, ids: list[str]) -> tuple[list[tuple[Path, dict[str, Any]]], str, str]:
+        """Every clip checked before the first byte is sent (unknown → 404, too big → 413)."""
         cat = self.h.catalog
-        with tempfile.TemporaryDirectory(prefix="edgecam-bundle-", dir=self.bundle_dir) as tmp:
-            items: list[tuple[Path, dict[str, Any]]] = []
-            total = 0
-            for cid in ids:
-                rec, path, meta = cat.get(cid), cat.file_path(cid), cat.meta(cid)
-                if rec is None or path is None or meta is None:
-                    raise web.HTTPNotFound(text=f"clip {cid} not found")
-                total += rec.bytes
-                if total > MAX_BUNDLE_BYTES:
-                    raise web.HTTPRequestEntityTooLarge(MAX_BUNDLE_BYTES, total, text="bundle over 1 GiB; pick fewer")
-                items.append((path, meta))
-            out = write_bundle(Path(tmp) / "bundle.zip", items, cat.public_key(), node=_node_name(self.h))
-            fd = os.open(out, os.O_RDONLY | os.O_CLOEXEC)
-            return fd, os.fstat(fd).st_size
+        items: list[tuple[Path, dict[str, Any]]] = []
+        total = 0
+        for cid in ids:
+            rec, path, meta = cat.get(cid), cat.file_path(cid), cat.meta(cid)
+            if rec is None or path is None or meta is None:
+                raise web.HTTPNotFound(text=f"clip {cid} not found")
+            total += rec.bytes
+            if total > MAX_BUNDLE_BYTES:
+                raise web.HTTPRequestEntityTooLarge(MAX_BUNDLE_BYTES, total, text="bundle over 1 GiB; pick fewer")
+            items.append((path, meta))
+        return items, cat.public_key(), _node_name(self.h)
 
 
 async def _bundle_ids(request: web.Request) -> list[str]:
     """The ``ids`` of a bundle request: 1..50 distinct valid clip ids, in the order given."""
     try:
         body: Any = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nested past the limit
         raise web.HTTPBadRequest(text="body: expected JSON {\"ids\": [...]}") from None
     ids = body.get("ids") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BUNDLE_CLIPS:

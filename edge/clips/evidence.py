@@ -29,12 +29,17 @@ META.json (``ClipStore.meta(id)``, the LAN API's ``/clips/<id>/meta``)::
 Evidence bundle (ZIP, ``write_bundle``; the one writer behind ``clips pull --bundle`` and the
 API's ``POST /api/v1/bundle``; ``check_bundle`` is the one checker behind ``clips verify``)::
 
-    manifest.json        {"format": "edgecam-evidence/1", "node": NAME, "created": UNIX, "pubkey": "ed25519:B64",
-                          "files": {"clips/ID.mp4": SHA256, "clips/ID.meta.json": SHA256, "pubkey.txt": SHA256},
+    README.txt           the cover sheet (node, cameras, local and UTC times, exporter, how to check)
+    manifest.json        {"format": "edgecam-evidence/1", "node": NAME, "created": ISO-8601 UTC,
+                          "created_ts": UNIX, "exported_by": NAME, "pubkey": "ed25519:B64",
+                          "files": {"clips/ID.mp4": SHA256, "clips/ID.meta.json": SHA256, "pubkey.txt": SHA256, ...},
                           "clips": [{"id", "file", "sha256", "meta_file", "meta_sha256"}, ...]}
     pubkey.txt           the node's public key, one line
+    SHA256SUMS           for ``sha256sum -c``
     clips/ID.mp4         the clip as stored (streamed in, never held in memory)
     clips/ID.meta.json   its META.json
+
+(``edge.clips.bundle`` writes it in one forward pass to a file or straight to an HTTP response.)
 """
 
 from __future__ import annotations
@@ -55,9 +60,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..config import load_config
 from ..errors import UserError
+from .bundle import BUNDLE_FORMAT, stream_bundle
 
 META_FORMAT = "edgecam-clip-meta/1"
-BUNDLE_FORMAT = "edgecam-evidence/1"
 KEY_FILE = "node.ed25519"
 PUB_FILE = "node.ed25519.pub"  # the public half, written with the key: catches a 32-byte key that was overwritten
 PREFIX = "ed25519:"
@@ -241,40 +246,22 @@ def break_text(seq: int, brk: dict[str, Any]) -> str:
     return f"BREAK recorded by the node before seq {seq}: {brk.get('reason')} (previous record: {before})"
 
 
-def write_bundle(path: Path, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "") -> Path:
-    """Write an evidence ZIP (layout in this module's docstring) from (clip file, META.json) pairs; atomic rename."""
+def write_bundle(path: Path, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "",
+                 exported_by: str = "") -> Path:
+    """Write an evidence ZIP (layout in ``edge.clips.bundle``) from (clip file, META.json) pairs; atomic rename."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    files: dict[str, str] = {}
-    clips: list[dict[str, str]] = []
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        for clip_path, meta in items:
-            cid = meta["record"]["clip"]
-            clip_name, meta_name = f"clips/{cid}.mp4", f"clips/{cid}.meta.json"
-            files[clip_name] = _copy_in(zf, Path(clip_path), clip_name)
-            meta_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
-            zf.writestr(meta_name, meta_bytes)
-            files[meta_name] = sha256_bytes(meta_bytes)
-            clips.append({"id": cid, "file": clip_name, "sha256": files[clip_name],
-                          "meta_file": meta_name, "meta_sha256": files[meta_name]})
-        key_bytes = (pubkey.strip() + "\n").encode()
-        zf.writestr("pubkey.txt", key_bytes)
-        files["pubkey.txt"] = sha256_bytes(key_bytes)
-        manifest = {"format": BUNDLE_FORMAT, "node": node, "created": round(time.time(), 3),
-                    "pubkey": pubkey.strip(), "files": files, "clips": clips}
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            stream_bundle(fh, items, pubkey, node, exported_by)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # meant to be copied and handed over, like a pulled clip
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
-
-
-def _copy_in(zf: zipfile.ZipFile, src: Path, name: str) -> str:
-    """Stream ``src`` into the ZIP as ``name`` (clips can be large); its sha256."""
-    h = hashlib.sha256()
-    with src.open("rb") as f, zf.open(name, "w", force_zip64=True) as dst:
-        while block := f.read(1 << 20):
-            h.update(block)
-            dst.write(block)
-    return h.hexdigest()
 
 
 def check_bundle(path: Path, pubkey: str | None) -> list[Check]:
@@ -377,10 +364,14 @@ def verify_command(args) -> int:
         if zipfile.is_zipfile(path):
             checks = check_bundle(path, _key_text(args.pubkey) if args.pubkey else None)
         else:
-            if not args.meta or not args.pubkey:
-                raise UserError("verifying a clip needs --meta META.json and --pubkey KEY")
-            meta = json.loads(Path(args.meta).read_text())
-            checks = check_clip(path.read_bytes(), meta, parse_public_key(_key_text(args.pubkey)))
+            meta_path = Path(args.meta) if args.meta else beside_meta(path)
+            meta = json.loads(meta_path.read_text())
+            checks = []
+            key = _key_text(args.pubkey) if args.pubkey else str(meta.get("pubkey") or "")
+            if not args.pubkey:
+                note = f"using {meta_path.name}'s own pubkey (pass --pubkey to check origin)"
+                checks.append(Check("key", True, note))
+            checks += check_clip(path.read_bytes(), meta, parse_public_key(key))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise UserError(f"cannot verify {path}: {err}") from None
     for c in checks:
@@ -390,6 +381,14 @@ def verify_command(args) -> int:
     noted = f" ({breaks} chain break(s) recorded by the node, see above)" if breaks else ""
     print(f"verified{noted}" if not failed else f"FAILED: {len(failed)} check(s)")
     return 1 if failed else 0
+
+
+def beside_meta(clip: Path) -> Path:
+    """``X.meta.json`` next to ``X.mp4`` (how ``clips pull`` and unzipped bundles lay them out)."""
+    meta = clip.with_name(clip.name.removesuffix(".mp4") + ".meta.json")
+    if not meta.is_file():
+        raise UserError(f"no {meta.name} beside {clip.name}: pass --meta META.json")
+    return meta
 
 
 def _key_text(value: str) -> str:

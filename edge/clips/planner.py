@@ -20,6 +20,7 @@ class Open:
     since: float | None  # source time the pre-roll reaches back to; None: start at the next keyframe
     wall: float  # wall clock of the opening event (names the clip)
     continues: str | None = None  # the clip this one continues (max_clip split, stream restart)
+    time_ok: bool = True  # the wall clock was synchronised when it opened (indexed before the first byte)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class ClipPlanner:
                 return None, NOTHING
             self.clip_id = self._new_id(ev.ts)
             self._start = ev.time - self.pre_roll
-            actions.append(Open(self.clip_id, self._start, ev.ts))
+            actions.append(Open(self.clip_id, self._start, ev.ts, time_ok=ev.time_ok))
         self._active[ev.id] = ev
         self._until = None
         actions.append(Attach(self.clip_id, ev))
@@ -113,6 +114,7 @@ class ClipPlanner:
         old = self.clip_id
         self.clip_id = self._new_id(wall)
         self._start = since
-        actions: list[Action] = [Close(old), Open(self.clip_id, None, wall, continues=old)]
+        time_ok = all(ev.time_ok for ev in self._active.values())
+        actions: list[Action] = [Close(old), Open(self.clip_id, None, wall, continues=old, time_ok=time_ok)]
         actions += [Attach(self.clip_id, ev) for ev in self._active.values()]
         return tuple(actions)

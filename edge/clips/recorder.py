@@ -29,6 +29,7 @@ from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
 from .ring import PacketRing
 from .store import ClipStore, Finished
+from .thumbs import shot_jpeg
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -40,6 +41,16 @@ PAUSED_CHECK_S = 10.0  # how often a paused store looks for free space again
 class _Thumb:
     clip_id: str
     jpeg: bytes
+
+
+@dataclass
+class _Shot:
+    """The analysed frame of a clip's first detection (a reference; never written to)."""
+
+    clip_id: str
+    image: Any
+    box: tuple[float, float, float, float]
+    label: str
 
 
 @dataclass
@@ -119,6 +130,11 @@ class ClipRecorder:
             self._put(actions)
         return clip_id
 
+    def offer_thumbnail(self, clip_id: str, image: Any, box: tuple[float, float, float, float], label: str) -> None:
+        """The frame of the clip's first detection: the writer draws the box and makes it the thumbnail."""
+        if self._thumbnails:
+            self._q.put(_Shot(clip_id, image, box, label))
+
     def set_thumbnail(self, clip_id: str, jpeg: bytes) -> None:
         """A better thumbnail (e.g. the best detection frame) than the first keyframe."""
         self._q.put(_Thumb(clip_id, jpeg))
@@ -181,6 +197,13 @@ class ClipRecorder:
             self._open(item)
         elif isinstance(item, Close):
             self._finish(item.clip_id)
+        elif isinstance(item, _Shot):
+            cur = self._cur
+            if cur is not None and cur.id == item.clip_id and not cur.thumb:
+                jpeg = shot_jpeg(item.image, item.box, item.label)
+                if jpeg:
+                    self._store.set_thumbnail(cur.id, jpeg)
+                    cur.thumb = True
         elif isinstance(item, _Thumb):
             if self._cur is not None and self._cur.id == item.clip_id:
                 self._cur.thumb = True
@@ -195,14 +218,14 @@ class ClipRecorder:
         pre = self._ring.since(op.since) if op.since is not None else []
         if pre:
             start_ts = pre[0].wall
-        part = self._store.begin(op.clip_id, self.camera, start_ts, True, op.continues)
+        part = self._store.begin(op.clip_id, self.camera, start_ts, op.time_ok, op.continues)
         if not self._store.check_space():
             with self._lock:
                 self._planner.abandon(op.clip_id)
             self._store.mark_lost(op.clip_id, f"not recorded: {self._store.pause_reason}")
             self._counts["lost"] += 1
             return
-        self._cur = _Open(op.clip_id, FragmentWriter(part, self._info))
+        self._cur = _Open(op.clip_id, FragmentWriter(part, self._info), time_ok=op.time_ok)
         for p in pre:
             self._cur.writer.write(p)
         log.info("clips %s: recording %s%s", self.camera, op.clip_id,
@@ -221,9 +244,10 @@ class ClipRecorder:
         else:
             cur.events.append(body)
         cur.labels.add(at.event.label)
+        lost_sync = cur.time_ok and not at.event.time_ok
         cur.time_ok = cur.time_ok and at.event.time_ok
-        if at.event.type is not EventType.UPDATE:
-            self._store.update_events(cur.id, sorted(cur.labels), cur.events)
+        if at.event.type is not EventType.UPDATE or lost_sync:  # the index row is what recover() signs
+            self._store.update_events(cur.id, sorted(cur.labels), cur.events, time_ok=cur.time_ok)
 
     def _finish(self, clip_id: str) -> None:
         cur = self._cur

@@ -165,10 +165,13 @@ class ClipStore:
                 (clip_id, camera, start_ts, start_ts, int(time_ok), continues))
         return self.part_path(clip_id)
 
-    def update_events(self, clip_id: str, labels: list[str], events: list[dict[str, Any]]) -> None:
+    def update_events(self, clip_id: str, labels: list[str], events: list[dict[str, Any]],
+                      time_ok: bool | None = None) -> None:
         with self._lock:
             self._db.execute("UPDATE clips SET labels = ?, events = ? WHERE id = ?",
                              (json.dumps(labels), json.dumps(events), clip_id))
+            if time_ok is False:  # a clip recovered after a crash must not claim a synced clock either
+                self._db.execute("UPDATE clips SET time_ok = 0 WHERE id = ?", (clip_id,))
 
     def add_finished(self, clip_id: str, fin: Finished) -> ClipRecord | None:
         """Hash, sign and chain a clip whose final file is in place; then apply retention."""

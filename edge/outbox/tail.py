@@ -41,9 +41,9 @@ def _port(p: str, text: str) -> int:
 
 def format_event(msg: dict[str, Any]) -> str:
     """One readable line: time, node, camera, type, label, score, zones, line, clip, seq."""
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(msg.get("ts", 0))))
+    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(msg.get("ts", 0))))  # local, zone named
     parts = [
-        when + ("" if msg.get("time_ok", True) else "?"),
+        when + ("" if msg.get("time_ok", True) else " ?"),  # ?: the node's clock was not synchronised
         str(msg.get("node", "?")), str(msg.get("camera", "?")), f"{msg.get('type', '?'):<6}",
         str(msg.get("label", "?")), f"{float(msg.get('score', 0)):.2f}",
     ]

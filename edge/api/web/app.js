@@ -51,9 +51,22 @@
 
   const enc = encodeURIComponent;
   const pad = (n) => String(n).padStart(2, "0");
-  function when(ts) {
+  // One time rule (docs/interface.md): stored in UTC; shown in this browser's local time with the zone
+  // named, and UTC beside it, since a clip is evidence.
+  function zoneName(d) {
+    const part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(d)
+      .find((p) => p.type === "timeZoneName");
+    return part ? part.value : "local";
+  }
+  function localText(ts) {
     const d = new Date(ts * 1000);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zoneName(d)}`;
+  }
+  function utcText(ts) {
+    return new Date(ts * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
+  }
+  function when(ts) {
+    return `${localText(ts)} (${utcText(ts).slice(11, 19)} UTC)`;
   }
   function size(bytes) {
     const units = ["B", "kB", "MB", "GB", "TB"];
@@ -199,7 +212,9 @@
     const li = $("clip-tpl").content.firstElementChild.cloneNode(true);
     li.dataset.id = rec.id;
     li.querySelector(".cam").textContent = rec.camera;
-    li.querySelector(".when").textContent = when(rec.start_ts);
+    const w = li.querySelector(".when");
+    w.textContent = when(rec.start_ts);
+    w.title = utcText(rec.start_ts);
     li.querySelector(".dur").textContent = (rec.end_ts - rec.start_ts).toFixed(1) + " s";
     li.querySelector(".size").textContent = size(rec.bytes);
     li.querySelector(".cid").textContent = rec.id;
@@ -345,6 +360,8 @@
   // ---- wiring --------------------------------------------------------------------------------------
 
   function init() {
+    const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || zoneName(new Date());
+    document.querySelectorAll(".tz").forEach((el) => { el.textContent = tz; });
     $("signin-form").addEventListener("submit", (ev) => guard(() => signIn(ev)));
     $("signout").addEventListener("click", () => signOut(""));
     $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); guard(() => loadClips(false)); });
