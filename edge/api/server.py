@@ -69,6 +69,20 @@ class _Budgeted(logging.Filter):
         return self.budget.allow("parser errors", found.group(1).rstrip(":") if found else "?")
 
 
+def _own_server_log(budget: LogBudget) -> logging.Logger:
+    """A logger for one server's aiohttp lines, outside logging's registry and parented to ``edge.api.http``.
+
+    Its filters (one line per error, the server's own log budget) then apply to this server alone: a filter
+    added to the shared named logger would outlive a server that was never stopped and would swallow or
+    miscount the lines of every later server in the process.
+    """
+    own = logging.Logger(server_log.name)
+    own.parent = server_log
+    own.addFilter(_Budgeted(budget))
+    own.addFilter(_OneLine())
+    return own
+
+
 SERVER_NAME = "edgecam"  # the Server: header; never Python's or aiohttp's version (fingerprinting)
 PUBLIC_PATHS = ("/healthz", "/")
 SECURITY_HEADERS = {
@@ -126,11 +140,9 @@ class ApiServer:
         log_budget: LogBudget | None = None,
     ) -> None:
         self._tokens = TokenChecker(parse_token_lines(token_hashes))
-        if not any(isinstance(f, _OneLine) for f in server_log.filters):
-            server_log.addFilter(_OneLine())
         self._limiter = limiter or FailureLimiter()
         self._budget = log_budget or LogBudget()
-        self._parser_filter = _Budgeted(self._budget)
+        self._server_log = _own_server_log(self._budget)
         self._tickets = TicketSigner()
         self._host, self._port, self._ssl = host, port, ssl_context
         self._idle_timeout = idle_timeout
@@ -196,7 +208,6 @@ class ApiServer:
             summaries.cancel()
             loop.run_until_complete(runner.cleanup())
         finally:
-            server_log.removeFilter(self._parser_filter)
             self._log_summary()
             loop.close()
 
@@ -216,7 +227,6 @@ class ApiServer:
         # aiohttp stamps "Server: Python/3.x aiohttp/3.y" on every answer, its own parser errors included
         # (those skip on_response_prepare); its one module default is the only switch that covers both
         _aiohttp_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
-        server_log.addFilter(self._parser_filter)
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=64 * 1024)
         app.add_routes(self._handlers.routes())
         app.add_routes(self._web.routes())  # evidence bundles for the web page
@@ -225,7 +235,7 @@ class ApiServer:
             app,
             access_log_class=type("_BudgetedAccessLog", (_AccessLog,), {"budget": self._budget}),
             access_log=access_log,
-            logger=server_log,
+            logger=self._server_log,
             keepalive_timeout=self._idle_timeout,
             max_line_size=8190,
             max_field_size=8190,
