@@ -40,8 +40,10 @@ PLATE_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-." + CN_PROVINCES
 DET_THRESH = 0.3  # DB probability map threshold (PP-OCR's default)
 DET_BOX_THRESH = 0.5  # mean probability inside a text box
 UNCLIP = 1.3
+SPLIT_PAD = 0.0  # how far past the middle of the gap a paired line's box may reach (share of line height)
 REC_HEIGHT = 48
-MIN_SCORE = 0.80  # a plate's score is its least confident character's probability... see plate_score
+LARGE_IMAGE = 800  # longer side above which an image is a scene (plate small in it), not a plate or vehicle crop
+MIN_SCORE = 0.70  # a plate's score is its least confident character's probability (tuned on the shared photos)
 
 
 class PlatesUnavailable(UserError):
@@ -149,7 +151,9 @@ class PlateReader:
     (``plates.max_cpu``) is enforced by whoever schedules reads, not here.
     """
 
-    def __init__(self, threads: int = 1, min_score: float = MIN_SCORE, det_side: int = 960) -> None:
+    def __init__(
+        self, threads: int = 1, min_score: float = MIN_SCORE, det_side: int = 640, crop_side: int = 320
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError:  # pragma: no cover - onnxruntime is a core dependency
@@ -176,13 +180,13 @@ class PlateReader:
         self._rec_in = self._rec.get_inputs()[0].name
         self.min_score = min_score
         self.det_side = det_side
+        self.crop_side = crop_side
 
     # detection: where is text?
     def _detect(self, img: np.ndarray) -> list[_Line]:
         h, w = img.shape[:2]
-        scale = min(1.0, self.det_side / max(h, w))
-        if max(h, w) * scale < 256:  # small crops: upscale so plate characters are >= ~16 px
-            scale = 256 / max(h, w)
+        side = self.det_side if max(h, w) > LARGE_IMAGE else self.crop_side
+        scale = side / max(h, w)
         dh, dw = max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
         x = cv2.resize(img, (dw, dh)).astype(np.float32)
         x = (x / 127.5 - 1.0).transpose(2, 0, 1)[None]
@@ -284,7 +288,8 @@ def _group_lines(lines: list[_Line]) -> list[list[_Line]]:
         if best is not None:
             used.add(best)
             groups.append(list(_split_pair(a, lines[best])))
-        groups.append([a])
+        elif 1.5 <= aw / max(ah, 1.0) <= 12.0:  # a one-line plate is 2-7x wider than tall (grown box)
+            groups.append([a])
     return groups
 
 
@@ -295,10 +300,11 @@ def _split_pair(top: _Line, bottom: _Line) -> tuple[_Line, _Line]:
     recogniser, the other line's strokes lower its confidence or add characters.
     """
     mid = (top.core[3] + bottom.core[1]) / 2
+    pad = SPLIT_PAD * (top.core[3] - top.core[1] + bottom.core[3] - bottom.core[1]) / 2
     t, b = top.box, bottom.box
     return (
-        _Line((t[0], t[1], t[2], min(t[3], mid)), top.core, top.score),
-        _Line((b[0], max(b[1], mid), b[2], b[3]), bottom.core, bottom.score),
+        _Line((t[0], t[1], t[2], min(t[3], mid + pad)), top.core, top.score),
+        _Line((b[0], max(b[1], mid - pad), b[2], b[3]), bottom.core, bottom.score),
     )
 
 
