@@ -226,7 +226,7 @@ class PlateReader:
         idx = probs.argmax(axis=1)
         conf = probs[np.arange(len(idx)), idx]
         text, scores, prev = [], [], 0
-        for i, p in zip(idx, conf):
+        for i, p in zip(idx, conf, strict=True):
             if i != 0 and i != prev:
                 text.append(self._vocab[i])
                 scores.append(float(p))
