@@ -40,7 +40,9 @@ def test_normalise_vietnamese_formats(lines: list[str], want: str) -> None:
     assert normalise(lines) == want
 
 
-@pytest.mark.parametrize("lines", [["HONDA"], ["SALE"], ["12"], ["HONDA", "WAVE"], [], ["A", "B", "C"]])
+@pytest.mark.parametrize(
+    "lines", [["HONDA"], ["SALE"], ["12"], ["65745"], ["5-2227"], ["HONDA", "WAVE"], [], ["A", "B", "C"]]
+)
 def test_text_that_is_not_a_plate_gives_none(lines: list[str]) -> None:
     assert normalise(lines) is None
 
