@@ -69,6 +69,7 @@ class Daemon:
         except OSError as err:
             raise StartupError(f"storage.path {storage}: not writable ({err.strerror})") from None
         self.detector = self._build_detector()
+        self._report_plates()
         self.outbox = self._build_outbox()
         self.outbox.start()
         if self.cfg.clips.enabled:
@@ -87,6 +88,20 @@ class Daemon:
             runtime.capture.opened.wait(timeout=runtime.config.open_timeout + 2)
         self.notifier.send("READY=1", f"STATUS={self.summary()}")
         log.info("edgecam %s node %s running with %d camera(s)", __version__, self.cfg.node.id, len(self.cameras))
+
+    def _report_plates(self) -> None:
+        """One line at start about ``[plates]``: a missing or broken extra never stops the node."""
+        if not self.cfg.plates.enabled:
+            return
+        from .vision.plates import PlatesUnavailable, model_dir
+
+        try:
+            root = model_dir()
+        except PlatesUnavailable as err:
+            log.warning("plates: %s; the node runs on without plates", err)
+            return
+        log.info("plates: models in %s (max_cpu %.2f); reading plates into events is not wired in yet",
+                 root, self.cfg.plates.max_cpu)
 
     def _build_detector(self) -> Any:
         from .vision.detector import ModelError, load_detector
