@@ -157,7 +157,7 @@ class PlateReader:
     """
 
     def __init__(
-        self, threads: int = 1, min_score: float = MIN_SCORE, det_side: int = 640, crop_side: int = 320
+        self, threads: int = 1, min_score: float = MIN_SCORE, det_side: int = 512, crop_side: int = 320
     ) -> None:
         try:
             import onnxruntime as ort
