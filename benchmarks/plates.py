@@ -145,8 +145,9 @@ def negatives(reader: PlateReader, save_false: Path | None) -> dict:
             if save_false:
                 save_false.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(save_false / (name.replace("/", "_").replace("#", "_") + ".png")), img)
-    return {"n": len(crops) - len(readable), "readable": readable, "false_plates": len(false), "false": false,
-            "cpu_ms": cpu, "wall_ms": wall,
+    from_videos = sum("@" in name for name, _ in crops)
+    return {"n": len(crops) - len(readable), "from_videos": from_videos, "readable": readable,
+            "false_plates": len(false), "false": false, "cpu_ms": cpu, "wall_ms": wall,
             "median_side_px": statistics.median(sizes) if sizes else None}
 
 
@@ -207,6 +208,8 @@ def main() -> int:
     for kind, k in pos.items():
         for f in k["failures"]:
             print(f"  {kind} miss: {f['file']}: want {f['want']!r}, got {f['got']}")
+    if neg["n"]:
+        print(f"  negatives: {neg.get('from_videos', 0)} crops from the shared videos, the rest from COCO")
     for name, r in neg.get("readable", {}).items():
         print(f"  readable plate (not a negative): {name}: want {r['want']}, got {r['got']}")
     for f in neg["false"]:
