@@ -137,3 +137,14 @@ def test_missing_extra_is_one_clear_line(tmp_path: Path, broken: str) -> None:
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert "pip install 'edgecam[plates]'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(not HAVE_EXTRA, reason="needs the plates extra")
+def test_bad_input_gives_no_plate(reader) -> None:
+    import numpy as np
+
+    assert reader.read(None) == []
+    assert reader.read(np.zeros((4, 4, 3), np.uint8)) == []  # too small
+    assert reader.read(np.zeros((100, 100), np.uint8)) == []  # grey, not BGR
+    assert reader.read(np.zeros((100, 100, 4), np.uint8)) == []  # BGRA
+    assert reader.read(np.full((300, 400, 3), 200, np.uint8)) == []  # blank

@@ -42,7 +42,6 @@ DET_BOX_THRESH = 0.5  # mean probability inside a text box
 UNCLIP = 1.3
 SPLIT_PAD = 0.0  # how far past the middle of the gap a paired line's box may reach (share of line height)
 REC_HEIGHT = 48
-SMALL_LINE = 64  # an image at most this tall and 2.5-8x wider is taken as one text line when nothing is detected
 LARGE_IMAGE = 800  # longer side above which an image is a scene (plate small in it), not a plate or vehicle crop
 MIN_SCORE = 0.70  # a plate's score is its least confident character's probability (tuned on the shared photos)
 
@@ -242,13 +241,9 @@ class PlateReader:
 
     def read(self, img: np.ndarray) -> list[Plate]:
         """Every confident plate in the image, left to right."""
-        if img is None or img.ndim != 3 or img.shape[0] < 8 or img.shape[1] < 8:
+        if img is None or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 8 or img.shape[1] < 8:
             return []
         lines = self._detect(img)
-        h, w = img.shape[:2]
-        if not lines and h <= SMALL_LINE and 2.5 <= w / h <= 8:
-            # A tight one-line plate crop (e.g. 94x24): too small for the detector, already one line.
-            lines = [_Line((0.0, 0.0, float(w), float(h)), (0.0, 0.0, float(w), float(h)), 1.0)]
         plates = []
         for group in _group_lines(lines):
             texts, scores = [], []
