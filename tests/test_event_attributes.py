@@ -57,7 +57,8 @@ def test_start_and_a_still_object_carry_no_attributes_and_v1_payload_is_unchange
 def test_real_road_video_headings_agree_with_line_crossings() -> None:
     """road-overhead: "in" crossings are right-to-left lanes, "out" left-to-right (tests/data/ground_truth.toml).
 
-    Every object that crossed the middle line must end with a heading whose horizontal part matches.
+    Every object that crossed the middle line in the first 10 s must end with a heading whose horizontal part
+    matches (>= 90%; 22 of 22 over the whole clip, BENCHMARKS.md).
     """
     from edge.bench import analyse_file
     from edge.vision.detector import load_detector
@@ -65,10 +66,10 @@ def test_real_road_video_headings_agree_with_line_crossings() -> None:
 
     det, _ = load_detector(model_path())
     settings = AnalyzerSettings(events=EventSettings(lines={"middle": ((0.5, 0.0), (0.5, 1.0))}))
-    run = analyse_file(video_path("road"), CameraAnalyzer("road", det, settings), 5.0)
+    run = analyse_file(video_path("road"), CameraAnalyzer("road", det, settings), 5.0, stop_at=10.0)
     crossed = {e.id: e.line.direction for e in run.events if e.line is not None}
     ends = {e.id: e for e in run.events if e.type is EventType.END}
-    assert len(crossed) >= 15
+    assert len(crossed) >= 8
     agree = sum(
         1 for i, d in crossed.items()
         if i in ends and ends[i].heading and ("left" in ends[i].heading) == (d == "in")
