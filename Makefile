@@ -32,7 +32,7 @@ demo: system-deps install assets
 	DEMO_LIVE=$(DEMO_LIVE) $(BIN)/python scripts/demo.py
 
 test: system-deps venv
-	$(BIN)/pip install -q -e '.[prepare,central,test]'
+	$(BIN)/pip install -q -e '.[prepare,central,plates,test]'
 	@bash scripts/fetch-assets --quiet || echo "make test: some assets could not be fetched; the tests that need them skip"
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 

@@ -24,6 +24,8 @@ setup(
     extras_require={
         "prepare": ["onnx>=1.15", "sympy"],
         "central": ["psycopg[binary]>=3.1"],
+        # PP-OCR det+rec ONNX models ship inside the rapidocr wheel (Apache-2.0): nothing downloads at run time.
+        "plates": ["rapidocr>=3,<4"],
         "test": [
             "pytest>=7.4",
             "pytest-timeout>=2.2",

@@ -324,4 +324,7 @@ def render(data: dict) -> str:
             section_outbox(s.get("outbox")), section_disk(s.get("disk")),
             section_api(s.get("api"), s.get("downloads")), section_soak(data.get("soak")),
             pi_estimate.section(s), pi_estimate.EARLIER]
+    hand_run = Path(__file__).resolve().parent / "plates.md"  # hand-run (needs the plates extra): kept as written
+    if hand_run.exists():
+        body.append(hand_run.read_text(encoding="utf-8").rstrip())
     return "\n".join(head) + "\n" + "\n\n".join(body) + "\n"

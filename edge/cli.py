@@ -144,6 +144,16 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="ONNX model (default: per manifest)")
     p.set_defaults(handler="edge.bench:bench_command")
 
+    plates = sub.add_parser("plates", help="licence-plate tools (needs the plates extra)").add_subparsers(
+        dest="plates_command", metavar="ACTION"
+    )
+    plates.required = True
+    p = plates.add_parser("read", help="read plates in still images (a plate or vehicle crop, or a whole photo)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("--threads", type=int, default=1, help="inference threads")
+    p.set_defaults(handler="edge.vision.plates_cli:read_command")
+
 
 def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     """the central server's commands (central.toml)."""

@@ -203,6 +203,13 @@ class CameraConfig(_Section):
         return v
 
 
+class PlatesConfig(_Section):
+    """Licence-plate reading (the ``plates`` extra): off the hot path, within a share of one core."""
+
+    enabled: bool = False
+    max_cpu: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25  # CPU-seconds per second, of one core
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -217,6 +224,7 @@ class Config(_Section):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    plates: PlatesConfig = Field(default_factory=PlatesConfig)
     cameras: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")], CameraConfig] = Field(
         default_factory=dict
     )

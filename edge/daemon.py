@@ -76,6 +76,7 @@ class Daemon:
         if self.cfg.clips.enabled:
             self.node_key = self._load_key()  # before anything starts: a corrupt key ends start-up in one line
         self.detector = self._build_detector()
+        self._report_plates()
         self.outbox = self._build_outbox()
         self.outbox.start()
         if self.cfg.clips.enabled:
@@ -114,6 +115,19 @@ class Daemon:
             return NodeKey.load_or_create(self.cfg.storage.path / "keys")
         except UserError as err:
             raise StartupError(str(err)) from None
+    def _report_plates(self) -> None:
+        """One line at start about ``[plates]``: a missing or broken extra never stops the node."""
+        if not self.cfg.plates.enabled:
+            return
+        from .vision.plates import PlatesUnavailable, model_dir
+
+        try:
+            root = model_dir()
+        except PlatesUnavailable as err:
+            log.warning("plates: %s; the node runs on without plates", err)
+            return
+        log.info("plates: models in %s (max_cpu %.2f); reading plates into events is not wired in yet",
+                 root, self.cfg.plates.max_cpu)
 
     def _build_detector(self) -> Any:
         from .vision.detector import ModelError, load_detector

@@ -67,6 +67,11 @@ def event_body(event: Event) -> dict[str, Any]:
         body["line"] = {"name": event.line.name, "dir": event.line.direction}
     if event.duration is not None:
         body["duration"] = round(float(event.duration), 2)
+    if event.color is not None:
+        body["color"] = event.color
+        body["color_score"] = round(float(event.color_score or 0.0), 3)
+    if event.heading is not None:
+        body["heading"] = event.heading
     return body
 
 

@@ -147,6 +147,9 @@ class Event:
     time_ok: bool = True
     line: LineCrossing | None = None
     duration: float | None = None
+    color: str | None = None  # on end: one of edge.vision.attributes.COLORS
+    color_score: float | None = None
+    heading: str | None = None  # on end: up, up-right, ... (edge.vision.attributes.HEADINGS)
 
 
 class CameraState(str, enum.Enum):

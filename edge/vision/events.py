@@ -11,11 +11,18 @@ side is the upper half, so an object moving down the image goes ``in``.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..types import Event, EventType, LineCrossing
+from .attributes import color_of, heading_of
 from .tracker import Track
+
+PATH_POINTS = 8  # box centres kept from a track's start and from its end, for its heading
+COLOR_GROWTH = 1.2  # re-measure colour only when the object's box is this much larger than when last measured
 
 Point = tuple[float, float]
 
@@ -61,6 +68,11 @@ class _State:
     reported_score: float = 0.0
     last_emit: float = float("-inf")
     pending: list[LineCrossing] = field(default_factory=list)
+    head: list[tuple[float, float]] = field(default_factory=list)  # first box centres (px)
+    tail: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=PATH_POINTS))
+    sides: deque[float] = field(default_factory=lambda: deque(maxlen=PATH_POINTS))  # sqrt(box area), px
+    color: tuple[str, float] | None = None
+    color_area: float = 0.0
 
 
 class EventBuilder:
@@ -86,14 +98,23 @@ class EventBuilder:
         self.sent: dict[str, int] = {"start": 0, "update": 0, "end": 0}
         self._states: dict[int, _State] = {}
 
-    def process(self, tracks: Sequence[Track], ended: Sequence[Track], time: float, wall: float) -> list[Event]:
-        """Events for this frame: ``tracks`` are the live ones, ``ended`` those the tracker closed now."""
+    def process(
+        self, tracks: Sequence[Track], ended: Sequence[Track], time: float, wall: float,
+        image: np.ndarray | None = None,
+    ) -> list[Event]:
+        """Events for this frame: ``tracks`` are the live ones, ``ended`` those the tracker closed now.
+
+        ``image`` (the analysed frame, optional) lets the builder measure each object's colour when it is
+        seen larger than before and not cut by the frame edge; the ``end`` event carries it.
+        """
         events: list[Event] = []
         for t in tracks:
             st = self._states.get(t.id)
             if st is None:
                 st = self._states[t.id] = _State(event_id=f"{self.camera}-{int(wall * 1000):x}-{t.id}")
             self._move(t, st)
+            if image is not None and t.last_time == time:
+                self._measure_color(t, st, image)
             if not t.confirmed:
                 continue
             if not st.started:
@@ -113,7 +134,7 @@ class EventBuilder:
                 continue
             while st.pending:  # crossings not yet reported: never lose a count at the end
                 events.append(self._update(t, st, time, wall))
-            events.append(self._event(t, st, EventType.END, time, wall, duration=t.lifetime))
+            events.append(self._event(t, st, EventType.END, time, wall, duration=t.lifetime, **self._attributes(st)))
         self._forget(tracks)
         return events
 
@@ -129,7 +150,32 @@ class EventBuilder:
                     if st.started:
                         self.line_counts[name][direction] += 1
         st.point = p
+        c = ((t.box.x1 + t.box.x2) / 2, (t.box.y1 + t.box.y2) / 2)
+        if len(st.head) < PATH_POINTS:
+            st.head.append(c)
+        else:
+            st.tail.append(c)
+        st.sides.append(t.box.area ** 0.5)
         st.zones = tuple(name for name, poly in self.zones.items() if in_polygon(p, poly))
+
+    def _measure_color(self, t: Track, st: _State, image: np.ndarray) -> None:
+        """Colour on the largest whole view so far (bounded work: only when the box grew by COLOR_GROWTH)."""
+        b = t.box
+        h, w = image.shape[:2]
+        if b.area < COLOR_GROWTH * st.color_area or b.x1 <= 1 or b.y1 <= 1 or b.x2 >= w - 1 or b.y2 >= h - 1:
+            return
+        got = color_of(image[int(b.y1) : int(b.y2), int(b.x1) : int(b.x2)])
+        if got is not None:
+            st.color, st.color_area = got, b.area
+
+    @staticmethod
+    def _attributes(st: _State) -> dict:
+        """``color``, ``color_score`` and ``heading`` for the end event (None when unknown)."""
+        path = st.head + list(st.tail)
+        side = sorted(st.sides)[len(st.sides) // 2] if st.sides else 0.0
+        heading = heading_of(path, side) if side > 0 else None
+        color, score = st.color if st.color else (None, None)
+        return {"color": color, "color_score": score, "heading": heading}
 
     def _wants_update(self, t: Track, st: _State) -> bool:
         return bool(st.pending) or st.zones != st.reported_zones or t.best_score >= st.reported_score + self.score_step

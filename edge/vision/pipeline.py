@@ -135,7 +135,7 @@ class CameraAnalyzer:
             self.timings.add("detect", (t2 - t1) * 1000)
             t1 = t2
         ended = self._tracker.update(detections, frame.time, regions, moving)
-        events = self._events.process(self._tracker.tracks, ended, frame.time, frame.wall)
+        events = self._events.process(self._tracker.tracks, ended, frame.time, frame.wall, image)
         self.timings.add("track", (_time.perf_counter() - t1) * 1000)
         return flushed + events if flushed else events
 
