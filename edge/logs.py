@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 
+from .redact import RedactFilter
+
 
 def setup_logging(level: int = logging.INFO) -> None:
     """Log to stderr; journald adds its own timestamps, so we drop ours there."""
@@ -15,6 +17,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactFilter())  # credentials in URLs never reach the journal
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

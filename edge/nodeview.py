@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 
+from .redact import redact_url
+
 if TYPE_CHECKING:  # pragma: no cover
     from .daemon import Daemon
 
@@ -104,7 +106,7 @@ class DaemonView:
             "state": "stopping" if d.stop_event.is_set() else "running",
             "version": _version(),
             "uptime": round(time.monotonic() - d.started, 1),
-            "cameras": {c.name: {"state": c.capture.state.value, "error": c.capture.last_error or None,
+            "cameras": {c.name: {"state": c.capture.state.value, "error": redact_url(c.capture.last_error) or None,
                                  "resolution": c.capture.resolution} for c in d.cameras.values()},
             "outbox": {"depth": d.outbox.depth() if d.outbox is not None else 0},
             "disk": {"total": usage.get("total_bytes", 0), "used": usage.get("used_bytes", 0),

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .redact import redact_url
+
 FPS_WINDOW = 1.0  # seconds of frames counted on a live source to measure its rate
 
 
@@ -27,7 +29,7 @@ class GrabError(Exception):
     """The source gave no frame; the message is one line an installer can act on."""
 
     def __init__(self, message: str, advice: str = "") -> None:
-        super().__init__(message)
+        super().__init__(redact_url(message))  # the URL may carry the camera's password
         self.advice = advice  # what to do, when the cause is known for sure
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import Config, load_config
 from ..outbox.publisher import settings_from_config
+from ..redact import redact_url
 from .broker import probe_broker
 from .host import probe_api_port, probe_camera, probe_clock, probe_storage
 from .model import probe_model
@@ -60,7 +61,7 @@ def render(results: list[Result]) -> str:
     warned = sum(r.status == WARN for r in results)
     summary = "all checks passed" if not failed else f"{failed} check{'s' if failed != 1 else ''} failed"
     lines.append(summary + (f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""))
-    return "\n".join(lines)
+    return redact_url("\n".join(lines))  # a camera URL in a probe's detail keeps its password out
 
 
 def as_json(config_path: Path, results: list[Result]) -> str:
@@ -70,7 +71,7 @@ def as_json(config_path: Path, results: list[Result]) -> str:
         "checks": [{"name": r.name, "status": r.status, "detail": r.detail, "advice": r.advice, **r.data}
                    for r in results],
     }
-    return json.dumps(doc, ensure_ascii=False, indent=2)
+    return redact_url(json.dumps(doc, ensure_ascii=False, indent=2))
 
 
 def check_command(args: argparse.Namespace) -> int:
