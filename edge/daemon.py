@@ -17,7 +17,7 @@ from typing import Any
 from . import __version__, assets
 from .camera import AnalysisLoop, CaptureLoop, FrameSlot
 from .capture import open_source, source_kind
-from .config import CameraConfig, Config, load_config
+from .config import CameraConfig, Config, doubtful, load_config, unusable
 from .sdnotify import Notifier
 from .types import CameraState
 
@@ -60,6 +60,10 @@ class Daemon:
 
     # ---- start -------------------------------------------------------------------------
     def start(self) -> None:
+        for problem in unusable(self.cfg):  # what `edgecam check` fails on, said where the journal shows it
+            log.error("config: %s", problem)
+        for note in doubtful(self.cfg):
+            log.warning("config: %s", note)
         storage = self.cfg.storage.path
         try:
             storage.mkdir(parents=True, exist_ok=True)
