@@ -64,6 +64,7 @@ def node_stats(daemon: Daemon) -> dict[str, Any]:
             "state": cam.capture.state.value,
             "frames": cam.analysis.analysed,
             "reconnects": cam.capture.reconnects,
+            "bad_packets": getattr(cam.capture.source, "bad_packets", 0),
             "lines": analyzer_stats.get("lines", {}),
         }
         if cam.recorder is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .capture.plain import plain_error
 from .redact import redact_url
 
 FPS_WINDOW = 1.0  # seconds of frames counted on a live source to measure its rate
@@ -122,7 +123,7 @@ def _grab_pyav(source: str, timeout: float, live: bool) -> Grab:
     try:
         container = av.open(source, options=_pyav_options(source, timeout))
     except av.error.FFmpegError as err:
-        raise GrabError(f"{source}: cannot open: {_one_line(err)}") from None
+        raise GrabError(f"{source}: cannot open: {plain_error(err, source)}") from None
     try:
         if not container.streams.video:
             raise GrabError(f"{source}: no video stream")
@@ -135,7 +136,7 @@ def _grab_pyav(source: str, timeout: float, live: bool) -> Grab:
         fps = _measure_rate(frames, started + timeout) if live else nominal
         return Grab(image, image.shape[1], image.shape[0], fps or nominal, stream.codec_context.name, seconds, live)
     except av.error.FFmpegError as err:
-        raise GrabError(f"{source}: {_one_line(err)}") from None
+        raise GrabError(f"{source}: {plain_error(err, source)}") from None
     finally:
         container.close()
 
