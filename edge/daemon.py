@@ -260,11 +260,20 @@ class Daemon:
             self.api.stop()
         drained = True
         if self.outbox is not None:
+            self._say_drain_wait()
             drained = self.outbox.stop(self.cfg.mqtt.drain_timeout)
             if not drained:
                 log.warning("outbox not drained: %d event(s) wait for the next start", self.outbox.depth())
         self._log_summary()
         return drained
+
+    def _say_drain_wait(self) -> None:
+        """Before a drain that cannot finish at once: one line, so a stop with the broker down is not a silent hang."""
+        waiting = self.outbox.depth()
+        publisher = getattr(self.outbox, "publisher", None)
+        if waiting and not getattr(publisher, "connected", True):
+            log.info("outbox: the broker is not connected: waiting up to %g s (mqtt.drain_timeout) for it, then "
+                     "%d event(s) stay in the outbox for the next start", self.cfg.mqtt.drain_timeout, waiting)
 
     def _log_summary(self) -> None:
         for cam in self.cameras.values():
