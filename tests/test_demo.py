@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from support.assets import model_path
 from support.broker import free_port
 
@@ -70,3 +71,19 @@ def test_stop_with_the_broker_down_says_what_it_waits_for(tmp_path: Path, caplog
     assert lines == ["outbox: the broker is not connected: waiting up to 1.5 s (mqtt.drain_timeout) for it, "
                      "then 1 event(s) stay in the outbox for the next start"]
     assert 1.4 < took < 6.0
+
+
+@pytest.mark.slow  # a fresh venv, pip upgraded, a real editable install: ~40 s
+def test_editable_install_prints_no_setuptools_warning(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # as the Makefile does: an old pip hides the build backend's warnings, a current one shows them
+    subprocess.run([str(venv / "bin/pip"), "install", "-q", "--upgrade", "pip"], check=True, timeout=300,
+                   capture_output=True)
+    proc = subprocess.run([str(venv / "bin/pip"), "install", "-q", "--no-deps", "-e", str(ROOT)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "Editable installation" not in proc.stderr and "take precedence" not in proc.stderr, proc.stderr
+    where = subprocess.run([str(venv / "bin/python"), "-c", "import edge; print(edge.__file__)"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert where == str(ROOT / "edge" / "__init__.py")
