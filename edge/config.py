@@ -314,7 +314,7 @@ def describe_error(err: ValidationError, model: type[BaseModel] | None = None) -
     if path.endswith("port") and kind in ("less_than_equal", "greater_than_equal"):
         return f"{path}: {value!r} is not a valid port (1-65535)"
     if loc[:2] == ("api", "tokens"):  # never echo what may be a token pasted in by mistake
-        return f"{path}: {msg}"
+        return msg if msg.startswith("api.tokens[") else f"{path}: {msg}"
     if kind == "string_pattern_mismatch":
         return f"{path.removesuffix('.[key]')}: {_short(value)} is invalid: {_pattern_words(first)}{more}"
     if isinstance(value, dict) and kind == "value_error":  # a rule across keys: the message names them

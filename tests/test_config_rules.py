@@ -72,7 +72,7 @@ def error_of(text: str) -> str:
         ('[detector]\nlabels = ["car", "' + "x" * 40 + '"]\n', "detector.labels.1: "),
         # 13.8: a token that is not a hash line is refused by config, so by check and the daemon alike
         ('[api]\ntokens = ["abc123"]\n',
-         "api.tokens: api.tokens[0] is not 'sha256:<64 hex>:<name>' (make one with: edgecam token new)"),
+         "api.tokens[0] is not 'sha256:<64 hex>:<name>' (make one with: edgecam token new)"),
     ],
 )
 def test_messages(text: str, expected: str) -> None:
@@ -226,3 +226,13 @@ def test_daemon_logs_what_check_fails_on(tmp_path: Path) -> None:
         logging.getLogger("edgecam").removeHandler(handler)
     assert f"config: mqtt.ca_file: '{tmp_path}/ca' does not exist" in records
     assert any(r.startswith("config: api.tokens is empty") for r in records)
+
+
+def test_check_and_run_refuse_a_plain_token_alike(tmp_path: Path) -> None:
+    """The reported case: check said "all checks passed", the daemon then ran with "LAN API disabled"."""
+    path = write(tmp_path, '[api]\ntokens = ["abc123"]\n')
+    line = "edgecam: config error: api.tokens[0] is not 'sha256:<64 hex>:<name>' (make one with: edgecam token new)"
+    for command in (["check", "-c", str(path), "--config-only"], ["run", "-c", str(path)]):
+        proc = subprocess.run([sys.executable, "-m", "edge", *command], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        assert (proc.returncode, proc.stderr.strip()) == (2, line)
