@@ -344,7 +344,8 @@ def prepare_command(args: argparse.Namespace) -> int:
     inputs = PrepareInputs(fp32, labels, images[:count], images[count : count + eval_count])
     try:
         print(f"model prepare: making an INT8 model from {fp32.name} and measuring it against FP32; "
-              f"about {PREPARE_ESTIMATE_S} s on a 2-core x86 machine, a few minutes on a Raspberry Pi 4", flush=True)
+              f"about {PREPARE_ESTIMATE_S} s on an idle 2-core x86 machine, a few minutes on a Raspberry Pi 4",
+              flush=True)
         manifest = prepare(inputs, Path(args.out), threads=args.threads, recipe=Recipe(calib_images=count),
                            progress=lambda line: print(f"model prepare: {line}", flush=True))
     except ModelError as err:
