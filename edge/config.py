@@ -7,15 +7,15 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
-import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+
+from .config_words import NAME_PATTERN, NODE_ID_PATTERN, did_you_mean, pattern_words, quoted_hint
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,8 +39,6 @@ NonNegative = Annotated[float, Field(ge=0)]
 DEFAULT_LABELS = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
 
 # Names that travel in every event are bounded so that every possible event fits 1 KiB (``event_size_problem``).
-NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
-NODE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # a topic level: no / + # or NUL
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Label = Annotated[str, Field(pattern=r"^[A-Za-z0-9 _-]{1,32}$")]
 MAX_ZONES = 16  # per camera; the 1 KiB check below is the real bound, this keeps the check cheap and the
@@ -303,7 +301,7 @@ def describe_error(err: ValidationError, model: type[BaseModel] | None = None) -
     value = first.get("input")
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     if kind == "extra_forbidden":
-        return f"{path}: unknown key{_did_you_mean(model, loc)}"
+        return f"{path}: unknown key{did_you_mean(model, loc)}"
     if kind == "missing" and loc and isinstance(loc[-1], int):  # only points are tuples: [x] or [x, ]
         parent = ".".join(str(p) for p in loc[:-1])
         return f"{parent}: {_short(value)} is invalid: a point needs two numbers [x, y]"
@@ -316,77 +314,13 @@ def describe_error(err: ValidationError, model: type[BaseModel] | None = None) -
     if loc[:2] == ("api", "tokens"):  # never echo what may be a token pasted in by mistake
         return msg if msg.startswith("api.tokens[") else f"{path}: {msg}"
     if kind == "string_pattern_mismatch":
-        return f"{path.removesuffix('.[key]')}: {_short(value)} is invalid: {_pattern_words(first)}{more}"
+        return f"{path.removesuffix('.[key]')}: {_short(value)} is invalid: {pattern_words(first)}{more}"
     if isinstance(value, dict) and kind == "value_error":  # a rule across keys: the message names them
         return f"{path or '(top level)'}: {msg}{more}"
-    quoted = _quoted_hint(kind, value)
+    quoted = quoted_hint(kind, value)
     if quoted:
         return f"{path}: {value!r} is invalid: {quoted}{more}"
     return f"{path or '(top level)'}: {_short(value)} is invalid: {msg}{more}"
-
-
-def _pattern_words(error: Any) -> str:
-    """What a name or id may hold, in words instead of a regular expression."""
-    pattern = (error.get("ctx") or {}).get("pattern", "")
-    if pattern == NAME_PATTERN:
-        return "use 1-32 letters, digits, '_' or '-'"
-    if pattern == NODE_ID_PATTERN:
-        return "use 1-64 letters, digits, '.', '_' or '-' (it is a level of every MQTT topic)"
-    if "\\x00" in pattern or "\x00" in pattern:
-        return "must not hold control characters (NUL, tab, newline)"
-    return error["msg"]
-
-
-def _quoted_hint(kind: str, value: Any) -> str:
-    """Strict types: a number or boolean written in quotes is text; say how to write it instead."""
-    if not isinstance(value, str):
-        return ""
-    if kind in ("int_type", "float_type"):
-        try:
-            float(value)
-        except ValueError:
-            return ""
-        return f"it is text, not a number: write it without quotes ({value.strip()})"
-    if kind == "bool_type" and value.strip().lower() in ("true", "false"):
-        return f"it is text, not a boolean: write it without quotes ({value.strip().lower()})"
-    return ""
-
-
-def _did_you_mean(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
-    """`` (did you mean `detect_fps`?)`` for a key close to one the section knows, else ""."""
-    if model is None or not loc or not isinstance(loc[-1], str):
-        return ""
-    known = _keys_at(model, loc[:-1])
-    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
-    return f" (did you mean `{close[0]}`?)" if close else ""
-
-
-def _keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The keys the section at ``loc`` accepts, following model fields and ``dict[str, Section]`` values."""
-    ann: Any = model
-    for part in loc:
-        ann = _section_type(ann)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            field = ann.model_fields.get(str(part))
-            if field is None:
-                return []
-            ann = field.annotation
-        elif get_origin(ann) is dict:
-            ann = get_args(ann)[1]
-        else:
-            return []
-    ann = _section_type(ann)
-    return list(ann.model_fields) if isinstance(ann, type) and issubclass(ann, BaseModel) else []
-
-
-def _section_type(ann: Any) -> Any:
-    """Strip ``Annotated[...]`` and ``X | None`` down to the type inside."""
-    while get_origin(ann) is Annotated:
-        ann = get_args(ann)[0]
-    if get_origin(ann) in (Union, types.UnionType):
-        inner = [a for a in get_args(ann) if a is not type(None)]
-        return _section_type(inner[0]) if len(inner) == 1 else ann
-    return ann
 
 
 def _short(value: Any) -> str:
