@@ -292,7 +292,7 @@ def describe_error(err: ValidationError, model: type[BaseModel] | None = None) -
     """One line naming the key path and the bad value: what an installer can act on."""
     first = err.errors()[0]
     loc = first["loc"]
-    path = ".".join(str(p) for p in loc)
+    path = ".".join(str(p) if len(str(p)) <= 40 else str(p)[:37] + "..." for p in loc)  # a 900-char key stays short
     msg = first["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):

@@ -68,6 +68,7 @@ def error_of(text: str) -> str:
         (CAM + '[cameras.gate.zones."drive way"]\n' + TRI,
          "cameras.gate.zones.drive way: 'drive way' is invalid: use 1-32 letters, digits, '_' or '-'"),
         (CAM + f"[cameras.gate.zones.{'z' * 33}]\n" + TRI, f"cameras.gate.zones.{'z' * 33}: "),
+        (CAM + f"[cameras.gate.zones.{'z' * 850}]\n" + TRI, f"cameras.gate.zones.{'z' * 37}...: 'zzz"),
         (CAM + "".join(f"[cameras.gate.zones.z{i}]\n{TRI}" for i in range(17)), "cameras.gate.zones: "),
         ('[detector]\nlabels = ["car", "' + "x" * 40 + '"]\n', "detector.labels.1: "),
         # 13.8: a token that is not a hash line is refused by config, so by check and the daemon alike
