@@ -9,7 +9,6 @@ messages and on URLs that ``urllib`` refuses (a raw ``@`` in a password).
 
 from __future__ import annotations
 
-import logging
 import re
 
 MASK = "***"
@@ -31,21 +30,3 @@ def redact_url(text: str) -> str:
     if "://" not in text:
         return text
     return _USERINFO.sub(_mask, text)
-
-
-class RedactFilter(logging.Filter):
-    """A handler filter: every record's final message is redacted before any handler formats it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string is logging's problem, not ours to raise
-            return True
-        clean = redact_url(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact_url(logging.Formatter().formatException(record.exc_info))
-        elif record.exc_text:
-            record.exc_text = redact_url(record.exc_text)
-        return True
