@@ -15,8 +15,14 @@ $(BIN)/python:
 
 venv: $(BIN)/python
 
-install: venv
+# pip runs again only when the packaging files change: a stamp, not 20 s of pip on every `make demo`.
+INSTALLED := $(VENV)/.edgecam-installed
+
+$(INSTALLED): setup.py pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[prepare,central]'
+	@touch $@
+
+install: $(INSTALLED)
 
 system-deps:
 	@bash scripts/install-system-deps

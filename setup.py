@@ -8,6 +8,9 @@ setup(
     description="Edge camera node: motion-gated INT8 detection, signed clips, durable MQTT events",
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*"]),
+    # flat layout stated outright: the editable install is then a plain .pth line, and setuptools' "Editable
+    # installation ... folders with the same name as your package" warning is no longer printed (issue #13.10)
+    package_dir={"": "."},
     package_data={"edge": ["schema/*.json", "api/web/*", "api/openapi.json"]},
     install_requires=[
         "numpy>=1.24",

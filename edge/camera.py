@@ -160,7 +160,9 @@ class CaptureLoop:
         finally:
             self.source.close()
         if not self.live:
-            self._set_state(CameraState.FINISHED, f"end of file after {self.frames} analysed frames")
+            bad = getattr(self.source, "bad_packets", 0)
+            skipped = f", {bad} undecodable packet{'s' if bad != 1 else ''} skipped" if bad else ""
+            self._set_state(CameraState.FINISHED, f"end of file after {self.frames} analysed frames{skipped}")
             return True
         return False
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from . import __version__
 from .config import DEFAULT_CONFIG_PATH, ConfigError
 from .errors import UserError  # re-exported: handlers and tests import it from here
+from .redact import redact_url
 
 
 def _add_config(p: argparse.ArgumentParser, default: str | None = str(DEFAULT_CONFIG_PATH)) -> None:
@@ -221,10 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_resolve(args.handler)(args) or 0)
     except ConfigError as err:
-        print(f"edgecam: config error: {err}", file=sys.stderr)
+        print(redact_url(f"edgecam: config error: {err}"), file=sys.stderr)
         return 2
     except UserError as err:
-        print(f"edgecam: {err}", file=sys.stderr)
+        print(redact_url(f"edgecam: {err}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

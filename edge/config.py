@@ -7,11 +7,15 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+
+from .config_words import NAME_PATTERN, NODE_ID_PATTERN, did_you_mean, pattern_words, quoted_hint
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,7 +26,11 @@ M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgecam/edgecam.toml")
 
-Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+# Sections are strict (``port = "1883"`` is an error, not a silent conversion); paths and points are the
+# two kinds TOML cannot write natively (a string, a list), so only their containers are lax.
+FilePath = Annotated[Path, Strict(False)]
+Point = Annotated[tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]],
+                  Strict(False)]
 Polygon = Annotated[list[Point], Field(min_length=3)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
@@ -30,17 +38,24 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 DEFAULT_LABELS = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
 
+# Names that travel in every event are bounded so that every possible event fits 1 KiB (``event_size_problem``).
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Label = Annotated[str, Field(pattern=r"^[A-Za-z0-9 _-]{1,32}$")]
+MAX_ZONES = 16  # per camera; the 1 KiB check below is the real bound, this keeps the check cheap and the
+MAX_LINES = 16  # zone test per detection bounded
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class ConfigError(Exception):
     """A config problem, already phrased as one line for the user."""
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
 
 class NodeConfig(_Section):
-    id: str = Field(default="node-01", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    id: str = Field(default="node-01", pattern=NODE_ID_PATTERN)
 
 
 class BrokerLink(_Section):
@@ -48,15 +63,34 @@ class BrokerLink(_Section):
 
     host: str = "127.0.0.1"
     port: Port = 1883
-    prefix: str = Field(default="edgecam", pattern=r"^[^#+/][^#+]*$")
+    prefix: str = Field(default="edgecam", min_length=1, max_length=64)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     username: str | None = None
-    password_file: Path | None = None
+    password_file: FilePath | None = None
     tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: FilePath | None = None
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _topic_safe(cls, v: str) -> str:
+        """MQTT topic rules: no wildcards, no NUL or other control characters, no empty topic levels."""
+        if _CONTROL.search(v):
+            raise ValueError("must not hold control characters (NUL, tab, newline)")
+        if "+" in v or "#" in v:
+            raise ValueError("must not hold the MQTT wildcards + or #")
+        if v.startswith("/") or v.endswith("/") or "//" in v:
+            raise ValueError("must not start or end with / or hold an empty level (//)")
+        return v
+
+    @field_validator("host", "username")
+    @classmethod
+    def _no_control(cls, v: str | None) -> str | None:
+        if v is not None and _CONTROL.search(v):
+            raise ValueError("must not hold control characters (NUL, tab, newline)")
+        return v
 
     @model_validator(mode="after")
     def _cert_needs_key(self) -> BrokerLink:
@@ -66,7 +100,8 @@ class BrokerLink(_Section):
 
 
 class MqttConfig(BrokerLink):
-    client_id: str | None = None  # default: "edgecam-<node id>"
+    client_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None
+    # default: "edgecam-<node id>"
     connect_timeout: Positive = 10.0
     drain_timeout: NonNegative = 30.0
     max_inflight: Annotated[int, Field(ge=1, le=1000)] = 50
@@ -78,9 +113,16 @@ class MqttConfig(BrokerLink):
     outbox_max_age_days: Positive = 30.0
     end_to_end: Literal[True, False, "auto"] = "auto"  # keep events until central's acks watermark covers them
 
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttConfig:
+        if self.reconnect_min > self.reconnect_max:
+            raise ValueError(f"reconnect_min ({self.reconnect_min:g}) is more than reconnect_max "
+                             f"({self.reconnect_max:g})")
+        return self
+
 
 class StorageConfig(_Section):
-    path: Path = Path("/var/lib/edgecam")
+    path: FilePath = Path("/var/lib/edgecam")
 
 
 class ClipsConfig(_Section):
@@ -93,13 +135,34 @@ class ClipsConfig(_Section):
     min_free_bytes: Annotated[int, Field(ge=0)] = 512 * 1024**2
     thumbnails: bool = True
 
+    @model_validator(mode="after")
+    def _pre_roll_fits(self) -> ClipsConfig:
+        if self.pre_roll > self.max_clip:
+            raise ValueError(f"pre_roll ({self.pre_roll:g} s) is longer than max_clip ({self.max_clip:g} s)")
+        return self
+
 
 class ApiConfig(_Section):
     enabled: bool = True
     listen: str = Field(default="0.0.0.0:8080", pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
     tokens: list[str] = Field(default_factory=list)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    tls_cert: FilePath | None = None
+    tls_key: FilePath | None = None
+
+    @field_validator("tokens")
+    @classmethod
+    def _hash_lines(cls, v: list[str]) -> list[str]:
+        """The daemon's own parser: a line it would refuse is refused here, by `check` too."""
+        from .api.auth import parse_token_lines
+
+        parse_token_lines(v)
+        return v
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> ApiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together (one alone would serve plain HTTP)")
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -119,11 +182,11 @@ class ApiConfig(_Section):
 
 
 class DetectorConfig(_Section):
-    model: Path | None = None  # default: models/ (manifest decides INT8 or FP32)
+    model: FilePath | None = None  # default: models/ (manifest decides INT8 or FP32)
     precision: Literal["auto", "int8", "fp32"] = "auto"
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     threads: Annotated[int, Field(ge=1, le=64)] = 2
-    labels: list[str] = Field(default_factory=lambda: list(DEFAULT_LABELS))
+    labels: list[Label] = Field(default_factory=lambda: list(DEFAULT_LABELS))
     min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.4
     scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
     min_area: NonNegative = 0.0005  # fraction of the frame
@@ -191,8 +254,8 @@ class CameraConfig(_Section):
     read_timeout: Positive = 5.0
     reconnect_max: Positive = 30.0
     motion: MotionConfig = Field(default_factory=MotionConfig)
-    zones: dict[str, ZoneConfig] = Field(default_factory=dict)
-    lines: dict[str, LineConfig] = Field(default_factory=dict)
+    zones: Annotated[dict[Name, ZoneConfig], Field(max_length=MAX_ZONES)] = Field(default_factory=dict)
+    lines: Annotated[dict[Name, LineConfig], Field(max_length=MAX_LINES)] = Field(default_factory=dict)
     encode: EncodeConfig = Field(default_factory=EncodeConfig)
 
     @field_validator("source")
@@ -225,7 +288,7 @@ class Config(_Section):
     events: EventsConfig = Field(default_factory=EventsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     plates: PlatesConfig = Field(default_factory=PlatesConfig)
-    cameras: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")], CameraConfig] = Field(
+    cameras: dict[Name, CameraConfig] = Field(
         default_factory=dict
     )
 
@@ -234,25 +297,39 @@ class Config(_Section):
         return self.mqtt.client_id or f"edgecam-{self.node.id}"
 
 
-def describe_error(err: ValidationError) -> str:
+def describe_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
     """One line naming the key path and the bad value: what an installer can act on."""
     first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"])
+    loc = first["loc"]
+    path = ".".join(str(p) if len(str(p)) <= 40 else str(p)[:37] + "..." for p in loc)  # a 900-char key stays short
     msg = first["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
     kind = first["type"]
     value = first.get("input")
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     if kind == "extra_forbidden":
-        return f"{path}: unknown key"
+        return f"{path}: unknown key{did_you_mean(model, loc)}"
+    if kind == "missing" and loc and isinstance(loc[-1], int):  # only points are tuples: [x] or [x, ]
+        parent = ".".join(str(p) for p in loc[:-1])
+        return f"{parent}: {_short(value)} is invalid: a point needs two numbers [x, y]"
+    if kind == "too_long" and msg.startswith("Tuple"):
+        return f"{path}: {_short(value)} is invalid: a point needs two numbers [x, y]"
     if kind == "missing":
         return f"{path}: required key is missing"
     if path.endswith("port") and kind in ("less_than_equal", "greater_than_equal"):
         return f"{path}: {value!r} is not a valid port (1-65535)"
-    shown = _short(value)
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{path or '(top level)'}: {shown} is invalid: {msg}{more}"
+    if loc[:2] == ("api", "tokens"):  # never echo what may be a token pasted in by mistake
+        return msg if msg.startswith("api.tokens[") else f"{path}: {msg}"
+    if kind == "string_pattern_mismatch":
+        return f"{path.removesuffix('.[key]')}: {_short(value)} is invalid: {pattern_words(first)}{more}"
+    if isinstance(value, dict) and kind == "value_error":  # a rule across keys: the message names them
+        return f"{path or '(top level)'}: {msg}{more}"
+    quoted = quoted_hint(kind, value)
+    if quoted:
+        return f"{path}: {value!r} is invalid: {quoted}{more}"
+    return f"{path or '(top level)'}: {_short(value)} is invalid: {msg}{more}"
 
 
 def _short(value: Any) -> str:
@@ -265,7 +342,7 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(describe_error(err)) from None
+        raise ConfigError(describe_error(err, model)) from None
 
 
 def read_toml(path: Path | str) -> dict[str, Any]:
@@ -286,7 +363,61 @@ def read_toml(path: Path | str) -> dict[str, Any]:
 
 
 def parse_config(data: dict[str, Any]) -> Config:
-    return validate(Config, data)
+    cfg = validate(Config, data)
+    problem = event_size_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
+    return cfg
+
+
+def event_size_problem(cfg: Config) -> str | None:
+    """A camera whose largest possible event would not fit 1 KiB, as one line; None when all fit."""
+    from .payload import MAX_EVENT_BYTES, worst_case_event_bytes
+
+    for name, cam in cfg.cameras.items():
+        size = worst_case_event_bytes(cfg.node.id, name, cfg.detector.labels, list(cam.zones), list(cam.lines))
+        if size > MAX_EVENT_BYTES:
+            names = sum(len(z) for z in cam.zones)
+            return (f"cameras.{name}: an event could be {size} bytes, over the {MAX_EVENT_BYTES}-byte limit "
+                    f"(node.id {len(cfg.node.id)} chars, {len(cam.zones)} zones with {names} chars of names): "
+                    f"shorten the zone, line, camera or node names, or use fewer zones")
+    return None
+
+
+def unusable(cfg: Config) -> list[str]:
+    """Valid values the daemon still cannot use (files that are not there), one line each; check fails on these."""
+    problems: list[str] = []
+    m = cfg.mqtt
+    files = [("mqtt.password_file", m.password_file)]
+    if m.tls:
+        files += [("mqtt.ca_file", m.ca_file), ("mqtt.cert_file", m.cert_file), ("mqtt.key_file", m.key_file)]
+    if cfg.api.enabled:
+        files += [("api.tls_cert", cfg.api.tls_cert), ("api.tls_key", cfg.api.tls_key)]
+    for key, path in files:
+        if path is not None and not path.is_file():
+            problems.append(f"{key}: {str(path)!r} does not exist" if not path.exists()
+                            else f"{key}: {str(path)!r} is not a file")
+        elif path is not None and not os.access(path, os.R_OK):
+            problems.append(f"{key}: {str(path)!r} is not readable by this user")
+    model = cfg.detector.model
+    if model is not None:
+        if not model.exists():
+            problems.append(f"detector.model: {str(model)!r} does not exist")
+        elif model.is_dir() and not (model / "manifest.json").is_file():
+            problems.append(f"detector.model: {str(model)!r} has no manifest.json "
+                            f"(run `edgecam model prepare --out {model}`, or name an .onnx file)")
+    return problems
+
+
+def doubtful(cfg: Config) -> list[str]:
+    """Settings that work but are almost surely not meant, one line each; check warns on these."""
+    notes: list[str] = []
+    if cfg.api.enabled and not cfg.api.tokens:
+        notes.append("api.tokens is empty: the LAN API will refuse every request "
+                     "(add one with `edgecam token new --name NAME`, or set api.enabled = false)")
+    if not cfg.mqtt.tls and (cfg.mqtt.ca_file or cfg.mqtt.cert_file):
+        notes.append("mqtt.ca_file/cert_file are set but mqtt.tls = false: they are not used")
+    return notes
 
 
 def load_config(path: Path | str) -> Config:

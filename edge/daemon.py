@@ -17,7 +17,7 @@ from typing import Any
 from . import __version__, assets
 from .camera import AnalysisLoop, CaptureLoop, FrameSlot
 from .capture import open_source, source_kind
-from .config import CameraConfig, Config, load_config
+from .config import CameraConfig, Config, doubtful, load_config, unusable
 from .sdnotify import Notifier
 from .types import CameraState
 
@@ -64,6 +64,10 @@ class Daemon:
 
     # ---- start -------------------------------------------------------------------------
     def start(self) -> None:
+        for problem in unusable(self.cfg):  # what `edgecam check` fails on, said where the journal shows it
+            log.error("config: %s", problem)
+        for note in doubtful(self.cfg):
+            log.warning("config: %s", note)
         storage = self.cfg.storage.path
         try:
             storage.mkdir(parents=True, exist_ok=True)
@@ -300,11 +304,20 @@ class Daemon:
             self.api.stop()
         drained = True
         if self.outbox is not None:
+            self._say_drain_wait()
             drained = self.outbox.stop(self.cfg.mqtt.drain_timeout)
             if not drained:
                 log.warning("outbox not drained: %d event(s) wait for the next start", self.outbox.depth())
         self._log_summary()
         return drained
+
+    def _say_drain_wait(self) -> None:
+        """Before a drain that cannot finish at once: one line, so a stop with the broker down is not a silent hang."""
+        waiting = self.outbox.depth()
+        publisher = getattr(self.outbox, "publisher", None)
+        if waiting and not getattr(publisher, "connected", True):
+            log.info("outbox: the broker is not connected: waiting up to %g s (mqtt.drain_timeout) for it, then "
+                     "%d event(s) stay in the outbox for the next start", self.cfg.mqtt.drain_timeout, waiting)
 
     def _log_summary(self) -> None:
         for cam in self.cameras.values():

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 
+from .redact import redact_url
+
 if TYPE_CHECKING:  # pragma: no cover
     from .daemon import Daemon
 
@@ -62,6 +64,7 @@ def node_stats(daemon: Daemon) -> dict[str, Any]:
             "state": cam.capture.state.value,
             "frames": cam.analysis.analysed,
             "reconnects": cam.capture.reconnects,
+            "bad_packets": getattr(cam.capture.source, "bad_packets", 0),
             "lines": analyzer_stats.get("lines", {}),
         }
         if cam.recorder is not None:
@@ -104,7 +107,7 @@ class DaemonView:
             "state": "stopping" if d.stop_event.is_set() else "running",
             "version": _version(),
             "uptime": round(time.monotonic() - d.started, 1),
-            "cameras": {c.name: {"state": c.capture.state.value, "error": c.capture.last_error or None,
+            "cameras": {c.name: {"state": c.capture.state.value, "error": redact_url(c.capture.last_error) or None,
                                  "resolution": c.capture.resolution} for c in d.cameras.values()},
             "outbox": {"depth": d.outbox.depth() if d.outbox is not None else 0},
             "disk": {"total": usage.get("total_bytes", 0), "used": usage.get("used_bytes", 0),

@@ -76,14 +76,86 @@ def event_body(event: Event) -> dict[str, Any]:
 
 
 def event_message(body: dict[str, Any], node: str, seq: int) -> bytes:
-    """Final wire bytes of one event; raises ValueError past 1 KiB."""
+    """Final wire bytes of one event, at most 1 KiB: optional fields are trimmed rather than the event lost."""
+    return fit_event_message(body, node, seq)[0]
+
+
+# Optional fields go first when an event would not fit, least useful first; then zones from the end.
+# Required fields are bounded by config validation (``worst_case_event_bytes``), so they always fit.
+TRIM_ORDER = ("color_score", "plate_score", "best", "color", "heading", "duration", "plate", "line")
+
+
+def fit_event_message(body: dict[str, Any], node: str, seq: int) -> tuple[bytes, tuple[str, ...]]:
+    """``(wire bytes, names of what was trimmed)``: never refuses an event for its size."""
     msg = dict(body)
     msg["node"] = node
     msg["seq"] = seq
     data = dumps(msg)
-    if len(data) > MAX_EVENT_BYTES:
-        raise ValueError(f"event payload is {len(data)} bytes, over {MAX_EVENT_BYTES}")
-    return data
+    trimmed: list[str] = []
+    if len(data) <= MAX_EVENT_BYTES:
+        return data, ()
+    unknown = sorted(k for k in msg if k not in REQUIRED_EVENT_KEYS and k not in TRIM_ORDER)
+    candidates = [k for k in [*unknown, *TRIM_ORDER] if k in msg]  # fields this version does not know go first
+    while candidates and len(data) > MAX_EVENT_BYTES:
+        # the first field whose loss alone is enough; else the largest, so as few fields as possible go
+        sizes = {k: len(dumps({k: msg[k]})) for k in candidates}
+        over = len(data) - MAX_EVENT_BYTES
+        key = next((k for k in candidates if sizes[k] - 2 >= over), max(candidates, key=sizes.__getitem__))
+        candidates.remove(key)
+        del msg[key]
+        trimmed.append(key)
+        data = dumps(msg)
+    if len(data) <= MAX_EVENT_BYTES:
+        return data, tuple(trimmed)
+    zones = list(msg.get("zones") or [])
+    while zones and len(data) > MAX_EVENT_BYTES:
+        zones.pop()
+        msg["zones"] = zones
+        data = dumps(msg)
+        if "zones" not in trimmed:
+            trimmed.append("zones")
+    return data, tuple(trimmed)
+
+
+REQUIRED_EVENT_KEYS = frozenset(
+    {"v", "id", "seq", "node", "camera", "type", "label", "score", "ts", "box", "zones", "clip", "time_ok"})
+
+# Widest values each field can take (see the recorder's and the event builder's id formats):
+# ts to the year 2286, seq to 2^53, a track number of 12 digits, an 11-hex-digit ms clock.
+_WIDEST_TS = 9_999_999_999.999
+_WIDEST_SEQ = 2**53
+_WIDEST_DURATION = 9_999_999.99
+# Room kept for the optional fields announced in the interface (best shot, colour, heading, plate),
+# so a config that fits today still fits when they are filled in.
+_OPTIONAL_RESERVE = {"best": "x" * 64, "color": "x" * 12, "color_score": 0.999, "heading": "down-right",
+                     "plate": "x" * 16, "plate_score": 0.999}
+
+
+def worst_case_event_bytes(node: str, camera: str, labels: list[str], zones: list[str],
+                           lines: list[str]) -> int:
+    """Size of the largest event this camera could send: every zone at once, the longest names, widest numbers."""
+    label = max(labels, key=lambda x: len(dumps(x)), default="x")
+    line = max(lines, key=lambda x: len(dumps(x)), default=None)
+    body: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "id": f"{camera}-{'f' * 11}-{'9' * 12}",
+        "camera": camera,
+        "type": "update",
+        "label": label,
+        "score": 0.999,
+        "ts": _WIDEST_TS,
+        "box": [0.9999] * 4,
+        "zones": list(zones),
+        "clip": f"{camera}-20261202T015409Z-ffffff",
+        "time_ok": False,
+        "duration": _WIDEST_DURATION,
+        **_OPTIONAL_RESERVE,
+    }
+    if line is not None:
+        body["line"] = {"name": line, "dir": "out"}
+    body["node"] = node
+    body["seq"] = _WIDEST_SEQ
+    return len(dumps(body))
 
 
 def status_message(state: str, ts: float, version: str) -> bytes:

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .capture.plain import plain_error
+from .redact import redact_url
+
 FPS_WINDOW = 1.0  # seconds of frames counted on a live source to measure its rate
 
 
@@ -27,7 +30,7 @@ class GrabError(Exception):
     """The source gave no frame; the message is one line an installer can act on."""
 
     def __init__(self, message: str, advice: str = "") -> None:
-        super().__init__(message)
+        super().__init__(redact_url(message))  # the URL may carry the camera's password
         self.advice = advice  # what to do, when the cause is known for sure
 
 
@@ -120,7 +123,7 @@ def _grab_pyav(source: str, timeout: float, live: bool) -> Grab:
     try:
         container = av.open(source, options=_pyav_options(source, timeout))
     except av.error.FFmpegError as err:
-        raise GrabError(f"{source}: cannot open: {_one_line(err)}") from None
+        raise GrabError(f"{source}: cannot open: {plain_error(err, source)}") from None
     try:
         if not container.streams.video:
             raise GrabError(f"{source}: no video stream")
@@ -133,7 +136,7 @@ def _grab_pyav(source: str, timeout: float, live: bool) -> Grab:
         fps = _measure_rate(frames, started + timeout) if live else nominal
         return Grab(image, image.shape[1], image.shape[0], fps or nominal, stream.codec_context.name, seconds, live)
     except av.error.FFmpegError as err:
-        raise GrabError(f"{source}: {_one_line(err)}") from None
+        raise GrabError(f"{source}: {plain_error(err, source)}") from None
     finally:
         container.close()
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .assets import PROJECT_ROOT
 from .config import CameraConfig, Config, DetectorConfig, load_config
 from .errors import UserError
 from .fsutil import write_atomic
@@ -41,7 +40,7 @@ def detect(det: DetectorConfig, image: np.ndarray) -> tuple[list[Detection], str
         return [], "detections skipped: the detector is not installed"
     try:
         detector, choice = load_detector(
-            det.model or PROJECT_ROOT / "models", det.precision, keep_labels=det.labels, min_score=det.min_score,
+            det.model, det.precision, keep_labels=det.labels, min_score=det.min_score,
             scores=det.scores, nms_iou=det.nms_iou, threads=det.threads, providers=det.providers,
         )
         found = detector.detect(image)

@@ -145,3 +145,27 @@ def test_frame_slot_drops_oldest_when_live_and_never_blocks() -> None:
     assert [slot.get(0.1), slot.get(0.1)] == [3, 4]
     slot.put(END, stop)
     assert slot.get(0.1) is END
+
+
+def corrupt_copy(src: Path, dst: Path, n: int = 20_000) -> Path:
+    """A copy of ``src`` with ``n`` bytes in its middle overwritten (seeded: the same bytes every run)."""
+    import random
+
+    data = bytearray(src.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + n] = random.Random(7).randbytes(n)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_corrupt_packet_in_a_file_is_skipped_and_counted(tmp_path: Path) -> None:
+    """#14.13: one bad packet used to end a file camera ("corrupt video"); now it reads on to the end."""
+    src = video_path("road")
+    expected = ffprobe_counts(src)
+    bad = corrupt_copy(src, tmp_path / "road-corrupt.mp4")
+    source = PyavSource("cam", str(bad))
+    packets, pictures = read_all(source)
+    assert len(packets) == int(expected["nb_read_packets"])  # every packet still goes to the recorder
+    assert 0 < source.bad_packets < 50
+    assert int(expected["nb_read_frames"]) - 50 < len(pictures) < int(expected["nb_read_frames"])
+    assert pictures[-1].time > 19.0  # the 20 s file was read to its end

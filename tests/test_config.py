@@ -44,7 +44,7 @@ min_free_bytes = 200000000
 
 [api]
 listen = "0.0.0.0:8080"
-tokens = ["sha256:abc:alice"]
+tokens = ["sha256:abababababababababababababababababababababababababababababababab:alice"]
 
 [detector]
 precision = "auto"

@@ -24,10 +24,9 @@ ROOM_IMAGE = "000000000139.jpg"
 
 
 @pytest.fixture(scope="module")
-def fp32(tmp_path_factory):
-    """The FP32 model through load_detector's no-manifest fallback (an empty model directory)."""
-    model_path()
-    detector, choice = load_detector(tmp_path_factory.mktemp("no-manifest"))
+def fp32():
+    """The FP32 model file given directly (a directory without a manifest is an error, #14.13)."""
+    detector, choice = load_detector(model_path())
     return detector, choice
 
 
@@ -45,7 +44,7 @@ def assert_inside(detections, width: int, height: int) -> None:
 
 def test_fp32_finds_the_cars(fp32) -> None:
     detector, choice = fp32
-    assert choice.precision == "fp32" and choice.reason == "no manifest: FP32"
+    assert choice.precision == "fp32" and "given directly" in choice.reason
     assert choice.sha256 == assets.sha256_file(choice.path)
     assert detector.input_size == 416 and detector.provider == "CPUExecutionProvider"
     image = cars_image()
@@ -173,3 +172,14 @@ def test_model_file_given_directly() -> None:
     assert choice.precision == "fp32" and "given directly" in choice.reason and len(labels) == 80
     with pytest.raises(ModelError, match="no manifest"):
         choose_model(model_path().parent / "no-such-dir", "int8")
+
+
+def test_a_model_directory_without_manifest_is_an_error(tmp_path) -> None:
+    """It used to run the shared FP32 model instead, silently (#14.13)."""
+    model_path()
+    (tmp_path / "model.onnx").write_bytes(b"not the model meant")
+    for precision in ("auto", "fp32"):
+        with pytest.raises(ModelError) as err:
+            choose_model(tmp_path, precision)
+        assert str(err.value) == (f"no manifest.json in model directory {tmp_path}; "
+                                  f"run `edgecam model prepare --out {tmp_path}`, or name an .onnx file")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +19,7 @@ from edge.vision.model_eval import Agreement, choose
 from edge.vision.quantize import FP32_NAME, INT8_NAME, LABELS_NAME
 
 CARS_IMAGE = "000000001532.jpg"  # see test_detector.py: five cars on a freeway
+PREPARE_OUTPUT: list[str] = []  # what the session's one prepare printed
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +28,24 @@ def prepared(tmp_path_factory) -> Path:
     model_path()
     coco_dir()
     out = tmp_path_factory.mktemp("models")
-    rc = main(["model", "prepare", "--out", str(out), "--calib-count", "10", "--eval-count", "10"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["model", "prepare", "--out", str(out), "--calib-count", "10", "--eval-count", "10"])
     assert rc == 0
+    PREPARE_OUTPUT[:] = printed.getvalue().splitlines()
     return out
+
+
+def test_prepare_says_what_it_is_doing_and_how_long(prepared: Path) -> None:
+    """#13.10: it used to be 32 s of silence in `make demo`."""
+    lines = [line for line in PREPARE_OUTPUT if line.startswith("model prepare: ")]
+    assert lines[0].startswith("model prepare: making an INT8 model from yolox_nano.onnx")
+    assert " s on an idle 2-core" in lines[0]
+    steps = [line.split("] ", 1)[1] for line in lines[1:]]
+    assert [s.split(" ")[0] for s in steps] == ["copying", "quantizing", "comparing", "timing", "done:"]
+    assert "calibrated on 10 images" in steps[1] and steps[2].startswith("comparing INT8 with FP32 on ")
+    seconds = [float(line.split("[", 1)[1].split(" s]")[0]) for line in lines[1:]]
+    assert seconds == sorted(seconds) and seconds[0] < seconds[-1]
 
 
 def test_manifest_contents(prepared: Path) -> None:

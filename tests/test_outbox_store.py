@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -78,11 +79,17 @@ def test_eviction_by_bytes_and_age(tmp_path: Path) -> None:
     ob.close()
 
 
-def test_oversized_event_is_logged_and_takes_no_seq(tmp_path: Path, caplog) -> None:
+def test_oversized_event_is_trimmed_counted_and_kept(tmp_path: Path, caplog) -> None:
+    """Never drop an event for its size (#14.9): optional fields, then zones from the end, give way."""
     ob = Outbox(tmp_path / "o.db", "n1")
-    with caplog.at_level(logging.ERROR, logger="edge.outbox"):
-        assert ob.enqueue_many([body(0), body(1, pad=2000), body(2)]) == [1, 2]
-    assert ob.oversize_total == 1 and "over 1024" in caplog.text
+    big = {**body(1, pad=2000), "line": {"name": "road", "dir": "in"}, "duration": 3.5}
+    with caplog.at_level(logging.WARNING, logger="edge.outbox"):
+        assert ob.enqueue_many([body(0), big, body(2)]) == [1, 2, 3]
+    assert ob.trimmed_total == 1 and ob.oversize_total == 0
+    assert "trimmed to fit 1 KiB (dropped line, duration, zones)" in caplog.text
+    msg = json.loads(dict(ob.pending(10))[2])
+    assert len(dict(ob.pending(10))[2]) <= 1024
+    assert msg["id"] == "o1" and msg["zones"] == [] and "line" not in msg and "duration" not in msg
     ob.close()
 
 

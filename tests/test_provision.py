@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import stat
 import subprocess
@@ -42,7 +43,7 @@ def token_from(stdout: str) -> str:
 
 def test_provision_twice_gives_the_same_tree(tmp_path, capsys):
     root = tmp_path / "root"
-    first = provision(root)
+    first = provision(root, "--no-tls")  # `check` below looks at this machine's paths: no CA file here
     assert first.returncode == 0, first.stderr
     token = token_from(first.stdout)
     before = tree(root)
@@ -52,11 +53,11 @@ def test_provision_twice_gives_the_same_tree(tmp_path, capsys):
     assert before["var/lib/edgecam/clips"][0] == "0o750"
     assert "useradd --system" in (root / "etc/edgecam/provision-pending.txt").read_text()
 
-    second = provision(root)
+    second = provision(root, "--no-tls")
     assert second.returncode == 0, second.stderr
     assert "LAN API token" not in second.stdout  # shown once only
     assert tree(root) == before
-    forced = provision(root, "--force")
+    forced = provision(root, "--no-tls", "--force")
     assert forced.returncode == 0, forced.stderr
     assert "LAN API token" not in forced.stdout
     assert tree(root) == before  # same template and args: same file, token hash kept
@@ -68,7 +69,10 @@ def test_provision_twice_gives_the_same_tree(tmp_path, capsys):
     assert data["api"]["tokens"] == [f"sha256:{hashlib.sha256(token.encode()).hexdigest()}:provision"]
     assert token not in config.read_text()
     assert "# Credentials in the URL" in config.read_text()  # the template's comments survive
-    assert main(["check", "-c", str(config), "--config-only"]) == 0
+    assert main(["check", "-c", str(config), "--config-only", "--json"]) in (0, 1)
+    problems = json.loads(capsys.readouterr().out)["checks"][0].get("problems", [])
+    assert problems == ([] if Path("/opt/edgecam/models").exists()
+                        else ["detector.model: '/opt/edgecam/models' does not exist"])  # the target's path
     from edge.clips.evidence import NodeKey
 
     key = NodeKey.load_or_create(root / "var/lib/edgecam/keys")  # the daemon reads the same key
@@ -89,6 +93,23 @@ def test_provision_every_template_and_refusals(tmp_path):
     bad = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "--node-id" in bad.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_a_tls_template_needs_its_ca_file(tmp_path):
+    """#13.8: `--broker H:P` with a TLS template used to keep tls = true and a ca_file that is not there."""
+    bare = provision(tmp_path / "a", template="pi-rtsp-camera")
+    assert bare.returncode == 1
+    assert bare.stderr.strip() == (
+        "provision: the template uses TLS (mqtt.tls = true) with ca_file /etc/edgecam/ca.crt, which does not exist: "
+        "pass --ca-file FILE (the CA that signed the broker's certificate), or --no-tls for a plain broker")
+    assert not (tmp_path / "a/etc/edgecam/edgecam.toml").exists()
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ok = provision(tmp_path / "b", "--ca-file", str(ca), template="pi-rtsp-camera")
+    assert ok.returncode == 0, ok.stderr
+    data = tomllib.loads((tmp_path / "b/etc/edgecam/edgecam.toml").read_text())
+    assert data["mqtt"]["tls"] is True and data["mqtt"]["ca_file"] == "/etc/edgecam/ca.crt"
+    assert (tmp_path / "b/etc/edgecam/ca.crt").read_text() == ca.read_text()
 
 
 def test_shellcheck_scripts():

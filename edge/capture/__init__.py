@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..redact import redact_url
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..interfaces import Source
 
@@ -20,7 +22,7 @@ class SourceError(Exception):
     """
 
     def __init__(self, message: str, retryable: bool = True) -> None:
-        super().__init__(message)
+        super().__init__(redact_url(message))  # the URL may carry the camera's password
         self.retryable = retryable
 
 

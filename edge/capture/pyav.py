@@ -17,6 +17,7 @@ import numpy as np
 
 from ..types import Packet, StreamInfo
 from . import SourceError
+from .plain import plain_error
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class PyavSource:
         self._last_time = 0.0
         self._last_pts = 0
         self._frames = 0
+        self.bad_packets = 0  # packets the decoder refused: skipped for analysis, still recorded
 
     def open(self) -> StreamInfo:
         self._open_container()
@@ -89,7 +91,7 @@ class PyavSource:
         except FileNotFoundError:
             raise SourceError(f"{self.url}: no such file", retryable=False) from None
         except av.error.FFmpegError as err:
-            raise SourceError(f"{self.url}: cannot open ({_reason(err)})", retryable=self.live) from None
+            raise SourceError(f"{self.url}: cannot open ({_reason(err, self.url)})", retryable=self.live) from None
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.url}: no video stream", retryable=self.live)
@@ -151,16 +153,27 @@ class PyavSource:
                 if not self.live:
                     wall = open_wall + (t - (first_time or 0.0))
                 self._last_time = max(self._last_time, t)
-                yield self._packet(pkt, t, mono, wall)
-                for frame in pkt.decode():
+                yield self._packet(pkt, t, mono, wall)  # recorded as received, even if it will not decode
+                for frame in self._decode(pkt):
                     yield self._picture(frame, tb, start_pts, mono, wall)
             for frame in stream.codec_context.decode(None):
                 yield self._picture(frame, tb, start_pts, time.monotonic(), open_wall + self._last_time)
         except av.error.FFmpegError as err:
             if self.live:
-                log.warning("%s: stream read failed (%s)", self.name, _reason(err))
+                log.warning("%s: stream read failed (%s)", self.name, _reason(err, self.url))
                 return
-            raise SourceError(f"{self.url}: corrupt video ({_reason(err)})", retryable=False) from None
+            raise SourceError(f"{self.url}: corrupt video ({_reason(err, self.url)})", retryable=False) from None
+
+    def _decode(self, pkt: av.Packet) -> list[av.VideoFrame]:
+        """The packet's frames; a packet the decoder refuses is skipped and counted, never the end of the camera."""
+        try:
+            return pkt.decode()
+        except av.error.FFmpegError as err:
+            self.bad_packets += 1
+            if self.bad_packets % 100 == 1:  # the first, then every 100th: a broken stream cannot flood the log
+                log.warning("%s: skipped an undecodable packet (%s); %d so far", self.name,
+                            _reason(err, self.url), self.bad_packets)
+            return []
 
     def _packet(self, pkt: av.Packet, t: float, mono: float, wall: float) -> Packet:
         pts = None if pkt.pts is None else pkt.pts + self._pts_offset
@@ -193,6 +206,5 @@ class PyavSource:
         self._stream = None
 
 
-def _reason(err: Exception) -> str:
-    text = getattr(err, "strerror", None) or str(err)
-    return text.split(";")[0].strip() or type(err).__name__
+def _reason(err: Exception, url: str = "") -> str:
+    return plain_error(err, url)  # "the camera answered 404 Not Found: check the stream path", no FFmpeg errno

@@ -12,8 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import Config, load_config
+from ..config import Config, doubtful, load_config, unusable
 from ..outbox.publisher import settings_from_config
+from ..redact import redact_url
 from .broker import probe_broker
 from .host import probe_api_port, probe_camera, probe_clock, probe_storage
 from .model import probe_model
@@ -27,8 +28,16 @@ def config_result(cfg: Config) -> Result:
     broker = f"{cfg.mqtt.host}:{cfg.mqtt.port}" + (" (TLS)" if cfg.mqtt.tls else "")
     detail = (f"valid: node {cfg.node.id}, {len(cams)} camera{'s' if len(cams) != 1 else ''}"
               + (f" ({', '.join(cams)})" if cams else "") + f", broker {broker}, storage {cfg.storage.path}")
+    problems, notes = unusable(cfg), doubtful(cfg)  # the same lists the daemon logs at start
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return Result("config", FAIL, f"{problems[0]}{more}", "; ".join(problems[1:]) or "fix the path, "
+                      "or install the file (scripts/provision --ca-file for the broker's CA)",
+                      data={"problems": problems, "notes": notes})
     if not cams:
-        return Result("config", WARN, detail, "no enabled camera: add a [cameras.NAME] section with a source")
+        notes = [*notes, "no enabled camera: add a [cameras.NAME] section with a source"]
+    if notes:
+        return Result("config", WARN, detail, "; ".join(notes), data={"problems": [], "notes": notes})
     return Result("config", OK, detail)
 
 
@@ -60,7 +69,7 @@ def render(results: list[Result]) -> str:
     warned = sum(r.status == WARN for r in results)
     summary = "all checks passed" if not failed else f"{failed} check{'s' if failed != 1 else ''} failed"
     lines.append(summary + (f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""))
-    return "\n".join(lines)
+    return redact_url("\n".join(lines))  # a camera URL in a probe's detail keeps its password out
 
 
 def as_json(config_path: Path, results: list[Result]) -> str:
@@ -70,7 +79,7 @@ def as_json(config_path: Path, results: list[Result]) -> str:
         "checks": [{"name": r.name, "status": r.status, "detail": r.detail, "advice": r.advice, **r.data}
                    for r in results],
     }
-    return json.dumps(doc, ensure_ascii=False, indent=2)
+    return redact_url(json.dumps(doc, ensure_ascii=False, indent=2))
 
 
 def check_command(args: argparse.Namespace) -> int:

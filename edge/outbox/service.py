@@ -185,6 +185,7 @@ class OutboxService:
             "depth": self.depth(),
             "oldest_age_s": round(self.outbox.oldest_age(), 1),
             "evicted": self.outbox.evicted_total,
+            "trimmed": self.outbox.trimmed_total,
             "published": self.publisher.published_total,
             "replayed": self.publisher.replayed_total,
             "connected": self.publisher.connected,

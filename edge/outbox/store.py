@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..payload import event_message
+from ..payload import fit_event_message
 from .seqfile import SeqFile
 
 log = logging.getLogger("edge.outbox")
@@ -120,6 +120,7 @@ class Outbox:
         self.acked_total = 0
         self.confirmed_total = 0
         self.oversize_total = 0
+        self.trimmed_total = 0  # events stored with optional fields cut to fit 1 KiB (never dropped)
         with self._lock:
             self._transaction(lambda: self._evict(self.clock()))
 
@@ -160,7 +161,7 @@ class Outbox:
     # ---- writes -------------------------------------------------------------------------------
 
     def enqueue_many(self, bodies: list[dict[str, Any]], now: float | None = None) -> list[int]:
-        """Store events in ONE durable transaction; returns their seqs (oversized bodies are logged, skipped)."""
+        """Store events in ONE durable transaction; returns their seqs (oversized bodies are trimmed, counted)."""
         if not bodies:
             return []
         now = self.clock() if now is None else now
@@ -243,12 +244,9 @@ class Outbox:
         if seq + len(bodies) > self._reserved:
             self._reserve(seq + len(bodies) + SEQ_BLOCK)
         for body in bodies:
-            try:
-                msg = event_message(body, self.node, seq + 1)
-            except ValueError as err:
-                self.oversize_total += 1
-                log.error("outbox: event %s not stored: %s", body.get("id"), err)
-                continue
+            msg, trimmed = fit_event_message(body, self.node, seq + 1)
+            if trimmed:
+                self._count_trim(body, trimmed)
             seq += 1
             self._db.execute("INSERT INTO outbox (seq, created, msg) VALUES (?, ?, ?)", (seq, now, msg))
             self._rows += 1
@@ -262,6 +260,13 @@ class Outbox:
             self._evict(now)
             self.enqueued_total += len(seqs)
         return seqs
+
+    def _count_trim(self, body: dict[str, Any], trimmed: tuple[str, ...]) -> None:
+        """Count a trimmed event; log the first and then every 100th, so a bad config cannot flood the journal."""
+        self.trimmed_total += 1
+        if self.trimmed_total % 100 == 1:
+            log.warning("outbox: event %s trimmed to fit 1 KiB (dropped %s); %d trimmed so far",
+                        body.get("id"), ", ".join(trimmed), self.trimmed_total)
 
     def _delete(self, seqs: list[int]) -> int:
         gone = 0

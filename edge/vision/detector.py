@@ -246,9 +246,15 @@ def choose_model(model_dir: Path | None, precision: str = "auto") -> tuple[Model
     """
     if precision not in ("auto", "int8", "fp32"):
         raise ModelError(f"precision {precision!r} is not auto, int8 or fp32")
+    given = model_dir is not None
     if model_dir is None:
         model_dir = assets.PROJECT_ROOT / "models"  # where `make model` / `edgecam model prepare` write
     manifest = load_manifest(model_dir) if Path(model_dir).suffix != ".onnx" else None
+    if manifest is None and given and Path(model_dir).suffix != ".onnx":
+        # a directory named on purpose holds the model meant: never quietly run another one instead
+        what = " (the directory does not exist)" if not Path(model_dir).exists() else ""
+        raise ModelError(f"no manifest.json in model directory {model_dir}{what}; "
+                         f"run `edgecam model prepare --out {model_dir}`, or name an .onnx file")
     if manifest is None:
         return _fallback(model_dir, precision)
     if precision == "auto":

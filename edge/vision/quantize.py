@@ -20,7 +20,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +49,7 @@ from .model_eval import (
 INT8_NAME = "yolox_nano_int8.onnx"
 FP32_NAME = "yolox_nano_fp32.onnx"
 LABELS_NAME = "yolox_nano.labels.txt"
+PREPARE_ESTIMATE_S = 30  # measured: 32 s for `make demo` on 2 busy cores (issue #13.10)
 
 
 @dataclass(frozen=True)
@@ -226,17 +227,28 @@ class Measured:
     int8_ms: float
 
 
-def prepare(inputs: PrepareInputs, out_dir: Path, threads: int = 2, recipe: Recipe = Recipe()) -> dict:
-    """Quantize, measure both models here, write models + labels + manifest into ``out_dir``; returns the manifest."""
+def prepare(inputs: PrepareInputs, out_dir: Path, threads: int = 2, recipe: Recipe = Recipe(),
+            progress: Callable[[str], None] | None = None) -> dict:
+    """Quantize, measure both models here, write models + labels + manifest into ``out_dir``; returns the manifest.
+
+    ``progress`` gets one line per step (the whole run takes tens of seconds: say what is going on).
+    """
     started = time.monotonic()
+
+    def step(what: str) -> None:
+        if progress is not None:
+            progress(f"[{time.monotonic() - started:5.1f} s] {what}")
+
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = read_labels(inputs.labels)
     fp32_path, int8_path = out_dir / FP32_NAME, out_dir / INT8_NAME
+    step(f"copying {inputs.fp32.name} and its labels into {out_dir}")
     copy_atomic(inputs.fp32, fp32_path)
     copy_atomic(inputs.labels, out_dir / LABELS_NAME)
     ref = Detector(fp32_path, labels, keep_labels=labels, min_score=EVAL_SCORE, threads=threads)
     tmp_int8 = out_dir / (INT8_NAME + ".tmp")
     calib = load_images(inputs.calib[: recipe.calib_images])
+    step(f"quantizing to INT8, calibrated on {len(calib)} images (the longest step)")
     kept_fp32 = quantize(fp32_path, tmp_int8, calib, ref.input_size, recipe)
     os.replace(tmp_int8, int8_path)
     quantized = Detector(int8_path, labels, keep_labels=labels, min_score=EVAL_SCORE, threads=threads)
@@ -244,12 +256,15 @@ def prepare(inputs: PrepareInputs, out_dir: Path, threads: int = 2, recipe: Reci
     evals = [("coco", image) for image in load_images(inputs.eval_images)] + frames
     if not evals:
         raise ModelError("no images left to measure agreement on (all used for calibration)")
+    step(f"comparing INT8 with FP32 on {len(evals)} images")
     agreement = measure_agreement(ref, quantized, evals)
+    step("timing both models (100 runs each)")
     fp32_ms, int8_ms = interleaved_latency(ref, quantized, evals[0][1], runs=100)
     measured = Measured(ref.input_size, ref.provider, len(calib), kept_fp32, len(frames), agreement, fp32_ms, int8_ms)
     manifest = build_manifest(inputs, out_dir, labels, recipe, measured, threads)
     manifest["prepare_seconds"] = round(time.monotonic() - started, 1)
     write_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    step(f"done: {manifest['choice']['precision'].upper()} chosen")
     return manifest
 
 
@@ -328,7 +343,11 @@ def prepare_command(args: argparse.Namespace) -> int:
     eval_count = getattr(args, "eval_count", None) or 50
     inputs = PrepareInputs(fp32, labels, images[:count], images[count : count + eval_count])
     try:
-        manifest = prepare(inputs, Path(args.out), threads=args.threads, recipe=Recipe(calib_images=count))
+        print(f"model prepare: making an INT8 model from {fp32.name} and measuring it against FP32; "
+              f"about {PREPARE_ESTIMATE_S} s on an idle 2-core x86 machine, a few minutes on a Raspberry Pi 4",
+              flush=True)
+        manifest = prepare(inputs, Path(args.out), threads=args.threads, recipe=Recipe(calib_images=count),
+                           progress=lambda line: print(f"model prepare: {line}", flush=True))
     except ModelError as err:
         raise UserError(str(err)) from None
     except ImportError as err:
