@@ -8,8 +8,6 @@ is what a Pi core budget must cover, scaled by the Pi's slower cores.
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -161,29 +159,3 @@ def summarise(run: FileRun, source: Path, model: str) -> dict[str, Any]:
     }
 
 
-def bench_command(args: argparse.Namespace) -> int:
-    from .config import CameraConfig, Config
-    from .vision.detector import ModelError, load_detector
-    from .vision.factory import analyzer_settings, detector_kwargs
-
-    source = Path(args.source)
-    if not source.is_file():
-        raise UserError(f"--source {source}: no such file")
-    cfg = Config()
-    cam = CameraConfig(source=str(source), detect_fps=args.detect_fps)
-    try:
-        model = Path(args.model) if args.model else (Path("models") if Path("models/manifest.json").exists() else None)
-        detector, choice = load_detector(model, cfg.detector.precision, **detector_kwargs(cfg.detector))
-    except ModelError as err:
-        raise UserError(str(err)) from None
-    analyzer = CameraAnalyzer("bench", detector, analyzer_settings(cam, cfg))
-    run = analyse_file(source, analyzer, args.detect_fps)
-    result = summarise(run, source, f"{choice.path.name} ({choice.precision})")
-    if args.baselines:
-        result["baselines"] = _baselines(source, detector, args.detect_fps, run.video_s)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    for key, value in result.items():
-        print(f"{key:>24}: {value}")
-    return 0

@@ -1,20 +1,27 @@
-"""Command-line parsing only: each command calls one function elsewhere.
+"""Command-line parsing only: each command calls one handler in ``edge.commands``.
 
-Handlers are named as ``"module:function"`` and imported on use, so
-``edgecam --help`` stays fast and a Pi without onnxruntime can still run
-``edgecam clips pull``. A handler takes the parsed arguments and returns the
-exit code; it raises ``UserError`` (or ``ConfigError``) for a one-line failure.
+Handlers are imported plainly (the import graph sees them); each imports its
+heavy dependencies when it runs, so ``edgecam --help`` stays fast and a Pi
+without onnxruntime can still run ``edgecam clips pull``. A handler takes the
+parsed arguments and returns the exit code; it raises ``UserError`` (or
+``ConfigError``) for a one-line failure.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .commands import central as central_cmd
+from .commands import clips as clips_cmd
+from .commands import keys as keys_cmd
+from .commands import model as model_cmd
+from .commands import node as node_cmd
+from .commands import snapshot as snapshot_cmd
+from .commands import tools as tools_cmd
 from .config import DEFAULT_CONFIG_PATH, ConfigError
 from .errors import UserError  # re-exported: handlers and tests import it from here
 from .redact import redact_url
@@ -46,21 +53,21 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
     """run, check, snapshot, model: what runs on the node."""
     p = sub.add_parser("run", help="run the daemon")
     _add_config(p)
-    p.set_defaults(handler="edge.daemon:run_command")
+    p.set_defaults(handler=node_cmd.run)
 
     p = sub.add_parser("check", help="validate config and probe camera, model, storage, broker, clock")
     _add_config(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--config-only", action="store_true", help="only validate the config file")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per probe")
-    p.set_defaults(handler="edge.check:check_command")
+    p.set_defaults(handler=node_cmd.check)
 
     p = sub.add_parser("snapshot", help="save one frame, optionally with mask, zones and lines drawn")
     _add_config(p)
     p.add_argument("-o", "--output", required=True, help="JPEG file to write")
     p.add_argument("--camera", help="camera name (default: the first)")
     p.add_argument("--overlay", action="store_true", help="draw motion mask, zones, lines, detections")
-    p.set_defaults(handler="edge.snapshot:snapshot_command")
+    p.set_defaults(handler=snapshot_cmd.snapshot)
 
     model = sub.add_parser("model", help="model tools").add_subparsers(dest="model_command", metavar="ACTION")
     model.required = True
@@ -71,7 +78,7 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="inference threads for the timing")
     p.add_argument("--calib-count", type=int, default=50, help="calibration images (the next 50 measure agreement)")
     p.add_argument("--eval-count", type=int, default=50, help="held-out images for the agreement measurement")
-    p.set_defaults(handler="edge.vision.quantize:prepare_command")
+    p.set_defaults(handler=model_cmd.prepare)
 
 
 def _add_clips_commands(sub: argparse._SubParsersAction) -> None:
@@ -87,18 +94,18 @@ def _add_clips_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label")
     p.add_argument("--camera")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler="edge.api.client:list_command")
+    p.set_defaults(handler=clips_cmd.list_clips)
     p = clips.add_parser("pull", help="download clips (resumable, sha256-verified)")
     _add_node_client(p)
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("-o", "--output", default=".", help="directory to write into")
     p.add_argument("--bundle", help="also write an evidence bundle ZIP")
-    p.set_defaults(handler="edge.api.client:pull_command")
+    p.set_defaults(handler=clips_cmd.pull)
     p = clips.add_parser("verify", help="offline check of a pulled clip or evidence bundle")
     p.add_argument("file", help="clip .mp4 or evidence bundle .zip")
     p.add_argument("--meta", help="META.json of the clip (default: X.meta.json beside X.mp4)")
     p.add_argument("--pubkey", help="the node's public key (text or a file holding it)")
-    p.set_defaults(handler="edge.clips.evidence:verify_command")
+    p.set_defaults(handler=clips_cmd.verify)
     for action, helptext in (("hold", "keep a clip past retention"), ("release", "stop keeping a clip")):
         p = clips.add_parser(action, help=helptext + " (on the node, or over the LAN with --node/--token)")
         _add_config(p)
@@ -107,7 +114,7 @@ def _add_clips_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--token", help="API token (or EDGECAM_TOKEN, or --token-file)")
         p.add_argument("--token-file", help="file holding the API token")
         p.add_argument("--cafile", help="CA/cert to trust for an https node")
-        p.set_defaults(handler=f"edge.api.client:{action}_command")
+        p.set_defaults(handler=clips_cmd.hold if action == "hold" else clips_cmd.release)
 
 
 def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
@@ -116,17 +123,17 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
     key.required = True
     p = key.add_parser("show", help="print the node's Ed25519 public key")
     _add_config(p)
-    p.set_defaults(handler="edge.clips.evidence:key_show_command")
+    p.set_defaults(handler=keys_cmd.key_show)
     p = key.add_parser("new", help="replace the node's signing key (a corrupt or lost key; old files kept)")
     _add_config(p)
     p.add_argument("--force", action="store_true", help="replace an existing key file")
-    p.set_defaults(handler="edge.clips.evidence:key_new_command")
+    p.set_defaults(handler=keys_cmd.key_new)
 
     token = sub.add_parser("token", help="LAN API tokens").add_subparsers(dest="token_command", metavar="ACTION")
     token.required = True
     p = token.add_parser("new", help="print a new token once, and the config line with its hash")
     p.add_argument("--name", required=True)
-    p.set_defaults(handler="edge.api.auth:token_new_command")
+    p.set_defaults(handler=keys_cmd.token_new)
 
     events = sub.add_parser("events", help="event tools").add_subparsers(dest="events_command", metavar="ACTION")
     events.required = True
@@ -135,7 +142,7 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node", help="only this node")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--count", type=int, default=0, help="exit after this many events (0 = never)")
-    p.set_defaults(handler="edge.outbox.tail:tail_command")
+    p.set_defaults(handler=tools_cmd.events_tail)
 
     p = sub.add_parser("bench", help="run the pipeline flat out on a file and report costs")
     p.add_argument("--source", required=True, help="video file")
@@ -143,7 +150,7 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-fps", type=float, default=5.0)
     p.add_argument("--baselines", action="store_true", help="also run MOG2 and every-frame detection")
     p.add_argument("--model", help="ONNX model (default: per manifest)")
-    p.set_defaults(handler="edge.bench:bench_command")
+    p.set_defaults(handler=tools_cmd.bench)
 
     plates = sub.add_parser("plates", help="licence-plate tools (needs the plates extra)").add_subparsers(
         dest="plates_command", metavar="ACTION"
@@ -153,7 +160,7 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--threads", type=int, default=1, help="inference threads")
-    p.set_defaults(handler="edge.vision.plates_cli:read_command")
+    p.set_defaults(handler=tools_cmd.plates_read)
 
 
 def _add_central_commands(sub: argparse._SubParsersAction) -> None:
@@ -164,11 +171,11 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     central.required = True
     p = central.add_parser("run", help="subscribe and store events idempotently")
     _add_config(p, default="central.toml")
-    p.set_defaults(handler="edge.central.cli:run_command")
+    p.set_defaults(handler=central_cmd.run)
     p = central.add_parser("status", help="fleet table: online, last seen, seq gaps, outbox, clock")
     _add_config(p, default="central.toml")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler="edge.central.cli:status_command")
+    p.set_defaults(handler=central_cmd.status)
     p = central.add_parser("search", help="search stored events")
     _add_config(p, default="central.toml")
     for opt in ("--since", "--until", "--label", "--node", "--camera", "--zone"):
@@ -177,14 +184,14 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--json", action="store_true")
     p.add_argument("--raw", action="store_true", help="one row per message (start/update/end), not per object")
-    p.set_defaults(handler="edge.central.cli:search_command")
+    p.set_defaults(handler=central_cmd.search)
     p = central.add_parser("register-node", help="record a node's public key")
     _add_config(p, default="central.toml")
     p.add_argument("--node", required=True)
     p.add_argument("--pubkey", required=True)
     p.add_argument("--api", help="the node's LAN API URL, shown by search")
     p.add_argument("--baseline-seq", type=int, help="seqs up to N are not gaps (sent before central listened)")
-    p.set_defaults(handler="edge.central.cli:register_node_command")
+    p.set_defaults(handler=central_cmd.register_node)
     p = central.add_parser("ack-gap", help="acknowledge a missing seq range (clears its alarm)")
     _add_config(p, default="central.toml")
     p.add_argument("--node", required=True)
@@ -192,7 +199,7 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", dest="last", type=int, required=True)
     p.add_argument("--reason", required=True)
     p.add_argument("--by", help="who acknowledges (default: the login user)")
-    p.set_defaults(handler="edge.central.cli:ack_gap_command")
+    p.set_defaults(handler=central_cmd.ack_gap)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,18 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve(handler: str):
-    module_name, func_name = handler.split(":")
-    return getattr(importlib.import_module(module_name), func_name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .logs import setup_logging
 
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
-        return int(_resolve(args.handler)(args) or 0)
+        return int(args.handler(args) or 0)
     except ConfigError as err:
         print(redact_url(f"edgecam: config error: {err}"), file=sys.stderr)
         return 2

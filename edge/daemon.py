@@ -388,10 +388,3 @@ def _raw_encoder(cam: CameraConfig) -> Any:
     return lambda: FrameEncoder(e.width, e.height, e.fps, e.bitrate, e.encoder)
 
 
-def run_command(args: Any) -> int:
-    """``edgecam run -c CONFIG``."""
-    cfg = load_config(args.config)
-    logging.getLogger().setLevel(logging.DEBUG if getattr(args, "verbose", False) else cfg.log.level.upper())
-    daemon = Daemon(cfg)
-    daemon.config_path = args.config
-    return daemon.run()

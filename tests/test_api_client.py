@@ -11,7 +11,7 @@ import pytest
 from support.apinode import TOKEN, DroppingProxy, start_node
 from support.broker import free_port
 
-from edge.cli import UserError, _resolve, build_parser
+from edge.cli import UserError, build_parser
 from edge.clips.evidence import check_bundle, verify_bundle
 
 
@@ -26,7 +26,7 @@ def cli(*argv: str) -> tuple[int, str]:
     """Run one edgecam command in-process: (exit code, one-line error or '')."""
     args = build_parser().parse_args(list(argv))
     try:
-        return int(_resolve(args.handler)(args) or 0), ""
+        return int(args.handler(args) or 0), ""
     except UserError as err:
         return 1, str(err)
 

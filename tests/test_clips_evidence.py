@@ -23,9 +23,10 @@ from support.packets import demux, event, ffprobe  # noqa: E402
 from edge import cli  # noqa: E402
 from edge.clips import evidence  # noqa: E402
 from edge.clips.encoder import FrameEncoder  # noqa: E402
-from edge.clips.evidence import NodeKey, verify_command, write_bundle  # noqa: E402
+from edge.clips.evidence import NodeKey, write_bundle  # noqa: E402
 from edge.clips.recorder import ClipRecorder  # noqa: E402
 from edge.clips.store import ClipStore, Finished  # noqa: E402
+from edge.commands.clips import verify as verify_command  # noqa: E402
 
 
 @pytest.fixture

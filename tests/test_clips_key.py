@@ -16,8 +16,9 @@ from support.broker import free_port  # noqa: E402
 
 from edge import cli  # noqa: E402
 from edge.clips import evidence  # noqa: E402
-from edge.clips.evidence import KEY_FILE, KeyFileError, NodeKey, verify_command  # noqa: E402
+from edge.clips.evidence import KEY_FILE, KeyFileError, NodeKey  # noqa: E402
 from edge.clips.store import ClipStore, Finished  # noqa: E402
+from edge.commands.clips import verify as verify_command  # noqa: E402
 from edge.storagelock import StorageLock  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

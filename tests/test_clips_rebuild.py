@@ -17,8 +17,9 @@ from support.assets import video_path  # noqa: E402
 
 from edge import cli  # noqa: E402
 from edge.clips import evidence  # noqa: E402
-from edge.clips.evidence import NodeKey, verify_command, write_bundle  # noqa: E402
+from edge.clips.evidence import NodeKey, write_bundle  # noqa: E402
 from edge.clips.store import ClipStore, Finished  # noqa: E402
+from edge.commands.clips import verify as verify_command  # noqa: E402
 
 
 def _store(root: Path, **kw) -> ClipStore:

@@ -8,7 +8,6 @@ bits of entropy: there is nothing to brute-force from its hash.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import re
@@ -16,8 +15,6 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
-
-from ..errors import UserError
 
 TOKEN_LINE = re.compile(r"^sha256:([0-9a-f]{64}):([A-Za-z0-9_.@-]{1,64})$")
 
@@ -174,20 +171,6 @@ class LogBudget:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(held.items()))
         return (f"api: {sum(held.values())} log line(s) held back in the last {now - began:.0f} s "
                 f"({kinds}) from {addrs} address(es)")
-
-
-def token_new_command(args: argparse.Namespace) -> int:
-    """``edgecam token new --name NAME``: print the token once, and the config line with its hash."""
-    name = args.name
-    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
-        raise UserError("token name must be 1-64 of A-Z a-z 0-9 _ . @ -")
-    token = secrets.token_urlsafe(32)
-    print(f"token (shown once, give it to the technician): {token}")
-    print("add this line to [api] tokens in the node's config:")
-    print(f'  "{hash_line(token, name)}",')
-    print("then make the running daemon read it (no restart, recording goes on): "
-          "sudo systemctl reload edgecam   (or: kill -HUP <daemon pid>)")
-    return 0
 
 
 TICKET_PATH = re.compile(

@@ -8,13 +8,10 @@ name only after its sha256 matched the node's.
 
 from __future__ import annotations
 
-import argparse
-import getpass
 import hashlib
 import json
 import os
 import re
-import socket
 import ssl
 import sys
 import time
@@ -86,21 +83,6 @@ class NodeClient:
             return resp.read().decode("utf-8", "replace")
 
 
-def read_token(args: argparse.Namespace) -> str:
-    """--token, else --token-file, else $EDGECAM_TOKEN (the last two keep it out of shell history)."""
-    if getattr(args, "token", None):
-        return args.token.strip()
-    if getattr(args, "token_file", None):
-        try:
-            return Path(args.token_file).read_text().strip()
-        except OSError as err:
-            raise UserError(f"cannot read --token-file: {err.strerror}") from None
-    token = os.environ.get("EDGECAM_TOKEN", "").strip()
-    if not token:
-        raise UserError("no token: pass --token, --token-file or set EDGECAM_TOKEN")
-    return token
-
-
 def parse_time(value: str | None) -> float | None:
     """UNIX seconds or ISO 8601 (naive = UTC)."""
     if not value:
@@ -114,10 +96,6 @@ def parse_time(value: str | None) -> float | None:
     except ValueError:
         raise UserError(f"bad time {value!r}: use ISO 8601 (2026-11-29T13:00) or UNIX seconds") from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def _client(args: argparse.Namespace) -> NodeClient:
-    return NodeClient(args.node, read_token(args), getattr(args, "cafile", None))
 
 
 def fetch_list(client: NodeClient, filters: dict[str, Any], page: int = 500, max_pages: int = 100) -> list[dict]:
@@ -154,17 +132,6 @@ def format_table(rows: list[dict]) -> str:
     ]
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines)
-
-
-def list_command(args: argparse.Namespace) -> int:
-    filters = {"since": parse_time(args.since), "until": parse_time(args.until), "label": args.label,
-               "camera": args.camera}
-    rows = fetch_list(_client(args), filters)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        print(format_table(rows) if rows else "no clips")
-    return 0
 
 
 class Progress:
@@ -297,61 +264,3 @@ def pull_clip(client: NodeClient, cid: str, out: Path) -> Pulled:
     return Pulled(cid, out / f"{cid}.mp4", meta, sha)
 
 
-def pull_command(args: argparse.Namespace) -> int:
-    client = _client(args)
-    out = Path(args.output)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create {out}: {err.strerror}") from None
-    items, failed = [], 0
-    for cid in args.ids:
-        try:
-            item = pull_clip(client, cid, out)
-        except UserError as err:
-            if len(args.ids) == 1:
-                raise
-            print(f"edgecam: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        items.append(item)
-        print(f"{item.file}  {item.file.stat().st_size} bytes  sha256 {item.sha256}  ok")
-    if failed:
-        tail = "; no bundle written" if args.bundle else ""
-        raise UserError(f"{failed} of {len(args.ids)} clip(s) not pulled{tail}")
-    if args.bundle:
-        from ..clips.evidence import write_bundle  # needs cryptography; a plain pull stays stdlib-only
-
-        health = client.json("/api/v1/health")
-        node = str(health.get("node") or urllib.parse.urlsplit(client.base).netloc) if isinstance(health, dict) else ""
-        pairs = [(item.file, item.meta) for item in items]
-        by = f"edgecam clips pull, user {getpass.getuser()} on {socket.gethostname()}, from {client.base}"
-        path = write_bundle(Path(args.bundle), pairs, client.text("/api/v1/pubkey"), node, exported_by=by)
-        print(f"bundle {path} ({len(items)} clip(s))")
-    return 0
-
-
-def hold_command(args: argparse.Namespace) -> int:
-    """``edgecam clips hold ID``: on the node (``-c CONFIG``) or over the LAN (``--node URL --token T``)."""
-    return _hold(args, True)
-
-
-def release_command(args: argparse.Namespace) -> int:
-    """``edgecam clips release ID``: the same two ways as hold."""
-    return _hold(args, False)
-
-
-def _hold(args: argparse.Namespace, held: bool) -> int:
-    if not getattr(args, "node", None):
-        from ..clips import store  # on the node: the index itself (needs no token)
-
-        return store.hold_command(args) if held else store.release_command(args)
-    if not _ID.match(args.id) or ".." in args.id:
-        raise UserError(f"bad clip id {args.id!r}")
-    client = _client(args)
-    with client.open(f"/api/v1/clips/{args.id}/hold", method="POST" if held else "DELETE") as resp:
-        answer = json.loads(resp.read() or b"{}")
-    if answer.get("held") is not held:
-        raise UserError(f"node did not confirm: {answer}")
-    print(f"{'held' if held else 'released'} {args.id} on {client.base}")
-    return 0

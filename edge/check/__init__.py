@@ -7,12 +7,10 @@ storage, the broker, the clock, the API port. Each probe is bounded by
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-from ..config import Config, doubtful, load_config, unusable
+from ..config import Config, doubtful, unusable
 from ..outbox.publisher import settings_from_config
 from ..redact import redact_url
 from .broker import probe_broker
@@ -82,14 +80,3 @@ def as_json(config_path: Path, results: list[Result]) -> str:
     return redact_url(json.dumps(doc, ensure_ascii=False, indent=2))
 
 
-def check_command(args: argparse.Namespace) -> int:
-    path = Path(args.config)
-    cfg = load_config(path)  # ConfigError -> edge.cli prints one line, exit 2
-    results = [config_result(cfg)] if args.config_only else run_checks(cfg, args.timeout)
-    if args.json:
-        print(as_json(path, results))
-    else:
-        print(f"edgecam check {path}")
-        print(render(results))
-    sys.stdout.flush()
-    return 1 if any(r.failed for r in results) else 0

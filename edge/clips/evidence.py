@@ -48,8 +48,6 @@ import base64
 import hashlib
 import json
 import os
-import sys
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +56,6 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..config import load_config
 from ..errors import UserError
 from .bundle import BUNDLE_FORMAT, stream_bundle
 
@@ -355,83 +352,3 @@ def _bundle_chain(records: list[dict[str, Any]]) -> list[Check]:
     return out
 
 
-def verify_command(args) -> int:
-    """``edgecam clips verify FILE [--meta META.json] [--pubkey KEY]``: one line per check, exit 1 on failure."""
-    path = Path(args.file)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        if zipfile.is_zipfile(path):
-            checks = check_bundle(path, _key_text(args.pubkey) if args.pubkey else None)
-        else:
-            meta_path = Path(args.meta) if args.meta else beside_meta(path)
-            meta = json.loads(meta_path.read_text())
-            checks = []
-            key = _key_text(args.pubkey) if args.pubkey else str(meta.get("pubkey") or "")
-            if not args.pubkey:
-                note = f"using {meta_path.name}'s own pubkey (pass --pubkey to check origin)"
-                checks.append(Check("key", True, note))
-            checks += check_clip(path.read_bytes(), meta, parse_public_key(key))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise UserError(f"cannot verify {path}: {err}") from None
-    for c in checks:
-        print(c.line())
-    failed = [c for c in checks if not c.ok]
-    breaks = sum(1 for c in checks if c.ok and c.name == "chain" and "BREAK recorded" in c.detail)
-    noted = f" ({breaks} chain break(s) recorded by the node, see above)" if breaks else ""
-    print(f"verified{noted}" if not failed else f"FAILED: {len(failed)} check(s)")
-    return 1 if failed else 0
-
-
-def beside_meta(clip: Path) -> Path:
-    """``X.meta.json`` next to ``X.mp4`` (how ``clips pull`` and unzipped bundles lay them out)."""
-    meta = clip.with_name(clip.name.removesuffix(".mp4") + ".meta.json")
-    if not meta.is_file():
-        raise UserError(f"no {meta.name} beside {clip.name}: pass --meta META.json")
-    return meta
-
-
-def _key_text(value: str) -> str:
-    """``--pubkey`` is the key itself or a file holding it."""
-    p = Path(value)
-    return p.read_text().strip() if p.is_file() else value
-
-
-def key_new_command(args) -> int:
-    """``edgecam key new -c CONFIG [--force]``: replace the node key (old files kept, never deleted).
-
-    Refused while a daemon holds the storage lock. The next clip's signed record
-    carries a chain break ("signing key changed") naming the last record of the old key.
-    """
-    from ..storagelock import StorageLock
-
-    cfg = load_config(args.config)
-    storage = Path(cfg.storage.path)
-    storage.mkdir(parents=True, exist_ok=True)
-    lock = StorageLock(storage).acquire()
-    try:
-        path = storage / "keys" / KEY_FILE
-        kept = ""
-        if path.exists() or path.with_name(PUB_FILE).exists():
-            if not getattr(args, "force", False):
-                raise UserError(f"{path} exists; `edgecam key new --force` replaces it (the old file is kept)")
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            for name in (KEY_FILE, PUB_FILE):
-                old = path.with_name(name)
-                if old.exists():
-                    os.replace(old, old.with_name(f"{name}.replaced-{stamp}"))
-            kept = f"; the old key is kept as keys/{KEY_FILE}.replaced-{stamp}"
-        key = NodeKey.create(path)
-    finally:
-        lock.release()
-    print(key.public_text())
-    print(f"edgecam: new node key{kept}; register it at central (central register-node --pubkey ...);"
-          " the next clip's record notes the chain break", file=sys.stderr)
-    return 0
-
-
-def key_show_command(args) -> int:
-    """``edgecam key show -c CONFIG``: the node's public key, one line (creates the key on first use)."""
-    cfg = load_config(args.config)
-    print(NodeKey.load_or_create(Path(cfg.storage.path) / "keys").public_text())
-    return 0

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import load_config
 from ..errors import UserError
 from ..fsutil import write_atomic
 from ..types import ClipRecord
@@ -636,31 +635,3 @@ def _record(row: sqlite3.Row) -> ClipRecord:
     )
 
 
-def _cli_store(args) -> ClipStore:
-    cfg = load_config(args.config)
-    root = Path(cfg.storage.path)
-    if not (root / "clips.db").exists():
-        raise UserError(f"no clip index at {root / 'clips.db'} (has the node run?)")
-    return ClipStore(root, None)
-
-
-def hold_command(args) -> int:
-    """``edgecam clips hold ID -c CONFIG``: keep a clip past retention."""
-    return _set_held(args, True)
-
-
-def release_command(args) -> int:
-    """``edgecam clips release ID -c CONFIG``: let retention remove the clip again."""
-    return _set_held(args, False)
-
-
-def _set_held(args, held: bool) -> int:
-    store = _cli_store(args)
-    try:
-        found = store.hold(args.id) if held else store.release(args.id)
-    finally:
-        store.close()
-    if not found:
-        raise UserError(f"no clip {args.id!r}")
-    print(f"{'held' if held else 'released'} {args.id}")
-    return 0

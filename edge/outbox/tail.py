@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-
 from ..errors import UserError
-from ..payload import node_from_topic
-from .publisher import MqttSettings, connect, make_client
 
 
 def parse_broker(text: str, tls: bool) -> tuple[str, int]:
@@ -60,46 +51,3 @@ def format_event(msg: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def tail_command(args: argparse.Namespace) -> int:
-    host, port = parse_broker(args.broker, args.tls)
-    settings = MqttSettings(
-        host=host, port=port, prefix=args.prefix, client_id=f"edgecam-tail-{os.getpid()}",
-        username=args.user, password_file=Path(args.password_file) if args.password_file else None,
-        tls=args.tls, ca_file=Path(args.ca_file) if args.ca_file else None,
-        cert_file=Path(args.cert_file) if args.cert_file else None,
-        key_file=Path(args.key_file) if args.key_file else None, connect_timeout=5.0,
-    )
-    try:
-        client = make_client(settings, persistent=False)
-        error = connect(client, settings, persistent=False)
-    except (OSError, ValueError) as err:
-        raise UserError(str(err)) from None
-    if error:
-        raise UserError(error)
-    topic = f"{args.prefix}/{args.node or '+'}/events"
-    seen = [0]
-
-    def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
-        if node_from_topic(args.prefix, m.topic) is None:
-            return
-        try:
-            msg = json.loads(m.payload)
-        except ValueError:
-            print(f"(not JSON on {m.topic}: {len(m.payload)} bytes)", file=sys.stderr)
-            return
-        print(json.dumps(msg, separators=(",", ":")) if args.json else format_event(msg), flush=True)
-        seen[0] += 1
-
-    client.on_message = on_message
-    client.on_subscribe = lambda *_a: print(f"listening on {topic} at {host}:{port} (Ctrl-C to stop)",
-                                            file=sys.stderr, flush=True)
-    client.subscribe(topic, qos=1)
-    try:
-        while not args.count or seen[0] < args.count:
-            if client.loop(0.5) != mqtt.MQTT_ERR_SUCCESS:
-                raise UserError(f"lost connection to broker {host}:{port}")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        client.disconnect()
-    return 0

@@ -9,16 +9,30 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
+from ..config import CameraConfig, Config, DetectorConfig, load_config
+from ..errors import UserError
+from ..fsutil import write_atomic
 
-from .config import CameraConfig, Config, DetectorConfig, load_config
-from .errors import UserError
-from .fsutil import write_atomic
-from .overlay import draw_overlay
-from .probe import GrabError, grab_frame
-from .types import Detection
+if TYPE_CHECKING:  # OpenCV and numpy load when a snapshot is taken, not for `edgecam --help`
+    import numpy as np
+
+    from ..types import Detection
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
+    """Atomically: a half-written snapshot never replaces a good one."""
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise UserError("could not encode the frame as JPEG")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data.tobytes(), mode=0o644)  # meant to be copied off (scp after sudo -u edgecam)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror}") from None
 
 
 def pick_camera(cfg: Config, name: str | None) -> tuple[str, CameraConfig]:
@@ -35,7 +49,7 @@ def pick_camera(cfg: Config, name: str | None) -> tuple[str, CameraConfig]:
 def detect(det: DetectorConfig, image: np.ndarray) -> tuple[list[Detection], str]:
     """Detections on ``image`` by the model the daemon would use, or none and why not."""
     try:
-        from .vision.detector import load_detector
+        from ..vision.detector import load_detector
     except ImportError:
         return [], "detections skipped: the detector is not installed"
     try:
@@ -50,6 +64,8 @@ def detect(det: DetectorConfig, image: np.ndarray) -> tuple[list[Detection], str
 
 
 def overlay_for(cam: CameraConfig, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
+    from ..overlay import draw_overlay
+
     return draw_overlay(
         image,
         mask=cam.motion.mask,
@@ -59,19 +75,10 @@ def overlay_for(cam: CameraConfig, image: np.ndarray, detections: list[Detection
     )
 
 
-def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
-    """Atomically: a half-written snapshot never replaces a good one."""
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise UserError("could not encode the frame as JPEG")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data.tobytes(), mode=0o644)  # meant to be copied off (scp after sudo -u edgecam)
-    except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror}") from None
+def snapshot(args: argparse.Namespace) -> int:
+    """``edgecam snapshot -c CONFIG -o FILE [--camera NAME] [--overlay]``."""
+    from ..probe import GrabError, grab_frame
 
-
-def snapshot_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     name, cam = pick_camera(cfg, args.camera)
     try:
