@@ -28,7 +28,7 @@ from support.packets import demux, event  # noqa: E402
 from edge.clips.evidence import NodeKey  # noqa: E402
 from edge.clips.recorder import ClipRecorder  # noqa: E402
 from edge.clips.store import ClipStore  # noqa: E402
-from edge.nodeview import peak_rss_mb  # noqa: E402
+from edge.node.status import peak_rss_mb  # noqa: E402
 
 
 def write_bytes() -> int:

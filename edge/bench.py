@@ -20,7 +20,7 @@ import numpy as np
 from .capture import SourceError
 from .capture.pyav import PyavSource
 from .errors import UserError
-from .nodeview import peak_rss_mb
+from .node.status import peak_rss_mb
 from .types import Event, Frame, Packet
 from .vision.pipeline import CameraAnalyzer, FrameGate
 

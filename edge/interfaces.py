@@ -41,6 +41,12 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+class Gate(Protocol):
+    """Which decoded pictures capture converts and hands to analysis (``vision.pipeline.FrameGate``)."""
+
+    def should_analyse(self, time: float) -> bool: ...
+
+
 class Analyzer(Protocol):
     """The vision pipeline for one camera: frames in, events out; no I/O."""
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from support.assets import VIDEOS, video_path
 
-from edge.camera import END, FrameSlot
 from edge.capture import SourceError, open_source, source_kind
 from edge.capture.pyav import PyavSource
+from edge.node.loops import END, FrameSlot
 from edge.types import Packet
 
 

@@ -15,11 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support.assets import video_path  # noqa: E402
 from support.packets import demux  # noqa: E402
 
-from edge.camera import AnalysisLoop, FrameSlot  # noqa: E402
 from edge.clips.evidence import NodeKey  # noqa: E402
 from edge.clips.recorder import ClipRecorder  # noqa: E402
 from edge.clips.store import ClipStore  # noqa: E402
 from edge.clips.thumbs import BOX_BGR  # noqa: E402
+from edge.node.loops import AnalysisLoop, FrameSlot  # noqa: E402
 from edge.types import Event, EventType  # noqa: E402
 
 BOX = (0.30, 0.35, 0.55, 0.80)

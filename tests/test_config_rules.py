@@ -212,7 +212,7 @@ def test_daemon_logs_what_check_fails_on(tmp_path: Path) -> None:
     """The same lists at daemon start: a config the daemon cannot fully use says so in the journal."""
     import logging
 
-    from edge.daemon import Daemon
+    from edge.node.daemon import Daemon
 
     cfg = parse_config({"storage": {"path": str(tmp_path)}, "mqtt": {"tls": True, "ca_file": f"{tmp_path}/ca"},
                         "detector": {"model": str(tmp_path / "nowhere")}})

@@ -150,11 +150,12 @@ def test_a_stuck_stage_stops_the_watchdog_pings(tmp_path: Path) -> None:
     """The supervisor pings only while every stage is alive; a stuck analysis loop withholds WATCHDOG=1."""
     import threading
 
-    from edge.camera import AnalysisLoop, CaptureLoop, FrameSlot
     from edge.config import parse_config
-    from edge.daemon import CameraRuntime, Daemon
+    from edge.node.daemon import CameraRuntime, Daemon
+    from edge.node.loops import AnalysisLoop, CaptureLoop, FrameSlot
     from edge.sdnotify import Notifier
     from edge.types import CameraState
+    from edge.vision.pipeline import FrameGate
 
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -165,7 +166,7 @@ def test_a_stuck_stage_stops_the_watchdog_pings(tmp_path: Path) -> None:
     daemon.notifier = Notifier(str(sock_path))
     hold = threading.Event()
     slot = FrameSlot()
-    capture = CaptureLoop("cam", None, slot, None, live=True, reconnect_max=1)  # type: ignore[arg-type]
+    capture = CaptureLoop("cam", None, slot, None, live=True, reconnect_max=1, gate=FrameGate(5.0))  # type: ignore[arg-type]
     capture.state = CameraState.RUNNING
     analysis = AnalysisLoop("cam", slot, None, None, None, lambda: True)  # type: ignore[arg-type]
     threads = [threading.Thread(target=hold.wait, daemon=True) for _ in range(2)]
@@ -242,11 +243,11 @@ def test_daemon_publishes_events_status_and_stats_that_match_the_schemas(tmp_pat
 def test_node_health_has_what_the_technicians_page_reads(tmp_path: Path) -> None:
     """edge/api/web/app.js shows node state, cameras, disk (total/free), outbox depth and clock from /health."""
     from edge.config import parse_config
-    from edge.daemon import Daemon
-    from edge.nodeview import DaemonView
+    from edge.node.daemon import Daemon
+    from edge.node.status import health_body
 
     daemon = Daemon(parse_config({"storage": {"path": str(tmp_path)}, "node": {"id": "n7"}}))
-    health = DaemonView(daemon).health()
+    health = health_body(daemon.status())
     assert health["node"] == "n7" and health["state"] == "running"
     assert health["disk"]["total"] > 0 and 0 < health["disk"]["free"] <= health["disk"]["total"]
     assert health["outbox"] == {"depth": 0} and isinstance(health["time_ok"], bool) and health["cameras"] == {}

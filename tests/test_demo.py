@@ -50,7 +50,7 @@ def test_demo_config_is_valid(tmp_path: Path) -> None:
 
 def test_stop_with_the_broker_down_says_what_it_waits_for(tmp_path: Path, caplog) -> None:
     from edge.config import parse_config
-    from edge.daemon import Daemon
+    from edge.node.daemon import Daemon
     from edge.types import Event, EventType
 
     model_path()

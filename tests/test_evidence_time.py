@@ -11,11 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support.assets import video_path  # noqa: E402
 from support.packets import demux, event  # noqa: E402
 
-from edge.camera import AnalysisLoop, FrameSlot  # noqa: E402
 from edge.clips import evidence  # noqa: E402
 from edge.clips.evidence import NodeKey  # noqa: E402
 from edge.clips.recorder import _STOP, ClipRecorder  # noqa: E402
 from edge.clips.store import ClipStore  # noqa: E402
+from edge.node.loops import AnalysisLoop, FrameSlot  # noqa: E402
 from edge.types import Event  # noqa: E402
 
 
@@ -107,8 +107,9 @@ def test_synchronised_clock_still_says_so(tmp_path: Path) -> None:
 
 def test_clock_that_cannot_be_told_is_not_synchronised(monkeypatch) -> None:
     """INTERFACE: time_ok is false when the wall clock is not *known* to be synchronised."""
-    from edge import clock, daemon
+    from edge import clock
+    from edge.node import status
 
     for answer, expected in ((None, False), (False, False), (True, True)):
         monkeypatch.setattr(clock, "clock_synchronised", lambda a=answer: a)
-        assert daemon._ClockCache().ok() is expected
+        assert status.ClockCache().ok() is expected

@@ -218,7 +218,7 @@ def test_rows_central_passes_over_are_resent_while_connected(tmp_path: Path, bro
 
 def test_end_to_end_config_values() -> None:
     from edge.config import MqttConfig
-    from edge.outbox.publisher import settings_from_config
+    from edge.node.build import settings_from_config
     assert MqttConfig().end_to_end == "auto"
     assert settings_from_config(MqttConfig(end_to_end=True), "c").end_to_end is True
     with pytest.raises(ValueError, match="end_to_end"):

@@ -11,7 +11,8 @@ import pytest
 
 from edge.cli import UserError
 from edge.config import MqttConfig
-from edge.outbox.publisher import backoff_delay, limits_from_config, settings_from_config
+from edge.node.build import limits_from_config, settings_from_config
+from edge.outbox.publisher import backoff_delay
 from edge.outbox.store import Outbox, OutboxLimits, rows_to_evict
 from edge.outbox.tail import format_event, parse_broker
 

@@ -8,9 +8,9 @@ from support.broker import free_port
 from support.rtsp import RtspServer, require_rtsp
 
 from edge.capture import SourceError
+from edge.capture.grab import GrabError, grab_frame
 from edge.capture.plain import plain_error
 from edge.capture.pyav import PyavSource
-from edge.probe import GrabError, grab_frame
 
 
 def open_error(url: str) -> str:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from support.assets import video_path
 
-from edge.camera import END, CaptureLoop, FrameSlot
 from edge.capture.pyav import PyavSource
 from edge.capture.usb import ArrayPicture
 from edge.clips.encoder import FrameEncoder
 from edge.clips.evidence import NodeKey
 from edge.clips.recorder import ClipRecorder
 from edge.clips.store import ClipStore
+from edge.node.loops import END, CaptureLoop, FrameSlot
 from edge.types import Event, EventType, Packet
 from edge.vision.pipeline import FrameGate
 
@@ -57,7 +57,7 @@ def test_raw_camera_frames_are_encoded_into_a_playable_clip(tmp_path: Path) -> N
     recorder.start()
     slot = FrameSlot(size=2, block=True)
     loop = CaptureLoop("usb", RawFrames(video_path("highway"), 8.0), slot, recorder, live=False, reconnect_max=1,
-                       encoder_factory=lambda: FrameEncoder(640, 360, 30.0, 1_000_000))
+                       encoder_factory=lambda: FrameEncoder(640, 360, 30.0, 1_000_000), gate=FrameGate(5.0))
     stop = threading.Event()
     frames: list = []
 
@@ -72,7 +72,7 @@ def test_raw_camera_frames_are_encoded_into_a_playable_clip(tmp_path: Path) -> N
 
     consumer = threading.Thread(target=drain)
     consumer.start()
-    loop.run(stop, FrameGate(5.0))
+    loop.run(stop)
     consumer.join(30)
     recorder.close(30)
     clips = store.list_clips()

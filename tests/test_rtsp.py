@@ -9,8 +9,8 @@ import pytest
 from support.assets import video_path
 from support.rtsp import RtspServer, require_rtsp
 
-from edge.camera import CaptureLoop, FrameSlot
 from edge.capture import open_source
+from edge.node.loops import CaptureLoop, FrameSlot
 from edge.types import CameraState
 from edge.vision.pipeline import FrameGate
 
@@ -45,9 +45,9 @@ def rtsp_capture():
     server = RtspServer(video_path("highway")).start()  # 1-2 s GOP: quick to open
     source = open_source("cam", server.url, open_timeout=8, read_timeout=2)
     slot = FrameSlot(size=2, block=False)
-    loop = CaptureLoop("cam", source, slot, None, live=True, reconnect_max=2.0)
+    loop = CaptureLoop("cam", source, slot, None, live=True, reconnect_max=2.0, gate=FrameGate(10.0))
     stop = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(stop, FrameGate(10.0)), daemon=True)
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     thread.start()
     counter = Counter(slot)
     yield server, loop, counter

@@ -16,8 +16,8 @@ from support.assets import model_path, video_path
 from edge.bench import FileRun, analyse_file
 from edge.types import EventType, Frame
 from edge.vision.detector import load_detector
-from edge.vision.factory import SharedDetector
 from edge.vision.pipeline import AnalyzerSettings, CameraAnalyzer, EventSettings, MotionSettings
+from edge.vision.shared import SharedDetector
 from edge.vision.tracker import label_group
 
 TRUTH = tomllib.loads((Path(__file__).parent / "data" / "ground_truth.toml").read_text())

@@ -34,7 +34,7 @@ PHONE = {"width": 390, "height": 844}
 
 
 class FullView(StillView):
-    """A node view whose health carries everything the page shows (as ``edge.nodeview`` reports it)."""
+    """A node view whose health carries everything the page shows (as ``edge.node.status.health_body`` reports it)."""
 
     def health(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,8 @@
 
 PyAV raises ``[Errno 875574520] Server returned 404 Not Found: 'rtsp://…'``: the number is an
 FFmpeg tag, not a system errno, and the URL is already in our own message. ``plain_error``
-keeps the cause and says what to check. Used by capture (daemon) and probe (check, snapshot).
+keeps the cause and says what to check. Used by every capture adapter (the daemon; check and
+snapshot through ``capture.grab``).
 """
 
 from __future__ import annotations

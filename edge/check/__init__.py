@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..config import Config, doubtful, unusable
-from ..outbox.publisher import settings_from_config
+from ..node.build import settings_from_config
 from ..redact import redact_url
 from .broker import probe_broker
 from .host import probe_api_port, probe_camera, probe_clock, probe_storage

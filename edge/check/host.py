@@ -10,14 +10,15 @@ import socket
 import tempfile
 from pathlib import Path
 
+from ..capture import source_kind
+from ..capture.grab import GrabError, grab_frame
 from ..clock import clock_status
-from ..probe import GrabError, grab_frame, source_kind
 from .result import FAIL, OK, SKIP, WARN, Result
 
 CAMERA_ADVICE = {
     "file": "check the path in cameras.{name}.source",
-    "url": "check the URL, its user/password and the route to the camera (try `ffprobe -rtsp_transport tcp URL`)",
-    "v4l2": "is the camera plugged in (`ls /dev/video*`)? the user needs the video group",
+    "stream": "check the URL, its user/password and the route to the camera (try `ffprobe -rtsp_transport tcp URL`)",
+    "usb": "is the camera plugged in (`ls /dev/video*`)? the user needs the video group",
     "picamera2": "check the ribbon cable and `rpicam-hello --list-cameras`; the user needs the video group",
 }
 

@@ -12,7 +12,7 @@ from ..config import load_config
 
 def run(args: argparse.Namespace) -> int:
     """``edgecam run -c CONFIG``."""
-    from ..daemon import Daemon
+    from ..node.daemon import Daemon
 
     cfg = load_config(args.config)
     logging.getLogger().setLevel(logging.DEBUG if getattr(args, "verbose", False) else cfg.log.level.upper())

@@ -49,14 +49,12 @@ def pick_camera(cfg: Config, name: str | None) -> tuple[str, CameraConfig]:
 def detect(det: DetectorConfig, image: np.ndarray) -> tuple[list[Detection], str]:
     """Detections on ``image`` by the model the daemon would use, or none and why not."""
     try:
+        from ..node.build import detector_kwargs
         from ..vision.detector import load_detector
     except ImportError:
         return [], "detections skipped: the detector is not installed"
     try:
-        detector, choice = load_detector(
-            det.model, det.precision, keep_labels=det.labels, min_score=det.min_score,
-            scores=det.scores, nms_iou=det.nms_iou, threads=det.threads, providers=det.providers,
-        )
+        detector, choice = load_detector(det.model, det.precision, **detector_kwargs(det))
         found = detector.detect(image)
     except Exception as err:  # a model problem must not cost the installer the snapshot
         return [], f"detections skipped: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
@@ -77,7 +75,7 @@ def overlay_for(cam: CameraConfig, image: np.ndarray, detections: list[Detection
 
 def snapshot(args: argparse.Namespace) -> int:
     """``edgecam snapshot -c CONFIG -o FILE [--camera NAME] [--overlay]``."""
-    from ..probe import GrabError, grab_frame
+    from ..capture.grab import GrabError, grab_frame
 
     cfg = load_config(args.config)
     name, cam = pick_camera(cfg, args.camera)

@@ -71,8 +71,8 @@ def bench(args: argparse.Namespace) -> int:
     """``edgecam bench --source FILE``: the pipeline flat out on a file, its costs printed."""
     from ..bench import _baselines, analyse_file, summarise
     from ..config import CameraConfig, Config
+    from ..node.build import analyzer_settings, detector_kwargs
     from ..vision.detector import ModelError, load_detector
-    from ..vision.factory import analyzer_settings, detector_kwargs
     from ..vision.pipeline import CameraAnalyzer
 
     source = Path(args.source)

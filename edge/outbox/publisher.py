@@ -29,10 +29,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ..config import MqttConfig
 from ..mqttclient import login, new_client, read_password, use_tls
 from ..payload import acks_topic, events_topic, stats_topic, status_message, status_topic
-from .store import EndToEnd, Outbox, OutboxLimits
+from .store import EndToEnd, Outbox
 
 log = logging.getLogger("edge.outbox")
 
@@ -45,7 +44,7 @@ RESEND_MAX_ROWS = 10_000  # at most this many per resend round
 
 @dataclass(frozen=True)
 class MqttSettings:
-    """Everything a client needs to reach the broker; built from ``MqttConfig`` by ``settings_from_config``."""
+    """Everything a client needs to reach the broker (``edge.node.build.settings_from_config`` fills it in)."""
 
     host: str = "127.0.0.1"
     port: int = 1883
@@ -65,20 +64,6 @@ class MqttSettings:
     max_inflight: int = 50
     replay_window: float = 5.0  # after an unexpected disconnect, resend what was acked in the last N s
     end_to_end: EndToEnd = "auto"  # keep rows until central's watermark covers them (auto: once central says so)
-
-
-def settings_from_config(cfg: MqttConfig, client_id: str) -> MqttSettings:
-    return MqttSettings(
-        host=cfg.host, port=cfg.port, prefix=cfg.prefix, protocol=cfg.protocol, client_id=client_id,
-        keepalive=cfg.keepalive, username=cfg.username, password_file=cfg.password_file, tls=cfg.tls,
-        ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file, connect_timeout=cfg.connect_timeout,
-        reconnect_min=cfg.reconnect_min, reconnect_max=cfg.reconnect_max, max_inflight=cfg.max_inflight,
-        end_to_end=cfg.end_to_end,
-    )
-
-
-def limits_from_config(cfg: MqttConfig) -> OutboxLimits:
-    return OutboxLimits(cfg.outbox_max_rows, cfg.outbox_max_bytes, cfg.outbox_max_age_days * 86400.0)
 
 
 def backoff_delay(attempt: int, lo: float, hi: float, rand: Callable[[], float] = random.random) -> float:

@@ -1,4 +1,4 @@
-"""The composition root: builds every stage from config, runs the threads, stops them in reverse.
+"""The supervisor: builds every stage through ``edge.node.build``, runs the threads, stops them in reverse.
 
 No logic of its own beyond supervision: start order is storage → detector →
 outbox → clip store → cameras → LAN API; stop order is the reverse, so open
@@ -11,38 +11,31 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import __version__, assets
-from .camera import AnalysisLoop, CaptureLoop, FrameSlot
-from .capture import open_source, source_kind
-from .config import CameraConfig, Config, doubtful, load_config, unusable
-from .sdnotify import Notifier
-from .types import CameraState
+from .. import __version__
+from ..config import Config, doubtful, load_config, unusable
+from ..sdnotify import Notifier
+from ..types import CameraState, Frame
+from . import build
+from .build import CameraRuntime, StartupError
+from .status import CameraStatus, ClockCache, DaemonView, NodeStatus, collect, stats_body
+
+if TYPE_CHECKING:
+    from ..api.server import ApiServer
+    from ..clips.evidence import NodeKey
+    from ..clips.store import ClipStore
+    from ..outbox.service import OutboxService
+    from ..storagelock import StorageLock
+    from ..vision.shared import SharedDetector
+
+__all__ = ["CameraRuntime", "Daemon", "StartupError"]
 
 log = logging.getLogger("edgecam")
 
 PROGRESS_EVERY_S = 5.0
 STALL_LIMIT_S = 60.0  # a stage silent for this long stops the watchdog pings
-
-
-class StartupError(Exception):
-    """The node cannot start (bad model, unwritable storage): one line, exit 1."""
-
-
-@dataclass
-class CameraRuntime:
-    name: str
-    config: CameraConfig
-    capture: CaptureLoop
-    analysis: AnalysisLoop
-    recorder: Any | None
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    @property
-    def done(self) -> bool:
-        return all(not t.is_alive() for t in self.threads)
 
 
 class Daemon:
@@ -51,15 +44,15 @@ class Daemon:
         self.stop_event = threading.Event()
         self.notifier = Notifier()
         self.cameras: dict[str, CameraRuntime] = {}
-        self.detector: Any = None
-        self.outbox: Any = None
-        self.clip_store: Any = None
-        self.api: Any = None
+        self.detector: SharedDetector | None = None
+        self.outbox: OutboxService | None = None
+        self.clip_store: ClipStore | None = None
+        self.api: ApiServer | None = None
         self.started = time.monotonic()
-        self.clock = _ClockCache()
-        self.storage_lock: Any = None
-        self.node_key: Any = None
-        self.config_path: Any = None  # set by run_command: SIGHUP re-reads [api] tokens from it
+        self.clock = ClockCache()
+        self.storage_lock: StorageLock | None = None
+        self.node_key: NodeKey | None = None
+        self.config_path: str | Path | None = None  # set by `edgecam run`: SIGHUP re-reads [api] tokens from it
         self._reload = threading.Event()
 
     # ---- start -------------------------------------------------------------------------
@@ -79,22 +72,23 @@ class Daemon:
         self._lock_storage()
         if self.cfg.clips.enabled:
             self.node_key = self._load_key()  # before anything starts: a corrupt key ends start-up in one line
-        self.detector = self._build_detector()
+        self.detector = build.detector(self.cfg)
         self._report_plates()
-        self.outbox = self._build_outbox()
+        self.outbox = build.outbox(self.cfg)
         self.outbox.start()
         if self.cfg.clips.enabled:
-            self.clip_store = self._build_clip_store()
+            self.clip_store = build.clip_store(self.cfg, self.node_key)
         for name, cam in self.cfg.cameras.items():
             if cam.enabled:
-                self.cameras[name] = self._build_camera(name, cam)
+                self.cameras[name] = build.camera(name, cam, self.cfg, self.detector, self.clip_store, self.outbox,
+                                                  self.clock.ok, self.stop_event)
         if not self.cameras:
             log.warning("no cameras configured: nothing to capture")
         for runtime in self.cameras.values():
             for thread in runtime.threads:
                 thread.start()
         if self.cfg.api.enabled and self.clip_store is not None:
-            self.api = self._build_api()
+            self.api = build.api(self.cfg, self.clip_store, DaemonView(self.status, self.latest_frame))
         for runtime in self.cameras.values():
             runtime.capture.opened.wait(timeout=runtime.config.open_timeout + 2)
         self.notifier.send("READY=1", f"STATUS={self.summary()}")
@@ -102,7 +96,7 @@ class Daemon:
 
     def _lock_storage(self) -> None:
         """Before the outbox or clip store is opened: a second daemon on this storage exits with one line."""
-        from .storagelock import StorageBusy, StorageLock
+        from ..storagelock import StorageBusy, StorageLock
 
         try:
             self.storage_lock = StorageLock(self.cfg.storage.path).acquire()
@@ -111,19 +105,20 @@ class Daemon:
         except OSError as err:
             raise StartupError(f"storage.path {self.cfg.storage.path}: cannot lock ({err.strerror})") from None
 
-    def _load_key(self) -> Any:
-        from .clips.evidence import NodeKey
-        from .errors import UserError
+    def _load_key(self) -> NodeKey:
+        from ..clips.evidence import NodeKey
+        from ..errors import UserError
 
         try:
             return NodeKey.load_or_create(self.cfg.storage.path / "keys")
         except UserError as err:
             raise StartupError(str(err)) from None
+
     def _report_plates(self) -> None:
         """One line at start about ``[plates]``: a missing or broken extra never stops the node."""
         if not self.cfg.plates.enabled:
             return
-        from .vision.plates import PlatesUnavailable, model_dir
+        from ..vision.plates import PlatesUnavailable, model_dir
 
         try:
             root = model_dir()
@@ -132,94 +127,6 @@ class Daemon:
             return
         log.info("plates: models in %s (max_cpu %.2f); reading plates into events is not wired in yet",
                  root, self.cfg.plates.max_cpu)
-
-    def _build_detector(self) -> Any:
-        from .vision.detector import ModelError, load_detector
-        from .vision.factory import SharedDetector, detector_kwargs
-
-        det = self.cfg.detector
-        try:
-            model = det.model or assets.default_model_dir()
-            detector, _choice = load_detector(model, det.precision, **detector_kwargs(det))  # logs its choice
-        except (ModelError, OSError) as err:
-            raise StartupError(f"detector: {err}") from None
-        return SharedDetector(detector)
-
-    def _build_outbox(self) -> Any:
-        from .outbox.publisher import limits_from_config, settings_from_config
-        from .outbox.service import OutboxService
-
-        m = self.cfg.mqtt
-        return OutboxService(self.cfg.storage.path / "outbox.db", self.cfg.node.id,
-                             settings_from_config(m, self.cfg.client_id), limits_from_config(m), version=__version__)
-
-    def _build_clip_store(self) -> Any:
-        from .clips.evidence import NodeKey
-        from .clips.store import ClipStore
-
-        c = self.cfg.clips
-        storage = self.cfg.storage.path
-        store = ClipStore(
-            storage,
-            self.node_key or NodeKey.load_or_create(storage / "keys"),
-            max_bytes=c.max_bytes,
-            max_age_s=c.max_age_days * 86400,
-            min_free_bytes=c.min_free_bytes,
-            node=self.cfg.node.id,
-        )
-        store.recover()
-        store.check_space()
-        return store
-
-    def _build_camera(self, name: str, cam: CameraConfig) -> CameraRuntime:
-        from .vision.factory import analyzer_settings
-        from .vision.pipeline import CameraAnalyzer, FrameGate
-
-        kind = source_kind(cam.source)
-        source = open_source(
-            name, cam.source, realtime=cam.realtime, loop=cam.loop,
-            open_timeout=cam.open_timeout, read_timeout=cam.read_timeout,
-            encode=cam.encode.model_dump() if kind == "picamera2" else None,
-        )
-        live = kind != "file"
-        recorder = None
-        if self.clip_store is not None and cam.record:
-            from .clips.recorder import ClipRecorder
-
-            c = self.cfg.clips
-            # a file read flat out must not outrun the writer: it waits instead of dropping packets
-            recorder = ClipRecorder(name, self.clip_store, c.pre_roll, c.post_roll, c.max_clip,
-                                    thumbnails=c.thumbnails, lossless=not live and not cam.realtime)
-            recorder.start()
-        analyzer = CameraAnalyzer(name, self.detector, analyzer_settings(cam, self.cfg))
-        # A file read flat out waits for analysis (deterministic); a live camera never waits.
-        slot = FrameSlot(size=2, block=not live and not cam.realtime)
-        capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max,
-                              encoder_factory=_raw_encoder(cam) if kind == "usb" else None)
-        analysis = AnalysisLoop(name, slot, analyzer, recorder, self.outbox, self.clock.ok)
-        runtime = CameraRuntime(name, cam, capture, analysis, recorder)
-        gate = FrameGate(cam.detect_fps)
-        runtime.threads = [
-            threading.Thread(target=capture.run, args=(self.stop_event, gate), name=f"capture-{name}", daemon=True),
-            threading.Thread(target=analysis.run, args=(self.stop_event,), name=f"analysis-{name}", daemon=True),
-        ]
-        return runtime
-
-    def _build_api(self) -> Any:
-        from .api.server import ApiServer, make_ssl_context
-        from .nodeview import DaemonView
-
-        a = self.cfg.api
-        try:
-            ssl_context = make_ssl_context(a.tls_cert, a.tls_key) if a.tls_cert and a.tls_key else None
-            server = ApiServer(self.clip_store, DaemonView(self), a.host, a.port, a.tokens, ssl_context)
-            server.start()
-        except (ValueError, RuntimeError, OSError) as err:
-            # the node keeps recording and publishing; technicians can pull once this is fixed
-            log.error("LAN API disabled: %s", err)
-            return None
-        log.info("LAN API on %s", server.url)
-        return server
 
     # ---- supervise ---------------------------------------------------------------------
     def supervise(self) -> int:
@@ -243,7 +150,7 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload_tokens()
-            if now >= next_stats:
+            if now >= next_stats and self.outbox is not None:
                 next_stats = now + self.cfg.mqtt.stats_interval
                 self.outbox.publish_stats(self.stats())
         failed = [c.name for c in self.cameras.values() if c.capture.state is CameraState.FAILED]
@@ -278,10 +185,22 @@ class Daemon:
                          latest.time if latest else 0.0, cam.analysis.analysed, cam.capture.slot.dropped,
                          sum(cam.analysis.event_counts.values()))
 
-    def stats(self) -> dict[str, Any]:
-        from .nodeview import node_stats
+    def status(self) -> NodeStatus:
+        """One frozen snapshot of the node: what MQTT stats, ``/api/v1/health`` and the page report."""
+        cams = tuple(CameraStatus(c.name, c.capture.snapshot(), c.analysis.snapshot(),
+                                  c.recorder.stats() if c.recorder is not None else None)
+                     for c in self.cameras.values())
+        return collect(self.cfg.node.id, self.stop_event.is_set(), self.started, cams,
+                       self.outbox.depth() if self.outbox is not None else 0, self.cfg.storage.path,
+                       self.clip_store.stats() if self.clip_store is not None else None, self.clock.ok())
 
-        return node_stats(self)
+    def stats(self) -> dict[str, Any]:
+        return stats_body(self.status())
+
+    def latest_frame(self, camera: str) -> Frame | None:
+        """The last analysed frame of ``camera`` (the page's live view), None before the first."""
+        cam = self.cameras.get(camera)
+        return cam.analysis.latest if cam is not None else None
 
     # ---- stop --------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -313,6 +232,7 @@ class Daemon:
 
     def _say_drain_wait(self) -> None:
         """Before a drain that cannot finish at once: one line, so a stop with the broker down is not a silent hang."""
+        assert self.outbox is not None
         waiting = self.outbox.depth()
         publisher = getattr(self.outbox, "publisher", None)
         if waiting and not getattr(publisher, "connected", True):
@@ -361,30 +281,3 @@ class Daemon:
         self.stop_event.set()
         if self.outbox is not None:
             self.outbox.stop(0)
-
-
-class _ClockCache:
-    """Whether the wall clock is synchronised, asked at most once a minute."""
-
-    def __init__(self) -> None:
-        self._value = True
-        self._checked = -1e9
-
-    def ok(self) -> bool:
-        now = time.monotonic()
-        if now - self._checked > 60:
-            from .clock import clock_synchronised
-
-            self._value = clock_synchronised() is True  # "cannot tell" is not "synchronised" (time_ok contract)
-            self._checked = now
-        return self._value
-
-
-def _raw_encoder(cam: CameraConfig) -> Any:
-    """Clips from a raw (USB) camera: encode once with PyAV at the configured size and bitrate."""
-    from .clips.encoder import FrameEncoder
-
-    e = cam.encode
-    return lambda: FrameEncoder(e.width, e.height, e.fps, e.bitrate, e.encoder)
-
-

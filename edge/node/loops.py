@@ -1,7 +1,8 @@
 """The two loops that move one camera's data: capture and analysis.
 
 Capture reads the source and never waits on analysis: packets go to the clip
-recorder (cheap, queued), and only frames chosen by ``FrameGate`` (by source time) are converted
+recorder (cheap, queued), and only frames chosen by the gate it is built with
+(``vision.pipeline.FrameGate``, by source time) are converted
 and handed over through a small ``FrameSlot``. A live camera drops the oldest
 waiting frame when analysis is slow (counted); a file read flat out waits
 instead, so results are the same on any machine.
@@ -18,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from .capture import SourceError
-from .interfaces import Analyzer, ClipSink, EventSink, Source
-from .types import CameraState, Event, EventType, Frame, Packet
-from .vision.pipeline import FrameGate
+from ..capture import SourceError
+from ..interfaces import Analyzer, ClipSink, EventSink, Gate, Source
+from ..types import CameraState, Event, EventType, Frame, Packet
+from .status import AnalysisStatus, CaptureStatus
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge.camera")  # the name the journal has always shown for these lines
 
 END = object()  # put in a FrameSlot when capture is finished for good
 
@@ -70,7 +71,8 @@ class CaptureLoop:
     """Open, read, reconnect with capped exponential backoff and jitter; never raise."""
 
     def __init__(self, name: str, source: Source, slot: FrameSlot, recorder: ClipSink | None,
-                 live: bool, reconnect_max: float, encoder_factory: Callable[[], Any] | None = None) -> None:
+                 live: bool, reconnect_max: float, encoder_factory: Callable[[], Any] | None = None, *,
+                 gate: Gate) -> None:
         self.name = name
         self.encoder_factory = encoder_factory  # for raw sources (USB): encode once so clips still work
         self._encoder: Any = None
@@ -79,7 +81,7 @@ class CaptureLoop:
         self.recorder = recorder
         self.live = live
         self.reconnect_max = reconnect_max
-        self.gate: FrameGate | None = None
+        self.gate = gate
         self.state = CameraState.STARTING
         self.heartbeat = time.monotonic()
         self.opened = threading.Event()  # first open attempt done (ok or not)
@@ -89,8 +91,7 @@ class CaptureLoop:
         self.last_error = ""
         self.resolution: tuple[int, int] | None = None
 
-    def run(self, stop: threading.Event, gate: FrameGate) -> None:
-        self.gate = gate
+    def run(self, stop: threading.Event) -> None:
         backoff = 1.0
         try:
             while not stop.is_set():
@@ -111,6 +112,12 @@ class CaptureLoop:
         finally:
             self.opened.set()
             self.slot.put(END, stop)
+
+    def snapshot(self) -> CaptureStatus:
+        """This loop's counters now (read from another thread: each field is one atomic read)."""
+        return CaptureStatus(state=self.state, reconnects=self.reconnects,
+                             bad_packets=getattr(self.source, "bad_packets", 0), dropped=self.slot.dropped,
+                             last_error=self.last_error, resolution=self.resolution)
 
     def _open(self) -> bool:
         try:
@@ -135,7 +142,6 @@ class CaptureLoop:
     def _read(self, stop: threading.Event) -> bool:
         """Pump one connection; True when the source is finished for good (end of file)."""
         gate, slot, recorder, name = self.gate, self.slot, self.recorder, self.name
-        assert gate is not None
         try:
             for item in self.source.items():
                 self.heartbeat = time.monotonic()
@@ -216,6 +222,12 @@ class AnalysisLoop:
                 self._route(event, frame.image)
         for event in self.analyzer.flush(last_time, last_wall):
             self._route(event)
+
+    def snapshot(self) -> AnalysisStatus:
+        """This loop's counters and its analyzer's stage timings and line counts, now."""
+        analyzer = self.analyzer.stats()
+        return AnalysisStatus(analysed=self.analysed, events=sum(self.event_counts.values()),
+                              stage_ms=analyzer.get("ms", {}), lines=analyzer.get("lines", {}))
 
     def _route(self, event: Event, image: Any = None) -> None:
         # time facts first: the recorder copies the event into the clip's signed record, which must never

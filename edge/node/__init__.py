@@ -1,0 +1,1 @@
+"""The node wing: composition (build), supervision (daemon), the camera loops and the status report."""

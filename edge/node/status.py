@@ -1,0 +1,203 @@
+"""What the node reports about itself: one frozen snapshot, serialised here and nowhere else.
+
+Each loop hands out a frozen snapshot of its own counters (``CaptureStatus``,
+``AnalysisStatus``); the daemon gathers them with the outbox, clip store and
+disk facts into one ``NodeStatus``. ``stats_body`` turns it into the MQTT
+``stats`` payload, ``health_body`` into ``/api/v1/health`` (which the page
+reads): the key names of both are the published contract and do not change.
+This module imports nothing of the daemon's, so the two cannot import each other.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..redact import redact_url
+from ..types import CameraState, Frame
+
+THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+
+
+def cpu_temperature() -> float | None:
+    """CPU temperature in °C where the kernel exposes it (Pi, Jetson), else None."""
+    try:
+        return int(THERMAL_ZONE.read_text().strip()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: that one survives exec on Linux, so a
+    process started from a large parent (pytest, say) would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    total: int
+    used: int
+    free: int
+
+
+def disk_usage(path: Path) -> DiskUsage | None:
+    """The storage file system's usage, None when it cannot be read (a missing mount)."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return None
+    return DiskUsage(total=usage.total, used=usage.used, free=usage.free)
+
+
+@dataclass(frozen=True)
+class CaptureStatus:
+    """A capture loop's counters at one moment."""
+
+    state: CameraState
+    reconnects: int
+    bad_packets: int
+    dropped: int
+    last_error: str
+    resolution: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class AnalysisStatus:
+    """An analysis loop's counters at one moment (the analyzer's own figures included)."""
+
+    analysed: int
+    events: int
+    stage_ms: Mapping[str, float]
+    lines: Mapping[str, Mapping[str, int]]
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    name: str
+    capture: CaptureStatus
+    analysis: AnalysisStatus
+    recorder: Mapping[str, Any] | None  # ClipRecorder.stats(), published as it is
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """Everything the node says about itself, read once per report."""
+
+    node: str
+    stopping: bool
+    version: str
+    uptime_s: float
+    cameras: tuple[CameraStatus, ...]
+    outbox_depth: int
+    disk: DiskUsage | None
+    clips: Mapping[str, Any] | None  # ClipStore.stats(); None with clips off
+    cpu_temp_c: float | None
+    time_ok: bool
+
+
+def collect(node: str, stopping: bool, started: float, cameras: tuple[CameraStatus, ...], outbox_depth: int,
+            storage: Path, clips: Mapping[str, Any] | None, time_ok: bool) -> NodeStatus:
+    """One snapshot; ``started`` is the daemon's ``time.monotonic()`` at construction."""
+    return NodeStatus(node=node, stopping=stopping, version=__version__, uptime_s=time.monotonic() - started,
+                      cameras=cameras, outbox_depth=outbox_depth, disk=disk_usage(storage), clips=clips,
+                      cpu_temp_c=cpu_temperature(), time_ok=time_ok)
+
+
+def stats_body(s: NodeStatus) -> dict[str, Any]:
+    """The daemon's part of ``<prefix>/<node>/stats`` (the outbox adds v, node, ts, uptime and its own)."""
+    uptime = max(1e-6, s.uptime_s)
+    cameras: dict[str, Any] = {}
+    stage_ms: dict[str, float] = {}
+    for cam in s.cameras:
+        for stage, ms in cam.analysis.stage_ms.items():
+            stage_ms[f"{cam.name}.{stage}"] = round(float(ms), 3)
+        cameras[cam.name] = {
+            "state": cam.capture.state.value,
+            "frames": cam.analysis.analysed,
+            "reconnects": cam.capture.reconnects,
+            "bad_packets": cam.capture.bad_packets,
+            "lines": {k: dict(v) for k, v in cam.analysis.lines.items()},
+        }
+        if cam.recorder is not None:
+            cameras[cam.name]["recorder"] = dict(cam.recorder)
+    disk: dict[str, int] = {}
+    if s.disk is not None:
+        disk = {"used_bytes": s.disk.used, "free_bytes": s.disk.free, "total_bytes": s.disk.total}
+    if s.clips is not None:
+        disk["clips_bytes"] = int(s.clips.get("bytes", 0))
+    return {
+        "fps": {cam.name: round(cam.analysis.analysed / uptime, 2) for cam in s.cameras},
+        "stage_ms": stage_ms,
+        "dropped_frames": {cam.name: cam.capture.dropped for cam in s.cameras},
+        "cameras": cameras,
+        "disk": disk,
+        "cpu_temp_c": s.cpu_temp_c,
+        "time_ok": s.time_ok,
+    }
+
+
+def health_body(s: NodeStatus) -> dict[str, Any]:
+    """``/api/v1/health``: what the technician's page shows at a glance (edge/api/web/app.js reads these keys)."""
+    d = s.disk or DiskUsage(0, 0, 0)
+    return {
+        "node": s.node,
+        "state": "stopping" if s.stopping else "running",
+        "version": s.version,
+        "uptime": round(s.uptime_s, 1),
+        "cameras": {c.name: {"state": c.capture.state.value, "error": redact_url(c.capture.last_error) or None,
+                             "resolution": c.capture.resolution} for c in s.cameras},
+        "outbox": {"depth": s.outbox_depth},
+        "disk": {"total": d.total, "used": d.used, "free": d.free},
+        "clips": dict(s.clips) if s.clips is not None else {},
+        "time_ok": s.time_ok,
+    }
+
+
+class DaemonView:
+    """The LAN API's read-only window on the running node (edge.interfaces.NodeView)."""
+
+    def __init__(self, status: Callable[[], NodeStatus], latest: Callable[[str], Frame | None]) -> None:
+        self._status = status
+        self._latest = latest
+
+    def latest_jpeg(self, camera: str) -> bytes | None:
+        import cv2
+
+        frame = self._latest(camera)
+        if frame is None:
+            return None
+        ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        return buf.tobytes() if ok else None
+
+    def health(self) -> dict[str, Any]:
+        return health_body(self._status())
+
+
+class ClockCache:
+    """Whether the wall clock is synchronised, asked at most once a minute."""
+
+    def __init__(self) -> None:
+        self._value = True
+        self._checked = -1e9
+
+    def ok(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked > 60:
+            from ..clock import clock_synchronised
+
+            self._value = clock_synchronised() is True  # "cannot tell" is not "synchronised" (time_ok contract)
+            self._checked = now
+        return self._value
