@@ -53,8 +53,12 @@ soak: system-deps venv
 bench: install assets
 	$(BIN)/python benchmarks/run_all.py
 
+# ruff, the import contracts (who may import whom, docs/architecture.md) and mypy on edge/ at zero errors.
 lint: venv
+	$(BIN)/pip install -q -e '.[lint]'
 	$(BIN)/ruff check edge tests scripts benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -40,6 +40,8 @@ setup(
             "psycopg[binary]>=3.1",
             "ruff>=0.4",
         ],
+        # `make lint`: import contracts (pyproject [tool.importlinter]) and the type check ([tool.mypy])
+        "lint": ["ruff>=0.4", "import-linter>=2.0", "mypy>=1.8"],
     },
     entry_points={"console_scripts": ["edgecam=edge.cli:main"]},
 )

@@ -8,7 +8,10 @@ thing to each. Callers add their own timeouts, callbacks and Last Will.
 from __future__ import annotations
 
 import ssl
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -50,3 +53,24 @@ def login(client: mqtt.Client, username: str | None, password: str | None) -> No
     """Send credentials when a user name or a password file is set (a password alone goes with an empty name)."""
     if username or password is not None:
         client.username_pw_set(username or "", password)
+
+
+CLOSED = "closed"  # what ``wait_connack`` returns when the connection dropped before the answer
+
+
+def listen_connack(client: mqtt.Client) -> list[Any]:
+    """Collect the CONNACK's reason code into the returned list (set before ``client.connect``)."""
+    answer: list[Any] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(reason)
+    return answer
+
+
+def wait_connack(client: mqtt.Client, answer: list[Any], timeout: float, stop: threading.Event | None = None) -> Any:
+    """Pump ``client`` until the CONNACK: its reason code; None when none came within ``timeout`` (or ``stop``
+    was set); ``CLOSED`` when the broker closed the connection first. The one CONNACK wait of the node's
+    publisher, ``events tail`` and ``edgecam check``."""
+    deadline = time.monotonic() + timeout
+    while not answer and time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        if client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS and not answer:
+            return CLOSED
+    return answer[0] if answer else None

@@ -14,7 +14,8 @@ from support.assets import coco_dir, model_path
 
 from edge import assets
 from edge.types import Box
-from edge.vision.detector import ModelError, choose_model, filter_area, load_detector, read_labels
+from edge.vision.detector import ModelError, choose_model, load_detector, read_labels
+from edge.vision.regions import filter_area
 
 # COCO val2017 000000001532: a freeway under a sign gantry. Looked at with boxes drawn: two cars at the left
 # (taxi, white van), a black SUV in the middle, a dark car on the right, a small car far away.

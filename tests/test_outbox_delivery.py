@@ -14,7 +14,9 @@ import pytest
 from support.broker import Broker
 from support.mqtt_collector import Collector
 
-from edge.outbox.publisher import MqttSettings, probe
+from edge.check.broker import probe_broker
+from edge.check.result import FAIL, OK
+from edge.outbox.publisher import MqttSettings
 from edge.outbox.service import OutboxService
 from edge.types import Event, EventType, LineCrossing
 
@@ -176,7 +178,8 @@ def test_tls_with_client_cert_and_password_file_and_wrong_password(tmp_path: Pat
     pwfile.write_text("wrong-pw\n")
     s = settings(b.port, tls=True, ca_file=certs["ca.crt"], cert_file=certs["client.crt"],
                  key_file=certs["client.key"], username="n1", password_file=pwfile, protocol="5", host="localhost")
-    assert "refused" in (probe(s) or "")
+    wrong = probe_broker(s, 5.0)  # what `edgecam check` says, with the daemon's own settings
+    assert wrong.status == FAIL and "refused the login" in wrong.detail
     svc = OutboxService(tmp_path / "outbox.db", "n1", s)
     with caplog.at_level(logging.INFO, logger="edge.outbox"):
         svc.start()
@@ -193,9 +196,10 @@ def test_tls_with_client_cert_and_password_file_and_wrong_password(tmp_path: Pat
         assert svc.stop(5.0) is True
     col.stop()
     assert "s3cret-pw" not in caplog.text and "wrong-pw" not in caplog.text
-    assert probe(s) is None
+    assert probe_broker(s, 5.0).status == OK
     by_ip = MqttSettings(**{**s.__dict__, "host": "127.0.0.1"})  # same broker, not the cert's name
-    assert "certificate check failed" in (probe(by_ip) or ""), "hostname check must be on"
+    untrusted = probe_broker(by_ip, 5.0)
+    assert untrusted.status == FAIL and "certificate not trusted" in untrusted.detail, "hostname check must be on"
 
 
 def _client_ctx(certs: dict[str, Path]) -> ssl.SSLContext:

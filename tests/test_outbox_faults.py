@@ -14,6 +14,7 @@ from edge.outbox.publisher import MqttSettings
 from edge.outbox.seqfile import SeqFile
 from edge.outbox.service import OutboxService
 from edge.outbox.store import Outbox
+from edge.types import Event, EventType
 
 DAY = 86400.0
 
@@ -21,6 +22,12 @@ DAY = 86400.0
 def body(i: int) -> dict:
     return {"v": 1, "id": f"o{i}", "camera": "gate", "type": "start", "label": "car", "score": 0.5, "ts": 1.0 + i,
             "box": [0.1, 0.1, 0.2, 0.2], "zones": [], "clip": None, "time_ok": True}
+
+
+def event(i: int) -> Event:
+    """The same event as ``body(i)``, for the service's one entry point (``submit``)."""
+    return Event(id=f"o{i}", type=EventType.START, camera="gate", label="car", score=0.5, ts=1.0 + i, time=float(i),
+                 box=(0.1, 0.1, 0.2, 0.2))
 
 
 def test_forty_day_forward_step_of_the_wall_clock_evicts_nothing(tmp_path: Path, monkeypatch) -> None:
@@ -164,17 +171,17 @@ def test_full_disk_with_nothing_to_delete_stores_in_the_reserve_then_counts_and_
     fill(small_disk, "held-clips")
     with caplog.at_level(logging.ERROR, logger="edge.outbox"):
         for i in range(300):
-            svc.submit_body(body(i))
+            svc.submit(event(i))
         assert svc.flush(20.0), "events wait in RAM: the reserve did not give way"
     assert svc.outbox.depth() == 300 and svc.outbox.last_seq() == 300
     assert svc.reserve.released_total == 1 and not svc.reserve.present
     assert "released the 2 MiB outbox reserve" in caplog.text
     fill(small_disk, "more")  # now the reserve's space is used up too
-    svc.submit_body(body(300))
+    svc.submit(event(300))
     assert wait_for(svc._disk_stuck.is_set, 5.0)
     began = time.monotonic()
     for i in range(301, 350):
-        svc.submit_body(body(i))
+        svc.submit(event(i))
     assert time.monotonic() - began < 2.0, "a stuck disk must not stall the camera that submits"
     assert wait_for(lambda: svc.outbox.unstored_total >= 29, 5.0), "the overflow is counted while it happens"
     svc.stop(drain_timeout=2.0)

@@ -24,6 +24,7 @@ import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
 
 from aiohttp import web
 from aiohttp import web_response as _aiohttp_response
@@ -203,8 +204,10 @@ class ApiServer:
             return
         ready.set()
         summaries = loop.create_task(self._summaries())
+        stop = self._stop
+        assert stop is not None  # made by _setup, which just ran
         try:
-            loop.run_until_complete(self._stop.wait())
+            loop.run_until_complete(stop.wait())
             summaries.cancel()
             loop.run_until_complete(runner.cleanup())
         finally:
@@ -226,7 +229,7 @@ class ApiServer:
         self._stop = asyncio.Event()
         # aiohttp stamps "Server: Python/3.x aiohttp/3.y" on every answer, its own parser errors included
         # (those skip on_response_prepare); its one module default is the only switch that covers both
-        _aiohttp_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+        _aiohttp_response.SERVER_SOFTWARE = SERVER_NAME
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=64 * 1024)
         app.add_routes(self._handlers.routes())
         app.add_routes(self._web.routes())  # evidence bundles for the web page
@@ -298,7 +301,7 @@ class ApiServer:
         request[TOKEN_NAME] = name
         return await handler(request)
 
-    def _refuse(self, addr: str, guessed: bool) -> None:
+    def _refuse(self, addr: str, guessed: bool) -> NoReturn:
         """401, or 429 while this address or the whole node is over its failure budget; lines are budgeted."""
         if guessed:
             wait = self._limiter.retry_after(addr)

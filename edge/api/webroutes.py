@@ -50,6 +50,9 @@ class _QueueWriter:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass  # zipfile never closes a stream it was handed; close_stream() sends the tail
+
     def close_stream(self) -> None:
         if self._buf:
             self._send(bytes(self._buf))

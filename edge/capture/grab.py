@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..redact import redact_url
+from ..types import Packet
 from . import SourceError, open_source, source_kind
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..interfaces import Source
+    from ..interfaces import Picture, Source
 
 FPS_WINDOW = 1.0  # seconds of frames counted on a live source to measure its rate
 CODEC_OF_RAW = {"usb": "v4l2", "picamera2": "picamera2"}  # sources whose pictures are not the packets' codec
@@ -81,15 +82,15 @@ def _grab(src: Source, kind: str, timeout: float) -> Grab:
     except SourceError as err:
         raise GrabError(str(err)) from None
     try:
-        items = (item for item in src.items() if hasattr(item, "to_bgr"))
-        first = next(items, None)
+        pictures = (item for item in src.items() if not isinstance(item, Packet))
+        first = next(pictures, None)
         if first is None:
             raise GrabError(f"{getattr(src, 'url', kind)}: stream ended before the first frame "
                             f"({time.monotonic() - started:.1f} s)")
         seconds = time.monotonic() - started
-        image = first.to_bgr()  # type: ignore[union-attr]
+        image = first.to_bgr()
         nominal = info.fps if info is not None else 0.0
-        fps = _measure_rate(first.time, items, started + timeout) if live else nominal
+        fps = _measure_rate(first.time, pictures, started + timeout) if live else nominal
         codec = CODEC_OF_RAW.get(kind) or (info.codec if info is not None else kind)
         return Grab(image, image.shape[1], image.shape[0], fps or nominal, codec, seconds, live)
     except SourceError as err:
@@ -98,11 +99,11 @@ def _grab(src: Source, kind: str, timeout: float) -> Grab:
         src.close()
 
 
-def _measure_rate(first: float, pictures: object, deadline: float) -> float:
+def _measure_rate(first: float, pictures: Iterator[Picture], deadline: float) -> float:
     """Frames per second over up to FPS_WINDOW seconds of a live stream (0.0 if too few)."""
     end = min(deadline, time.monotonic() + FPS_WINDOW)
     stamps = [first]
-    for picture in pictures:  # type: ignore[attr-defined]
+    for picture in pictures:
         stamps.append(float(picture.time))
         if time.monotonic() >= end:
             break

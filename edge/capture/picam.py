@@ -12,11 +12,15 @@ import queue
 import time
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..types import Packet, StreamInfo
 from . import SourceError
+
+if TYPE_CHECKING:
+    from .usb import ArrayPicture
 
 MICROSECONDS = Fraction(1, 1_000_000)
 
@@ -75,7 +79,7 @@ class PicameraSource:
         self._cam = cam
         return StreamInfo("h264", self.size[0], self.size[1], MICROSECONDS, self.fps, None)
 
-    def items(self) -> Iterator[Packet | object]:
+    def items(self) -> Iterator[Packet | ArrayPicture]:
         import cv2
 
         from .usb import ArrayPicture

@@ -21,6 +21,7 @@ from .plain import plain_error
 
 log = logging.getLogger(__name__)
 
+TIME_BASE_FALLBACK = Fraction(1, 90000)  # a stream that states no time base: the MPEG clock
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -106,7 +107,7 @@ class PyavSource:
             codec=ctx.name,
             width=stream.width,
             height=stream.height,
-            time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000),
+            time_base=Fraction(stream.time_base) if stream.time_base else TIME_BASE_FALLBACK,
             fps=float(rate),
             extradata=bytes(ctx.extradata) if ctx.extradata else None,
         )
@@ -132,7 +133,7 @@ class PyavSource:
         container, stream = self._container, self._stream
         if container is None or stream is None:
             raise SourceError(f"{self.url}: not open")
-        tb = float(stream.time_base)
+        tb = float(stream.time_base or TIME_BASE_FALLBACK)
         start_pts = stream.start_time or 0
         open_mono, open_wall = time.monotonic(), time.time()
         first_time: float | None = None

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -69,8 +69,8 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         consumer.stop()
     if consumer.failure is not None:
-        err = consumer.failure
-        raise UserError(f"central writer died ({type(err).__name__}: {redact_url(str(err).strip()[:200])});"
+        failure = consumer.failure
+        raise UserError(f"central writer died ({type(failure).__name__}: {redact_url(str(failure).strip()[:200])});"
                         " unacknowledged messages stay with the broker")
     return 0
 
@@ -222,7 +222,7 @@ def _print_counts(rows: list[dict[str, Any]], as_json: bool) -> None:
     print(_table(table))
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     """Aligned columns; every cell made printable (node-supplied text may carry terminal escapes)."""
     cells = [tuple(printable(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]

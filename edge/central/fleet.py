@@ -99,7 +99,8 @@ def _disk(row: dict[str, Any]) -> str:
 
 def format_fleet(rows: list[dict[str, Any]], now: float | None = None) -> str:
     now = datetime.now(timezone.utc).timestamp() if now is None else now
-    table = [("NODE", "STATE", "LAST SEEN", "CONTIG SEQ", "MAX SEQ", "MISSING", "OUTBOX", "DISK", "CLOCK")]
+    table: list[tuple[str, ...]] = [("NODE", "STATE", "LAST SEEN", "CONTIG SEQ", "MAX SEQ", "MISSING", "OUTBOX",
+                                     "DISK", "CLOCK")]
     for r in rows:
         clock = "-" if r["time_ok"] is None else ("ok" if r["time_ok"] else "UNSYNCED")
         table.append((r["node"], r["state"], _ago(r["last_seen"], now), str(r["contiguous_seq"]), str(r["max_seq"]),

@@ -11,7 +11,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from .. import payload
 
@@ -101,6 +101,12 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+@overload
+def _num(obj: dict[str, Any], key: str, optional: Literal[False] = False, lo: float | None = None,
+         hi: float | None = None) -> float: ...
+@overload
+def _num(obj: dict[str, Any], key: str, optional: bool, lo: float | None = None,
+         hi: float | None = None) -> float | None: ...
 def _num(obj: dict[str, Any], key: str, optional: bool = False, lo: float | None = None,
          hi: float | None = None) -> float | None:
     value = obj.get(key)
@@ -112,6 +118,10 @@ def _num(obj: dict[str, Any], key: str, optional: bool = False, lo: float | None
     return number
 
 
+@overload
+def _ts(obj: dict[str, Any], key: str = "ts", optional: Literal[False] = False, now: float | None = None) -> float: ...
+@overload
+def _ts(obj: dict[str, Any], key: str = "ts", optional: bool = False, now: float | None = None) -> float | None: ...
 def _ts(obj: dict[str, Any], key: str = "ts", optional: bool = False, now: float | None = None) -> float | None:
     """A time: finite, not before 1970 (an unsynchronised node may send 1970) and not ten years ahead."""
     value = obj.get(key)
@@ -124,6 +134,10 @@ def _ts(obj: dict[str, Any], key: str = "ts", optional: bool = False, now: float
     return number
 
 
+@overload
+def _str(obj: dict[str, Any], key: str, optional: Literal[False] = False) -> str: ...
+@overload
+def _str(obj: dict[str, Any], key: str, optional: bool) -> str | None: ...
 def _str(obj: dict[str, Any], key: str, optional: bool = False) -> str | None:
     value = obj.get(key)
     if value is None and optional:
@@ -213,8 +227,8 @@ def stats_summary(raw: str | None) -> dict[str, Any]:
         obj = {}
     if not isinstance(obj, dict):
         obj = {}
-    outbox = obj.get("outbox") if isinstance(obj.get("outbox"), dict) else {}
-    disk = obj.get("disk") if isinstance(obj.get("disk"), dict) else {}
+    outbox: dict[str, Any] = obj["outbox"] if isinstance(obj.get("outbox"), dict) else {}
+    disk: dict[str, Any] = obj["disk"] if isinstance(obj.get("disk"), dict) else {}
     used, free = _plain(disk.get("used_bytes")), _plain(disk.get("free_bytes"))
     total = _plain(disk.get("total_bytes"))
     if total is None and used is not None and free is not None:

@@ -12,7 +12,7 @@ import socket
 import ssl
 import time
 
-from ..mqttclient import login, new_client, read_password, use_tls
+from ..mqttclient import CLOSED, listen_connack, login, new_client, read_password, use_tls, wait_connack
 from ..outbox.publisher import MqttSettings
 from .result import FAIL, OK, WARN, Result
 
@@ -45,12 +45,10 @@ def _client(target: MqttSettings, timeout: float):
 
 def _connect(target: MqttSettings, timeout: float) -> None:
     """Connect and wait for the CONNACK; raise _Failed with the reason."""
-    import paho.mqtt.client as mqtt
 
     where = f"{target.host}:{target.port}"
     client = _client(target, timeout)
-    answer: list = []
-    client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(reason)
+    answer = listen_connack(client)
     try:
         client.connect(target.host, target.port, keepalive=max(10, int(timeout) * 2))
     except ssl.SSLCertVerificationError as err:
@@ -73,17 +71,16 @@ def _connect(target: MqttSettings, timeout: float) -> None:
     except OSError as err:
         raise _Failed(f"{where} unreachable: {err.strerror or err}",
                       "is the broker running, and is mqtt.port right? check firewalls") from None
-    deadline = time.monotonic() + timeout
     try:
-        while not answer and time.monotonic() < deadline:
-            if client.loop(timeout=0.2) != mqtt.MQTT_ERR_SUCCESS and not answer:
-                hint = "the broker may expect TLS (mqtt.tls = false)" if not target.tls else "see the broker's log"
-                raise _Failed(f"{where} closed the connection before answering", hint)
-        if not answer:
+        reason = wait_connack(client, answer, timeout)
+        if reason is CLOSED:
+            hint = "the broker may expect TLS (mqtt.tls = false)" if not target.tls else "see the broker's log"
+            raise _Failed(f"{where} closed the connection before answering", hint)
+        if reason is None:
             raise _Failed(f"{where} accepted TCP but sent no CONNACK within {timeout:g} s",
                           "is this an MQTT port? (TLS-only listeners need mqtt.tls = true)")
-        if answer[0].is_failure:
-            raise _Failed(f"{where} refused the login: {answer[0]}",
+        if reason.is_failure:
+            raise _Failed(f"{where} refused the login: {reason}",
                           "check mqtt.username and the password in mqtt.password_file (and the broker's ACL)")
     finally:
         client.disconnect()
@@ -96,7 +93,7 @@ def _outside_lan(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except OSError:
         return []
-    addrs = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+    addrs = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
     return sorted(str(a) for a in addrs if a.is_global)
 
 

@@ -131,6 +131,6 @@ def probe_api_port(enabled: bool, host: str, port: int) -> Result:
             errno.EADDRINUSE: f"something listens there already (edgecam itself? `ss -ltnp 'sport = :{port}'`)",
             errno.EADDRNOTAVAIL: "that address is not on this machine; use 0.0.0.0 or one of its addresses",
             errno.EACCES: "ports below 1024 need privileges the service does not have; use 8080",
-        }.get(err.errno, "pick another api.listen")
+        }.get(err.errno or 0, "pick another api.listen")
         return Result("api port", FAIL, f"cannot bind {where} ({err.strerror})", advice)
     return Result("api port", OK, f"{where} is free")

@@ -24,7 +24,7 @@ import re
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from ..timefmt import evidence_time, utc_iso
 
@@ -92,7 +92,17 @@ def cover_sheet(node: str, metas: list[dict[str, Any]], exported_by: str, create
     return "\n".join(lines)
 
 
-def stream_bundle(out: BinaryIO, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "",
+class ByteSink(Protocol):
+    """Where a bundle streams to: a file, or the LAN API's chunk queue (``zipfile`` needs no seek)."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def stream_bundle(out: ByteSink, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "",
                   exported_by: str = "", now: float | None = None) -> dict[str, Any]:
     """Write the bundle ZIP to ``out`` (need not be seekable); returns the manifest."""
     created = time.time() if now is None else now

@@ -8,6 +8,7 @@ every two seconds (the pre-roll ring starts at one).
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import cast
 
 import av
 import numpy as np
@@ -22,7 +23,7 @@ class FrameEncoder:
 
     def __init__(self, width: int, height: int, fps: float, bitrate: int, encoder: str = "libx264") -> None:
         self.width, self.height, self.fps = int(width), int(height), float(fps)
-        ctx = av.CodecContext.create(encoder, "w")
+        ctx = cast(av.VideoCodecContext, av.CodecContext.create(encoder, "w"))  # a video encoder, by name
         ctx.width, ctx.height = self.width, self.height
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = TIME_BASE

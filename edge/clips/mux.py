@@ -18,6 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -105,7 +106,7 @@ class FragmentWriter:
         self.span = Span()
         self._out: av.container.OutputContainer | None = None
         self._template: av.container.InputContainer | None = None
-        self._stream = None
+        self._stream: av.video.stream.VideoStream | None = None
         self._base = 0
         self._last_dts: int | None = None
 
@@ -114,6 +115,8 @@ class FragmentWriter:
             if not p.keyframe:
                 return
             self._open(p)
+        out = self._out
+        assert out is not None  # opened on the first keyframe, just above
         data = self.bits.convert(p.data)
         dts = p.dts if p.dts is not None else p.pts
         if dts is None:
@@ -129,16 +132,17 @@ class FragmentWriter:
         pkt.duration = p.duration
         pkt.time_base = self.info.time_base
         pkt.is_keyframe = p.keyframe
-        pkt.stream = self._stream
-        self._out.mux(pkt)
+        pkt.stream = self._stream  # type: ignore[assignment]  # set with the output's stream, never None here
+        out.mux(pkt)
         self._last_dts = dts
         self._note(p)
 
     def _open(self, key: Packet) -> None:
         first = self.bits.header + self.bits.convert(key.data)
-        self._template = av.open(io.BytesIO(first), format="h264")
-        self._out = av.open(str(self.path), "w", format="mp4", options=dict(FRAGMENTED))
-        self._stream = self._out.add_stream_from_template(self._template.streams.video[0])
+        template = av.open(io.BytesIO(first), "r", format="h264")
+        out = av.open(str(self.path), "w", format="mp4", options=dict(FRAGMENTED))
+        self._template, self._out = template, out
+        self._stream = out.add_stream_from_template(template.streams.video[0])
         self._base = key.dts if key.dts is not None else (key.pts or 0)
         s = self.span
         s.first_time, s.first_wall, s.first_mono = key.time, key.wall, key.mono
@@ -250,7 +254,7 @@ def first_frame_jpeg(path: Path, max_width: int = 640) -> bytes | None:
     try:
         with av.open(str(path)) as src:
             for frame in src.decode(video=0):
-                img = frame.to_ndarray(format="bgr24")
+                img: Any = frame.to_ndarray(format="bgr24")  # BGR uint8; cv2.resize below keeps it so
                 break
             else:
                 return None

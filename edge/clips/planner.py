@@ -115,6 +115,7 @@ class ClipPlanner:
         self.clip_id = self._new_id(wall)
         self._start = since
         time_ok = all(ev.time_ok for ev in self._active.values())
+        assert old is not None, "a split needs an open clip"
         actions: list[Action] = [Close(old), Open(self.clip_id, None, wall, continues=old, time_ok=time_ok)]
         actions += [Attach(self.clip_id, ev) for ev in self._active.values()]
         return tuple(actions)

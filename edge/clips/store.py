@@ -229,7 +229,8 @@ class ClipStore:
                                " ORDER BY chain_seq DESC LIMIT 1").fetchone()
         if row is not None:
             rec = json.loads(row["record"])
-            heads.append(sidecar.Head(rec, row["signature"], evidence.signature_ok(pub, rec, row["signature"])))
+            ok = pub is not None and evidence.signature_ok(pub, rec, row["signature"])  # no key here: not verified
+            heads.append(sidecar.Head(rec, row["signature"], ok))
         on_file, _why = sidecar.read_head(self.dir, pub)
         if on_file is not None:
             heads.append(on_file)

@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ..mqttclient import login, new_client, read_password, use_tls
+from ..mqttclient import CLOSED, listen_connack, login, new_client, read_password, use_tls, wait_connack
 from ..payload import acks_topic, events_topic, stats_topic, status_message, status_topic
 from .store import EndToEnd, Outbox
 
@@ -88,8 +88,7 @@ def make_client(s: MqttSettings, persistent: bool, will: tuple[str, bytes] | Non
 def connect(client: mqtt.Client, s: MqttSettings, persistent: bool,
             stop: threading.Event | None = None) -> str | None:
     """Connect and wait for CONNACK within ``connect_timeout``; None when accepted, else a one-line reason."""
-    answer: list[Any] = []
-    client.on_connect = lambda _c, _u, _f, rc, _p: answer.append(rc)
+    answer = listen_connack(client)
     extra: dict[str, Any] = {}
     if s.protocol == "5":
         props = Properties(PacketTypes.CONNECT)
@@ -104,14 +103,12 @@ def connect(client: mqtt.Client, s: MqttSettings, persistent: bool,
         return f"TLS handshake with {where} failed: {err.reason or err}"
     except (TimeoutError, OSError) as err:
         return f"cannot reach broker {where}: {err.strerror or err or type(err).__name__}"
-    deadline = time.monotonic() + s.connect_timeout
-    while not answer and time.monotonic() < deadline and not (stop and stop.is_set()):
-        if client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS and not answer:
-            return f"broker {where} closed the connection before CONNACK"
-    if not answer:
+    rc = wait_connack(client, answer, s.connect_timeout, stop)
+    if rc is CLOSED:
+        return f"broker {where} closed the connection before CONNACK"
+    if rc is None:
         _drop(client)
         return f"no CONNACK from {where} within {s.connect_timeout:g} s"
-    rc = answer[0]
     if rc.is_failure:
         _drop(client)
         hint = " (check mqtt.username / mqtt.password_file)" if rc.value in (4, 5, 0x86, 0x87) else ""
@@ -389,15 +386,3 @@ class Publisher:
         _drop(client)
 
 
-def probe(settings: MqttSettings, timeout: float = 5.0) -> str | None:
-    """For ``edgecam check``: connect + auth with a throwaway clean session; None when fine, else the reason."""
-    s = MqttSettings(**{**settings.__dict__, "client_id": settings.client_id + "-check",
-                        "connect_timeout": min(settings.connect_timeout, timeout)})
-    try:
-        client = make_client(s, persistent=False)
-        error = connect(client, s, persistent=False)
-    except (OSError, ValueError) as err:
-        return str(err)
-    if error is None:
-        _drop(client)
-    return error

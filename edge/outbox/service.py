@@ -69,10 +69,6 @@ class OutboxService:
         """Queue one event for durable storage; blocks (counted) only when the queue is full."""
         self._put(event_body(event))
 
-    def submit_body(self, body: dict[str, Any]) -> None:
-        """Same as ``submit`` for an already built payload body (``edge.payload.event_body``)."""
-        self._put(body)
-
     def _put(self, item: Any) -> None:
         with self._submit_lock:
             self._submitted += 1

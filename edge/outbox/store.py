@@ -324,7 +324,7 @@ class Outbox:
     _STATE = ("_rows", "_bytes", "_unsent", "_last_seq", "evicted_total", "watermark", "e2e_seen",
               "enqueued_total", "acked_total", "confirmed_total", "oversize_total")
 
-    def _transaction(self, work):  # type: ignore[no-untyped-def]
+    def _transaction(self, work):
         """Run ``work`` in one transaction; on failure (a full disk at COMMIT) the counters roll back too."""
         saved = [getattr(self, name) for name in self._STATE]
         self._db.execute("BEGIN IMMEDIATE")

@@ -182,18 +182,6 @@ class Detector:
         ]
 
 
-def filter_area(
-    detections: list[Detection], width: int, height: int, min_area: float, max_area: float
-) -> list[Detection]:
-    """Drop boxes smaller or larger than the given fractions of a ``width`` x ``height`` frame.
-
-    Applied to full-frame boxes (after mapping crops back), since a crop's size says nothing
-    about how big an object is in the scene.
-    """
-    frame = float(width * height)
-    return [d for d in detections if min_area * frame <= d.box.area <= max_area * frame]
-
-
 def _open_session(path: Path, threads: int, providers: list[str]) -> ort.InferenceSession:
     if not path.is_file():
         raise ModelError(f"model file {path} not found; run `edgecam model prepare` or scripts/fetch-assets")

@@ -89,8 +89,8 @@ class EventBuilder:
     ) -> None:
         self.camera = camera
         self.frame_size = frame_size
-        self.zones = {k: [tuple(p) for p in v] for k, v in (zones or {}).items()}
-        self.lines = {k: (tuple(a), tuple(b)) for k, (a, b) in (lines or {}).items()}
+        self.zones = {k: [(p[0], p[1]) for p in v] for k, v in (zones or {}).items()}
+        self.lines = {k: ((a[0], a[1]), (b[0], b[1])) for k, (a, b) in (lines or {}).items()}
         self.update_interval = update_interval
         self.score_step = score_step
         self.line_counts: dict[str, dict[str, int]] = {k: {"in": 0, "out": 0} for k in self.lines}

@@ -19,11 +19,12 @@ import numpy as np
 from ..types import Box, Detection, Event, Frame, StageTimings
 from .events import EventBuilder
 from .motion import MotionDetector
-from .regions import inside_any, merge_detections, plan_regions, to_frame
+from .regions import filter_area, inside_any, merge_detections, plan_regions, to_frame
 from .tracker import Tracker
 
 Point = tuple[float, float]
-_MOTION_COVER = 0.3  # a new object must have this much of its box inside a motion box
+NEW_OBJECT_MOTION_COVER = 0.3  # a new object must have this much of its box inside a motion box
+# (not tracker.TRACK_MOTION_COVER, 0.1: a track already known needs less to count as still moving)
 
 
 class ObjectDetector(Protocol):
@@ -184,13 +185,10 @@ class CameraAnalyzer:
             groups.append(to_frame(self.detector.detect(crop), r))
             self.detector_calls += 1
         w, h = self._size or (1, 1)
-        lo, hi = self.settings.min_area * w * h, self.settings.max_area * w * h
         kept = []
         known = [t.box for t in self._tracker.tracks] if self._tracker else []
-        for d in merge_detections(groups):
-            if not lo <= d.box.area <= hi:
-                continue
+        for d in filter_area(merge_detections(groups), w, h, self.settings.min_area, self.settings.max_area):
             # Parked cars inside a crop are not news: a detection must be moving or match a known track.
-            if inside_any(d.box, moving, _MOTION_COVER) or any(d.box.iou(k) > 0.3 for k in known):
+            if inside_any(d.box, moving, NEW_OBJECT_MOTION_COVER) or any(d.box.iou(k) > 0.3 for k in known):
                 kept.append(d)
         return kept

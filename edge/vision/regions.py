@@ -116,3 +116,15 @@ def inside_any(box: Box, regions: Sequence[Box], fraction: float = 0.6) -> bool:
         if ix * iy >= fraction * box.area:
             return True
     return False
+
+
+def filter_area(
+    detections: Sequence[Detection], width: int, height: int, min_area: float, max_area: float
+) -> list[Detection]:
+    """Drop boxes smaller or larger than the given fractions of a ``width`` x ``height`` frame.
+
+    Applied to full-frame boxes (after mapping crops back), since a crop's size says nothing
+    about how big an object is in the scene.
+    """
+    frame = float(width * height)
+    return [d for d in detections if min_area * frame <= d.box.area <= max_area * frame]

@@ -36,7 +36,9 @@ _STILL_SECONDS = 2.0  # a track that moved less than its own size/8 over this lo
 _STILL_FRACTION = 0.125
 _MOVED_FRACTION = 0.25  # an object is news once its centre moved this much of its size
 _GATE = 0.75  # centre distance (in object sizes) within which a non-overlapping detection may match
-_MOTION_COVER = 0.1  # share of a box inside a motion box for it to count as moving (dark cars move in fragments)
+# share of a known track's box inside a motion box for it to count as moving (dark cars move in fragments);
+# a new object needs pipeline.NEW_OBJECT_MOTION_COVER (0.3)
+TRACK_MOTION_COVER = 0.1
 _TENTATIVE_GRACE = 0.5  # seconds a not-yet-real track survives being looked at and missed
 
 
@@ -160,7 +162,7 @@ class Tracker:
         matches, unmatched = self._assign(detections)
         for ti, di in matches:
             d = detections[di]
-            self._absorb(self.tracks[ti], d, time, moving is None or inside_any(d.box, moving, _MOTION_COVER))
+            self._absorb(self.tracks[ti], d, time, moving is None or inside_any(d.box, moving, TRACK_MOTION_COVER))
         ended = self._expire(time, looked, {ti for ti, _ in matches})
         for di in unmatched:
             d = detections[di]
