@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .types import ClipRecord, Event, Frame, Packet, StreamInfo
+from .types import ClipRecord, Event, Finished, Frame, Packet, StreamInfo
 
 
 class Picture(Protocol):
@@ -82,6 +82,54 @@ class EventSink(Protocol):
     """Where finished events go (the durable outbox); ``submit`` never blocks the caller for long."""
 
     def submit(self, event: Event) -> None: ...
+
+
+class ClipWriter(Protocol):
+    """What a clip recorder may do with the store: open, describe, finish, or give up a clip."""
+
+    paused: bool
+    pause_reason: str
+
+    def begin(self, clip_id: str, camera: str, start_ts: float, time_ok: bool, continues: str | None) -> Path:
+        """Index a clip being recorded; returns the path to write its fragments to."""
+
+    def update_events(self, clip_id: str, labels: list[str], events: list[dict[str, Any]],
+                      time_ok: bool | None = None) -> None: ...
+
+    def final_path(self, clip_id: str) -> Path:
+        """Where the finalised MP4 goes (the recorder renames its fragment file there)."""
+
+    def add_finished(self, clip_id: str, fin: Finished) -> ClipRecord | None:
+        """Hash, sign and index a finalised clip."""
+
+    def set_thumbnail(self, clip_id: str, jpeg: bytes) -> None: ...
+
+    def mark_lost(self, clip_id: str, reason: str) -> None:
+        """The clip could not be kept; its row stays so the gap is visible."""
+
+    def discard(self, clip_id: str) -> None:
+        """Drop the files of a clip whose write failed (the store owns its paths)."""
+
+    def check_space(self) -> bool:
+        """Apply retention, then say whether there is room to record."""
+
+    def pause(self, reason: str, need_bytes: int = 0) -> None:
+        """Stop recording until ``need_bytes`` more than the floor is free."""
+
+
+class ClipRetention(Protocol):
+    """What the supervisor does with the store: recover at start, keep within budget, report."""
+
+    def recover(self) -> dict[str, int]: ...
+
+    def enforce_retention(self) -> list[str]:
+        """Delete the oldest unheld clips past the budget; returns their ids."""
+
+    def check_space(self) -> bool: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class ClipCatalog(Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -190,3 +191,17 @@ class ClipRecord:
     status: str = "ok"  # "ok" | "lost" (file vanished; kept so the gap is visible)
     time_ok: bool = True
     events: tuple[str, ...] = ()  # ids of the tracked objects this clip covers
+
+
+@dataclass
+class Finished:
+    """What the writer knows about a clip it has finalised."""
+
+    start_ts: float
+    end_ts: float
+    duration: float
+    start_mono: float | None = None
+    end_mono: float | None = None
+    time_ok: bool = True
+    labels: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)

@@ -193,3 +193,17 @@ def test_free_space_floor_pauses_recording(tmp_path: Path):
     assert store.get(first).status == "lost" and store.file_path("held1") is not None
     assert not list(store.dir.glob("*.part")) and store.stats()["paused"]
     store.close()
+
+
+def test_discard_drops_only_the_failed_clips_files(tmp_path: Path):
+    """The recorder gives up a clip through the store (ClipWriter.discard), which alone knows the paths."""
+    store = _store(tmp_path)
+    for cid in ("c1", "c2"):
+        store.begin(cid, "cam", 1000.0, True, None)
+        store.tmp_path(cid).write_bytes(b"half")
+        store.final_path(cid).write_bytes(b"mp4")
+    store.discard("c1")
+    store.discard("../c2")  # not a clip id: nothing outside the store is touched, nothing of c2 either
+    assert not store.tmp_path("c1").exists() and not store.final_path("c1").exists()
+    assert store.tmp_path("c2").read_bytes() == b"half" and store.final_path("c2").read_bytes() == b"mp4"
+    store.close()

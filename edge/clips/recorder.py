@@ -23,12 +23,12 @@ from typing import Any
 
 import av
 
+from ..interfaces import ClipWriter
 from ..payload import event_body
-from ..types import Event, EventType, Packet, StreamInfo
+from ..types import Event, EventType, Finished, Packet, StreamInfo
 from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
 from .ring import PacketRing
-from .store import ClipStore, Finished
 from .thumbs import shot_jpeg
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ClipRecorder:
     the writer instead of dropping; live sources keep the default and never block.
     """
 
-    def __init__(self, camera: str, store: ClipStore, pre_roll: float, post_roll: float, max_clip: float,
+    def __init__(self, camera: str, store: ClipWriter, pre_roll: float, post_roll: float, max_clip: float,
                  queue_packets: int = 600, *, thumbnails: bool = True, lossless: bool = False) -> None:
         self.camera = camera
         self._store = store
@@ -288,8 +288,7 @@ class ClipRecorder:
         path = cur.writer.path
         written = path.stat().st_size if path.exists() else 0
         cur.writer.abort()
-        self._store.tmp_path(cur.id).unlink(missing_ok=True)
-        self._store.final_path(cur.id).unlink(missing_ok=True)
+        self._store.discard(cur.id)
         self._counts["lost"] += 1
         if full:
             self._store.pause("disk full while writing a clip", need_bytes=2 * written)

@@ -21,13 +21,12 @@ import sqlite3
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..fsutil import write_atomic
-from ..types import ClipRecord
+from ..types import ClipRecord, Finished
 from . import evidence, sidecar
 from .ageclock import AgeClock
 from .evidence import NodeKey
@@ -56,22 +55,14 @@ CREATE TABLE IF NOT EXISTS chain_state (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
 
-@dataclass
-class Finished:
-    """What the writer knows about a clip it has finalised."""
-
-    start_ts: float
-    end_ts: float
-    duration: float
-    start_mono: float | None = None
-    end_mono: float | None = None
-    time_ok: bool = True
-    labels: list[str] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-
 class ClipStore:
-    """Clip files + index + evidence chain for one node (thread-safe; one writer process)."""
+    """Clip files + index + evidence chain for one node (thread-safe; one writer process).
+
+    One object, three roles, each behind its own protocol in ``edge.interfaces``:
+    the recorder writes through ``ClipWriter``, the LAN API reads through
+    ``ClipCatalog``, the daemon runs ``ClipRetention`` (recovery, retention,
+    free space). Nothing outside this module deletes the store's files.
+    """
 
     def __init__(self, root: Path, signer: NodeKey | None, max_bytes: int = 0, max_age_s: float = 0.0,
                  min_free_bytes: int = 0, node: str = "", clock: dict[str, Any] | None = None) -> None:
@@ -261,6 +252,13 @@ class ClipStore:
         self.tmp_path(clip_id).unlink(missing_ok=True)
         with self._lock:
             self._db.execute("UPDATE clips SET status='lost', note=? WHERE id=?", (reason, clip_id))
+
+    def discard(self, clip_id: str) -> None:
+        """Drop the files of a clip whose write failed (the caller marks it lost): the store owns its paths."""
+        if not CLIP_ID.match(clip_id):
+            return
+        for path in (self.tmp_path(clip_id), self.final_path(clip_id)):
+            path.unlink(missing_ok=True)
 
     def set_thumbnail(self, clip_id: str, jpeg: bytes) -> None:
         if not CLIP_ID.match(clip_id):
