@@ -22,6 +22,20 @@ from ..types import Box
 _PERSIST_GROW = 0.75  # fraction of a box's size added on each side for the overlap test
 _WARMUP_FRAMES = 10  # frames that learn the background fast after start or a reset
 _WARMUP_ALPHA = 0.3
+# Low light (issue 19). A dark scene squeezes everything into a few grey levels, so a person at a distance
+# changes the frame by less than ``threshold``. Stretching the frame's contrast by a gain g and thresholding
+# at T is the same test as thresholding the unstretched difference at T / g, which costs no per-pixel work;
+# so the gain lowers the threshold instead. Sensor noise grows in the dark and a stretch would amplify it:
+# the threshold never drops below a noise floor measured from the frame's own difference image.
+_STATS_EVERY = 5  # frames between scene statistics (brightness, range, noise): light changes slowly
+_TARGET_RANGE = 200.0  # grey levels the scene's 1..99 percentile range is stretched to, at most ...
+_MAX_GAIN = 4.0  # ... by this much (about what a contrast stretch gives a dark yard)
+_NOISE_K = 3.0  # threshold >= this x the 90th percentile of |frame - background| (about 5 sigma of noise)
+_EXPOSURE_CHECK = 0.1  # changed fraction of the frame from which an exposure step is looked for
+_EXPOSURE_STEP = 0.05  # median ratio that counts as an exposure step ...
+_EXPOSURE_JUMP = 1.5  # ... and from which it is a new light: relearn the scene
+_DARK_BRIGHTNESS = 50.0  # mean grey level under which a scene counts as dark (daylight keeps its threshold)
+_MIN_THRESHOLD = 5.0  # grey levels: below this the codec's own rounding flickers
 
 
 def rasterise_mask(polygons: Sequence[Sequence[tuple[float, float]]], width: int, height: int) -> np.ndarray:
@@ -46,6 +60,7 @@ class MotionDetector:
         frame_alpha: float = 0.05,
         persist_frames: int = 2,
         mask_polygons: Sequence[Sequence[tuple[float, float]]] = (),
+        low_light: bool = True,
     ) -> None:
         width, height = frame_size
         self.frame_size = (width, height)
@@ -70,6 +85,15 @@ class MotionDetector:
         self._frames = 0  # frames since start or the last reset
         self._previous: list[tuple[int, int, int, int, int]] = []  # x1, y1, x2, y2, persisted count
         self.resets = 0  # lightning resets, for stats
+        self.low_light = low_light
+        self._hist = np.empty((256, 1), np.float32)
+        # Scene statistics, refreshed every _STATS_EVERY frames (read by stats and `edgecam check`).
+        self.brightness = 0.0  # mean grey level of the analysis frame
+        self.contrast_range = 255.0  # 1..99 percentile spread of its grey levels
+        self.gain = 1.0  # contrast stretch the threshold stands for
+        self.noise = 0.0  # 90th percentile of |frame - background|, grey levels
+        self.effective_threshold = float(threshold)
+        self.exposure_steps = 0  # background rescaled for a whole-frame exposure change, for stats
 
     def reset(self) -> None:
         """Forget the background (e.g. after a reconnect): the next frame becomes it."""
@@ -84,25 +108,85 @@ class MotionDetector:
         if self._frames == 0:
             self._bg[:] = self._blur
             self._frames = 1
+            if self.low_light:
+                self._scene_gain()
             return []
-        cv2.convertScaleAbs(self._bg, dst=self._bg8)
-        cv2.absdiff(self._blur, self._bg8, dst=self._diff)
-        cv2.threshold(self._diff, self.threshold, 255, cv2.THRESH_BINARY, dst=self._diff)
-        if self._keep is not None:
-            cv2.bitwise_and(self._diff, self._keep, dst=self._diff)
+        changed = self._changed()
         alpha = _WARMUP_ALPHA if self._frames < _WARMUP_FRAMES else self.frame_alpha
         self._frames += 1
-        if cv2.countNonZero(self._diff) > self.lightning_threshold * self._pixels:
+        step = self._exposure_step() if self.low_light and changed > _EXPOSURE_CHECK * self._pixels else 1.0
+        if _EXPOSURE_STEP <= abs(step - 1.0) and 1.0 / _EXPOSURE_JUMP <= step <= _EXPOSURE_JUMP:
+            cv2.multiply(self._bg, step, dst=self._bg)  # the background takes the new exposure
+            self.exposure_steps += 1
+            changed = self._changed()
+        if changed > self.lightning_threshold * self._pixels or not 1.0 / _EXPOSURE_JUMP <= step <= _EXPOSURE_JUMP:
             # A global change (headlights, cloud, IR switch) is not an object: relearn the scene.
             self.resets += 1
             self._bg[:] = self._blur
             self._frames = 1
             self._previous = []
+            if self.low_light:
+                self._scene_gain()  # a new light (IR on) has a new range
             return []
         cv2.accumulateWeighted(self._blur, self._bg, alpha)
         cv2.dilate(self._diff, self._kernel, dst=self._diff, iterations=2)
         contours, _ = cv2.findContours(self._diff, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         return self._persisted(contours)
+
+    def _changed(self) -> int:
+        """Threshold |frame - background| into ``_diff``; how many pixels changed."""
+        cv2.convertScaleAbs(self._bg, dst=self._bg8)
+        cv2.absdiff(self._blur, self._bg8, dst=self._diff)
+        if self.low_light and self._frames % _STATS_EVERY == 1:
+            self._scene_gain()
+            self._noise_floor()
+        cv2.threshold(self._diff, self.effective_threshold, 255, cv2.THRESH_BINARY, dst=self._diff)
+        if self._keep is not None:
+            cv2.bitwise_and(self._diff, self._keep, dst=self._diff)
+        return cv2.countNonZero(self._diff)
+
+    def _exposure_step(self) -> float:
+        """Median grey of the frame over that of the background: how much the whole frame's light changed.
+
+        Exposure and gain steps (auto exposure at dusk, the ramp after an IR switch) multiply every grey
+        level alike, so a moderate step is followed by scaling the background; a jump (IR on, lights on)
+        relearns the scene. A big object does not move the median unless it covers half the frame.
+        """
+        (now,) = self._percentiles(self._blur, (0.5,))
+        (then,) = self._percentiles(self._bg8, (0.5,))
+        return (now + 0.5) / (then + 0.5)
+
+    def _percentiles(self, image: np.ndarray, fractions: Sequence[float]) -> list[int]:
+        cv2.calcHist([image], [0], self._keep, [256], [0, 256], hist=self._hist)
+        cum = np.cumsum(self._hist[:, 0])
+        return [int(i) for i in np.searchsorted(cum, [f * cum[-1] for f in fractions])]
+
+    def _scene_gain(self) -> None:
+        """Brightness, range and gain of the scene: a dark or flat scene gets up to ``_MAX_GAIN``.
+
+        Until the noise is measured again the threshold only takes the gain as far as the last noise
+        floor allows (none yet after a reset: the plain threshold).
+        """
+        lo, hi = self._percentiles(self._blur, (0.01, 0.99))
+        self.brightness = float(cv2.mean(self._blur, self._keep)[0])
+        self.contrast_range = float(max(1, hi - lo))
+        dark = self.brightness < _DARK_BRIGHTNESS
+        self.gain = min(_MAX_GAIN, max(1.0, _TARGET_RANGE / self.contrast_range)) if dark else 1.0
+        if self._frames <= 1 and self.resets == 0:
+            self.noise = self.threshold / _NOISE_K  # not measured yet: no gain until it is
+        self._set_threshold()
+
+    def _noise_floor(self) -> None:
+        """Noise from the difference image itself: most pixels of a frame do not move, so its 90th
+        percentile is what sensor noise alone reaches (an object would have to fill a tenth of the
+        frame to raise it, and then it is big enough for any threshold)."""
+        (p90,) = self._percentiles(self._diff, (0.9,))
+        self.noise = float(p90)
+        self._set_threshold()
+
+    def _set_threshold(self) -> None:
+        floor = max(_MIN_THRESHOLD, _NOISE_K * self.noise)
+        self.effective_threshold = min(float(self.threshold), max(self.threshold / self.gain, floor))
 
     def _persisted(self, contours: Sequence[np.ndarray]) -> list[Box]:
         """Keep candidates big enough that overlap earlier ones for ``persist_frames`` frames."""
