@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +31,11 @@ from edge.config import CameraConfig, Config  # noqa: E402
 from edge.types import EventType  # noqa: E402
 from edge.vision.detector import load_detector  # noqa: E402
 from edge.vision.factory import analyzer_settings, detector_kwargs  # noqa: E402
-from edge.vision.motion import MotionDetector  # noqa: E402
 from edge.vision.pipeline import CameraAnalyzer  # noqa: E402
 
 KIND = {"person": "person", "bicycle": "two", "motorcycle": "two", "car": "vehicle", "bus": "vehicle",
         "truck": "vehicle"}
 STATIC = ("night", "irswitch", "headlights", "insect")
-
-
-class Analyzer(CameraAnalyzer):
-    """The daemon's analyzer with the motion stage's low-light adaptation switched as asked (A/B runs)."""
-
-    low_light = True
-
-    def _build(self, size: tuple[int, int]) -> None:
-        super()._build(size)
-        m = self.settings.motion
-        self._motion = MotionDetector(size, m.analysis_height, m.threshold, m.min_area, m.lightning_threshold,
-                                      m.frame_alpha, m.persist_frames, m.mask, low_light=self.low_light)
 
 
 def intervals(events: list) -> list[tuple[str, float, float]]:
@@ -80,8 +68,9 @@ def matched(day: list[tuple[str, float, float]], night: list[tuple[str, float, f
 def run_one(path: Path, detector: Any, low_light: bool) -> dict[str, Any]:
     cfg = Config()
     cam = CameraConfig(source=str(path), detect_fps=5.0)
-    analyzer = Analyzer("night", detector, analyzer_settings(cam, cfg))
-    analyzer.low_light = low_light
+    settings = analyzer_settings(cam, cfg)
+    settings = replace(settings, motion=replace(settings.motion, low_light=low_light))
+    analyzer = CameraAnalyzer("night", detector, settings)
     run = analyse_file(path, analyzer, 5.0)
     s = run.stats
     return {

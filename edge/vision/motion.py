@@ -9,6 +9,7 @@ in full-frame pixels. Every buffer is allocated once in the constructor.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -212,3 +213,33 @@ class MotionDetector:
             if px1 - gx < x2 and x1 < px2 + gx and py1 - gy < y2 and y1 < py2 + gy:
                 best = max(best, count)
         return min(best, self.persist_frames)
+
+
+_DARK_SHARE = 0.25  # a scene is too dark when a change must exceed this share of its whole contrast range
+
+
+@dataclass(frozen=True)
+class SceneLight:
+    """How one frame's light suits the motion settings (for ``edgecam check``)."""
+
+    brightness: float  # mean grey level 0..255 of the analysis frame
+    contrast_range: float  # its 1..99 percentile spread
+    gain: float  # contrast stretch low-light adaptation gives it (1.0: none)
+    threshold: float  # grey levels a change must exceed, before the noise floor (unknown from one frame)
+
+    @property
+    def too_dark(self) -> bool:
+        """Dark, and a person in dark clothes differs from the street by a fraction of the scene's range:
+        when the threshold is more than a quarter of that range, only bright or close objects are seen.
+        A bright flat scene (grey road by day) is not "too dark": its objects have daylight contrast."""
+        return self.brightness < _DARK_BRIGHTNESS and self.threshold > _DARK_SHARE * self.contrast_range
+
+
+def scene_light(image: np.ndarray, analysis_height: int = 120, threshold: int = 25,
+                low_light: bool = True) -> SceneLight:
+    """What ``MotionDetector`` would make of this frame's light with these settings."""
+    md = MotionDetector((image.shape[1], image.shape[0]), analysis_height, threshold)
+    md.detect(image)  # the first frame: background, brightness, range and the gain low light would give
+    if not low_light:
+        return SceneLight(md.brightness, md.contrast_range, 1.0, float(threshold))
+    return SceneLight(md.brightness, md.contrast_range, md.gain, max(threshold / md.gain, _MIN_THRESHOLD))
