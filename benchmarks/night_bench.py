@@ -5,7 +5,7 @@ Usage: nice -n 10 python benchmarks/night_bench.py [--clips DIR] [--motion-night
 
 Makes the night clips first (benchmarks/night_clips.py, cached). For each shared video, runs the daemon's
 pipeline (default config, detect_fps 5, the FP32 YOLOX-Nano) over the daylight original, its night version
-and its IR version, and matches events: a night event matches a daylight one when both have the same kind
+its dim and its IR version, and matches events: a night event matches a daylight one when both have the same kind
 (person; two-wheeler; vehicle) and their [start, end] source times overlap. Then the still clips with
 nothing in them (noise, IR switch, headlight sweeps, an insect at the lens): every event there is false.
 """
@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,17 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import night_clips  # noqa: E402
 from edge import assets  # noqa: E402
-from edge.bench import analyse_file  # noqa: E402
+from edge.bench import analyse_file, iter_frames  # noqa: E402
 from edge.config import CameraConfig, Config  # noqa: E402
 from edge.types import EventType  # noqa: E402
 from edge.vision.detector import load_detector  # noqa: E402
 from edge.vision.factory import analyzer_settings, detector_kwargs  # noqa: E402
+from edge.vision.motion import MotionDetector  # noqa: E402
 from edge.vision.pipeline import CameraAnalyzer  # noqa: E402
 
 KIND = {"person": "person", "bicycle": "two", "motorcycle": "two", "car": "vehicle", "bus": "vehicle",
         "truck": "vehicle"}
+VARIANTS = ("night", "dim", "ir")
 STATIC = ("night", "irswitch", "headlights", "insect")
 
 
@@ -73,12 +76,40 @@ def run_one(path: Path, detector: Any, low_light: bool) -> dict[str, Any]:
     analyzer = CameraAnalyzer("night", detector, settings)
     run = analyse_file(path, analyzer, 5.0)
     s = run.stats
+    # Times from the first decoded frame: the street clip decodes from its first keyframe at 1.86 s, its
+    # re-encoded versions start that same picture at 0 s.
+    start = next(iter_frames(path, 5.0))[1]
     return {
-        "events": intervals(run.events),
+        "events": [(kind, a - start, b - start) for kind, a, b in intervals(run.events)],
         "motion_ms": s["ms_total"].get("motion", 0.0) / max(1, run.analysed),
         "motion_frames": s["motion_frames"], "analysed": run.analysed, "detector_calls": s["detector_calls"],
         "resets": s["lightning_resets"], "cpu_s_per_video_s": run.cpu_s / max(run.video_s, 1e-9),
     }
+
+
+def motion_cost(clips: Path, passes: int = 5, frames: int = 100) -> list[dict[str, Any]]:
+    """Motion alone, ms per frame (median of ``passes`` over the same decoded frames), per version and
+    with the low-light adaptation on and off: the pipeline runs' motion figures share the CPU with decode
+    and inference, this one does not."""
+    out = []
+    for name in night_clips.VIDEOS:
+        stem = name.removesuffix(".mp4")
+        for variant in ("day", *VARIANTS):
+            path = assets.video(name) if variant == "day" else clips / f"{stem}.{variant}.mp4"
+            images = [img for _, _, img in iter_frames(Path(path), 5.0, stop_at=frames / 5.0)]
+            row: dict[str, Any] = {"video": name, "variant": variant, "frames": len(images)}
+            for low in (False, True):
+                times = []
+                for _ in range(passes):
+                    md = MotionDetector((images[0].shape[1], images[0].shape[0]), low_light=low)
+                    t0 = time.perf_counter()
+                    for img in images:
+                        md.detect(img)
+                    times.append((time.perf_counter() - t0) * 1000 / len(images))
+                row["on" if low else "off"] = round(statistics.median(times), 3)
+            out.append(row)
+            print(json.dumps(row), flush=True)
+    return out
 
 
 def main() -> int:
@@ -90,8 +121,16 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", default=None, help="video stems or static clip names to run")
     ap.add_argument("--repeats", type=int, default=1, help="median motion ms over this many passes")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--motion-cost", action="store_true", help="only time motion alone (on and off, per version)")
     args = ap.parse_args()
     night_clips.make_all(args.clips)
+    if args.motion_cost:
+        rows = motion_cost(args.clips)
+        if args.json:
+            doc = {"command": " ".join(["python", "benchmarks/night_bench.py", *sys.argv[1:]]), "rows": rows,
+                   "load": os.getloadavg()}
+            args.json.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        return 0
     kwargs = detector_kwargs(Config().detector)
     if args.detector_night is not None:
         kwargs["low_light"] = args.detector_night
@@ -103,8 +142,8 @@ def main() -> int:
         if args.only and stem.split("-")[0] not in args.only:
             continue
         runs = {}
-        for variant, path in (("day", assets.video(name)), ("night", args.clips / f"{stem}.night.mp4"),
-                              ("ir", args.clips / f"{stem}.ir.mp4")):
+        for variant in ("day", *VARIANTS):
+            path = assets.video(name) if variant == "day" else args.clips / f"{stem}.{variant}.mp4"
             passes = [run_one(Path(path), detector, low) for _ in range(args.repeats)]
             r = passes[0]
             r["motion_ms"] = statistics.median(p["motion_ms"] for p in passes)
@@ -112,7 +151,7 @@ def main() -> int:
         day = runs["day"]["events"]
         row: dict[str, Any] = {"video": name, "day_events": len(day),
                                "day_motion_ms": round(runs["day"]["motion_ms"], 3)}
-        for variant in ("night", "ir"):
+        for variant in VARIANTS:
             ev = runs[variant]["events"]
             hit = matched(day, ev)
             row[variant] = {"events": len(ev), "matched": hit, "recall": round(hit / max(1, len(day)), 2),

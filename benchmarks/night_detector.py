@@ -32,9 +32,14 @@ VARIANTS = ("night", "dim", "ir")
 
 
 def frames(path: Path, fps: float) -> dict[int, object]:
-    """Images by 1/fps slot of source time: a re-encoded clip may start earlier (frames before the first
-    keyframe), so versions are paired by time, never by position."""
-    return {round(t * fps): image for _, t, image in iter_frames(path, fps)}
+    """Images by 1/fps slot of time since the first decoded frame: the street clip decodes from its first
+    keyframe at 1.86 s, its re-encoded versions start that same picture at 0 s."""
+    out: dict[int, object] = {}
+    start = None
+    for _, t, image in iter_frames(path, fps):
+        start = t if start is None else start
+        out[round((t - start) * fps)] = image
+    return out
 
 
 def score(ref: list[list], got: list[list]) -> tuple[int, int, int]:
@@ -58,7 +63,11 @@ def main() -> int:
     ap.add_argument("--clips", type=Path, default=night_clips.default_dir())
     ap.add_argument("--fps", type=float, default=1.0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--thresholds", type=float, nargs="*", default=None,
+                    help="instead of the modes: recall and extras of the plain detector at these score thresholds")
     args = ap.parse_args()
+    if args.thresholds:
+        return thresholds(args)
     night_clips.make_all(args.clips)
     model = assets.require(assets.MODEL_FP32)
     labels = read_labels(assets.require(assets.MODEL_LABELS))
@@ -93,6 +102,35 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"command": "python benchmarks/night_detector.py " + " ".join(sys.argv[1:]),
                                          "rows": rows, "summary": summary}, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def thresholds(args: argparse.Namespace) -> int:
+    """Night score thresholds: what lowering ``min_score`` in the dark finds, and what else it lets in."""
+    night_clips.make_all(args.clips)
+    kwargs = {**detector_kwargs(Config().detector), "min_score": min(args.thresholds)}
+    det = Detector(assets.require(assets.MODEL_FP32), read_labels(assets.require(assets.MODEL_LABELS)), **kwargs)
+    ref_score = Config().detector.min_score
+    totals: dict[str, list[int]] = {}
+    for name in night_clips.VIDEOS:
+        stem = name.removesuffix(".mp4")
+        day_all = frames(assets.require(f"{assets.VIDEO_DIR}/{name}"), args.fps)
+        day_got = {k: det.detect(v) for k, v in day_all.items()}
+        for variant in ("day", *VARIANTS):
+            other = day_all if variant == "day" else frames(args.clips / f"{stem}.{variant}.mp4", args.fps)
+            slots = sorted(set(day_all) & set(other))
+            ref = [[d for d in day_got[k] if d.score >= ref_score] for k in slots]
+            got = [day_got[k] for k in slots] if variant == "day" else [det.detect(other[k]) for k in slots]
+            for t in args.thresholds:
+                total, hits, extra = score(ref, [[d for d in g if d.score >= t] for g in got])
+                acc = totals.setdefault(f"{variant}@{t:g}", [0, 0, 0])
+                acc[0], acc[1], acc[2] = acc[0] + total, acc[1] + hits, acc[2] + extra
+    summary = {k: {"recall": round(h / max(1, r), 3), "matched": h, "reference": r, "extras": e}
+               for k, (r, h, e) in totals.items()}
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({"command": "python benchmarks/night_detector.py " + " ".join(sys.argv[1:]),
+                                         "summary": summary}, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
