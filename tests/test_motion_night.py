@@ -121,3 +121,31 @@ def test_ir_switch_with_an_exposure_ramp_starts_nothing(scene):
     for _ in range(20):
         boxes += md.detect(noisy(ramp, rng, 3.0))
     assert boxes == [] and md.resets >= 1
+
+
+def test_shot_noise_in_the_lit_parts_stays_silent(scene):
+    """Real sensors: noise grows with the light a pixel gets, so the lit parts of a dark scene carry most of
+    it; one noise figure for the whole frame (mostly black pixels) would under-rate it there."""
+    md = MotionDetector(SIZE)
+    rng = np.random.default_rng(10)
+    night = dark(scene).astype(np.float32)
+    sigma = 0.5 + 0.3 * night  # ~1 in the black parts, up to ~15 on the white car
+    boxes = [md.detect(np.clip(night + rng.normal(0, 1, night.shape) * sigma, 0, 255).astype(np.uint8))
+             for _ in range(60)]
+    assert sum(map(len, boxes[15:])) == 0  # after the warm-up: silent everywhere
+
+
+def test_headlight_cone_sweeping_over_parked_cars_is_light_not_motion(scene):
+    """The light a car throws ahead brightens the parked cars it passes: the same scene, brighter."""
+    md = MotionDetector(SIZE)
+    rng = np.random.default_rng(11)
+    night = dark(scene).astype(np.float32)
+    yy, xx = np.mgrid[0:360, 0:640].astype(np.float32)
+    for _ in range(15):
+        md.detect(noisy(night.astype(np.uint8), rng, 2.0))
+    boxes = []
+    for i in range(12):
+        cone = 1.0 + 1.5 * np.exp(-(((xx - 60 - 45 * i) / 110) ** 2 + ((yy - 230) / 70) ** 2) / 2)
+        boxes += md.detect(noisy(np.clip(night * cone[..., None], 0, 255).astype(np.uint8), rng, 2.0))
+    assert boxes == []
+    assert md.lit >= 5  # seen as change, and dropped as light

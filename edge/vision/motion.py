@@ -36,6 +36,10 @@ _EXPOSURE_CHECK = 0.1  # changed fraction of the frame from which an exposure st
 _EXPOSURE_STEP = 0.05  # median ratio that counts as an exposure step ...
 _EXPOSURE_JUMP = 1.5  # ... and from which it is a new light: relearn the scene
 _DARK_BRIGHTNESS = 50.0  # mean grey level under which a scene counts as dark (daylight keeps its threshold)
+_PIXEL_NOISE_K = 6.0  # and, per pixel, >= this x its running mean |frame - background| (about 5 sigma)
+_PIXEL_NOISE_ALPHA = 0.05  # how fast that per-pixel noise map follows (about 4 s at 5 fps)
+_LIGHT_RATIO = 1.2  # a changed area this much brighter (or darker) than before ...
+_LIGHT_CORR = 0.8  # ... that still correlates this well with the background is light on the scene, not an object
 _MIN_THRESHOLD = 5.0  # grey levels: below this the codec's own rounding flickers
 
 
@@ -95,6 +99,12 @@ class MotionDetector:
         self.noise = 0.0  # 90th percentile of |frame - background|, grey levels
         self.effective_threshold = float(threshold)
         self.exposure_steps = 0  # background rescaled for a whole-frame exposure change, for stats
+        self.lit = 0  # changed areas dropped as light thrown on the scene (headlights), for stats
+        # Sensor noise is not the same everywhere: dark pixels clip it, lit ones (street lamps, white cars)
+        # carry it all. A per-pixel running mean of |frame - background| sets a per-pixel floor.
+        self._noise_map = np.full((ah, aw), threshold / _PIXEL_NOISE_K, np.float32)
+        self._thr8 = np.empty((ah, aw), np.uint8)
+        self._mask8 = np.empty((ah, aw), np.uint8)
 
     def reset(self) -> None:
         """Forget the background (e.g. after a reconnect): the next frame becomes it."""
@@ -127,6 +137,7 @@ class MotionDetector:
             self._frames = 1
             self._previous = []
             if self.low_light:
+                self._noise_map[:] = self.threshold / _PIXEL_NOISE_K  # the new light's noise is learnt again
                 self._scene_gain()  # a new light (IR on) has a new range
             return []
         cv2.accumulateWeighted(self._blur, self._bg, alpha)
@@ -141,7 +152,16 @@ class MotionDetector:
         if self.low_light and self._frames % _STATS_EVERY == 1:
             self._scene_gain()
             self._noise_floor()
-        cv2.threshold(self._diff, self.effective_threshold, 255, cv2.THRESH_BINARY, dst=self._diff)
+        if self.low_light and self.gain > 1.0:
+            cv2.convertScaleAbs(self._noise_map, dst=self._thr8, alpha=_PIXEL_NOISE_K)
+            cv2.max(self._thr8, self.effective_threshold, dst=self._thr8)
+            cv2.compare(self._diff, self._thr8, cv2.CMP_GT, dst=self._mask8)
+            cv2.accumulateWeighted(self._diff, self._noise_map, self._noise_alpha())
+            self._diff, self._mask8 = self._mask8, self._diff
+        else:
+            if self.low_light:
+                cv2.accumulateWeighted(self._diff, self._noise_map, self._noise_alpha())
+            cv2.threshold(self._diff, self.effective_threshold, 255, cv2.THRESH_BINARY, dst=self._diff)
         if self._keep is not None:
             cv2.bitwise_and(self._diff, self._keep, dst=self._diff)
         return cv2.countNonZero(self._diff)
@@ -197,6 +217,9 @@ class MotionDetector:
             if cv2.contourArea(contour) < self.min_pixels:
                 continue
             x, y, w, h = cv2.boundingRect(contour)
+            if self.gain > 1.0 and self._is_light(x, y, w, h):
+                self.lit += 1
+                continue
             count = 1 + self._earlier_count(x, y, x + w, y + h)
             current.append((x, y, x + w, y + h, count))
             if count >= self.persist_frames:
@@ -204,6 +227,19 @@ class MotionDetector:
                 boxes.append(Box(x * sx, y * sy, (x + w) * sx, (y + h) * sy))
         self._previous = current
         return boxes
+
+    def _noise_alpha(self) -> float:
+        return _WARMUP_ALPHA if self._frames < _WARMUP_FRAMES else _PIXEL_NOISE_ALPHA
+
+    def _is_light(self, x: int, y: int, w: int, h: int) -> bool:
+        """A headlight's cone or its reflection: the area got brighter (or darker) as a whole while still
+        showing what was there (the parked car, the kerb); an object that arrives shows something else."""
+        now, then = self._blur[y:y + h, x:x + w], self._bg8[y:y + h, x:x + w]
+        ratio = (float(cv2.mean(now)[0]) + 1.0) / (float(cv2.mean(then)[0]) + 1.0)
+        if 1.0 / _LIGHT_RATIO < ratio < _LIGHT_RATIO or w < 3 or h < 3:
+            return False
+        corr = float(cv2.matchTemplate(now, then, cv2.TM_CCOEFF_NORMED)[0, 0])
+        return corr > _LIGHT_CORR
 
     def _earlier_count(self, x1: int, y1: int, x2: int, y2: int) -> int:
         best = 0
