@@ -70,7 +70,7 @@ def test_insect_at_the_lens_starts_no_event(detector, night):
         return np.clip(night.astype(np.float32) + glow(night.shape, cx, cy, 45, 45, 200)[..., None], 0, 255)
 
     events, stats = run(detector, frame, 28, np.random.default_rng(8))
-    assert stats["motion_frames"] >= 10
+    assert stats["motion_frames"] >= 5  # part of its path is dropped as light; the rest reaches the detector
     assert events == []
 
 
