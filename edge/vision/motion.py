@@ -156,11 +156,11 @@ class MotionDetector:
             cv2.convertScaleAbs(self._noise_map, dst=self._thr8, alpha=_PIXEL_NOISE_K)
             cv2.max(self._thr8, self.effective_threshold, dst=self._thr8)
             cv2.compare(self._diff, self._thr8, cv2.CMP_GT, dst=self._mask8)
-            cv2.accumulateWeighted(self._diff, self._noise_map, self._noise_alpha())
+            # Learn noise only where nothing changed: a crowd or traffic must not teach it that people are noise.
+            cv2.bitwise_not(self._mask8, dst=self._thr8)
+            cv2.accumulateWeighted(self._diff, self._noise_map, self._noise_alpha(), mask=self._thr8)
             self._diff, self._mask8 = self._mask8, self._diff
         else:
-            if self.low_light:
-                cv2.accumulateWeighted(self._diff, self._noise_map, self._noise_alpha())
             cv2.threshold(self._diff, self.effective_threshold, 255, cv2.THRESH_BINARY, dst=self._diff)
         if self._keep is not None:
             cv2.bitwise_and(self._diff, self._keep, dst=self._diff)
