@@ -4,6 +4,9 @@ The detector runs only where motion is, so this stage decides most of the
 pipeline's cost. It works on a small grey copy of the frame (``analysis_height``
 rows), keeps a running-average background and reports changed areas as boxes
 in full-frame pixels. Every buffer is allocated once in the constructor.
+In the dark (``low_light``) the threshold follows the scene's contrast down to a
+noise floor measured from the frames themselves, exposure steps rescale the
+background and light thrown on the scene (headlight cones) is not motion.
 """
 
 from __future__ import annotations
