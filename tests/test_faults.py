@@ -114,15 +114,17 @@ def _api(url: str, token: str) -> object:
 def test_removed_clip_index_deletes_nothing_and_is_rebuilt(tmp_path: Path, broker: Broker, live_node) -> None:
     file_run = "realtime = false\nloop = false"  # a file run: records, then exits 0
     cfg, token, api_port = live_node(broker.port, camera_extra=file_run)
-    first = live_node.run(cfg, "first")
-    first.proc.wait(240)  # type: ignore[union-attr]
-    assert first.proc.returncode == 0, first.text()[-2000:]  # type: ignore[union-attr]
     state = _state_dir(cfg)
+    for run in ("first", "again"):  # two file runs: two clips at least, the first one held
+        done = live_node.run(cfg, run)
+        done.proc.wait(240)  # type: ignore[union-attr]
+        assert done.proc.returncode == 0, done.text()[-2000:]  # type: ignore[union-attr]
+        if run == "first":
+            held = sorted(_clip_files(state))[0].removesuffix(".mp4")
+            hold = edgecam("clips", "hold", "-c", str(cfg), held)
+            assert hold.returncode == 0, hold.stdout + hold.stderr
     before = _clip_files(state)
-    assert len(before) >= 2, f"the file run recorded {len(before)} clip(s)"
-    held = sorted(before)[0].removesuffix(".mp4")
-    hold = edgecam("clips", "hold", "-c", str(cfg), held)
-    assert hold.returncode == 0, hold.stdout + hold.stderr
+    assert len(before) >= 2, f"the file runs recorded {len(before)} clip(s)"
 
     for suffix in ("", "-wal", "-shm"):
         (state / f"clips.db{suffix}").unlink(missing_ok=True)
