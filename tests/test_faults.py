@@ -212,7 +212,7 @@ def test_node_disk_full_loses_no_event(tmp_path: Path, broker: Broker, live_node
             time.sleep(5)
             assert node.stop() == 0
             emitted = event_lines(node.text())
-            wait_until(lambda: len(set(collector.seqs())) >= emitted, 30, "every emitted event", step=0.5)
+            collector.wait_seqs(set(range(1, emitted + 1)), timeout=30)  # the asserts below say what is missing
         finally:
             collector.stop()
     waiting = [line for line in stopped.splitlines() if "waiting for the disk" in line]

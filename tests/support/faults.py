@@ -33,8 +33,10 @@ class Proc:
     def __init__(self, args: list[str], log: Path, env: dict | None = None) -> None:
         self.args, self.log, self.env = args, log, env
         self.proc: subprocess.Popen | None = None
+        self._offset = 0
 
     def start(self) -> Proc:
+        self._offset = self.log.stat().st_size if self.log.exists() else 0  # a restart appends to the same log
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen([*EDGECAM, *self.args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                          env={**os.environ, **(self.env or {})})
@@ -64,8 +66,13 @@ class Proc:
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def this_run(self) -> str:
+        """What the current (latest) start wrote to the log."""
+        return self.text()[self._offset:]
+
     def wait_log(self, needle: str, timeout: float) -> None:
-        wait_until(lambda: needle in self.text(), timeout, f"{needle!r} in {self.log.name}",
+        """Wait for ``needle`` in what this start logged; fail at once if the process ends first."""
+        wait_until(lambda: needle in self.this_run(), timeout, f"{needle!r} in {self.log.name}",
                    stop=lambda: not self.running())
 
 
