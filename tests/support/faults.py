@@ -129,8 +129,8 @@ def fill(directory: Path, name: str = "filler") -> Path:
                         raise
                     break
     os.sync()
-    st = os.statvfs(directory)
-    assert st.f_bavail * st.f_frsize < 1 << 12, "the filesystem still has room after filling"
+    # No "no room left" check afterwards: the filler stops at ENOSPC like a clip writer that pauses on a full
+    # disk, and the node may rightly free space at that moment (its outbox reserve gives way).
     return filler
 
 
