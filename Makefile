@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] && echo "" || (command -v sudo >/dev/null &&
 # On a Pi, picamera2 comes from apt: the venv must see system site-packages there.
 VENV_FLAGS := $(shell [ -e /usr/lib/python3/dist-packages/picamera2 ] && echo --system-site-packages)
 
-.PHONY: venv install system-deps assets model demo test e2e soak bench lint clean
+.PHONY: venv install system-deps assets model demo test e2e faults soak bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV_FLAGS) $(VENV)
@@ -45,6 +45,12 @@ test: system-deps venv
 e2e: system-deps venv
 	$(BIN)/pip install -q -e '.[prepare,central,test]'
 	$(BIN)/python -m pytest -q -m e2e $(PYTEST_ARGS)
+
+# issue #14's fault scenarios end to end (real mosquitto, PostgreSQL if reachable, tmpfs as root); not in `make test`
+faults: system-deps venv
+	$(BIN)/pip install -q -e '.[prepare,central,test]'
+	@bash scripts/fetch-assets --quiet
+	$(BIN)/python -m pytest -q -m fault tests/test_faults.py $(PYTEST_ARGS)
 
 soak: system-deps venv
 	$(BIN)/pip install -q -e '.[prepare,central,test]'

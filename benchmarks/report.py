@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import pi_estimate
+from . import night_report, pi_estimate
 
 
 def machine() -> dict[str, Any]:
@@ -323,7 +323,7 @@ def render(data: dict) -> str:
             section_memory(s.get("daemon_rss")) + "\n\n" + section_spin(s.get("spin")),
             section_outbox(s.get("outbox")), section_disk(s.get("disk")),
             section_api(s.get("api"), s.get("downloads")), section_soak(data.get("soak")),
-            pi_estimate.section(s), pi_estimate.EARLIER]
+            night_report.section(), pi_estimate.section(s), pi_estimate.EARLIER]
     hand_run = Path(__file__).resolve().parent / "plates.md"  # hand-run (needs the plates extra): kept as written
     if hand_run.exists():
         body.append(hand_run.read_text(encoding="utf-8").rstrip())

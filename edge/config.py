@@ -214,6 +214,7 @@ class MotionConfig(_Section):
     frame_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
     persist_frames: Annotated[int, Field(ge=1, le=30)] = 2
     mask: list[Polygon] = Field(default_factory=list)
+    low_light: bool = True  # dark scene: threshold follows its contrast (down to a measured noise floor)
 
 
 class ZoneConfig(_Section):

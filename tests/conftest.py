@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,74 @@ def db_url(request, tmp_path: Path, pg_url: str | None):
         pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
     with pg_schema(pg_url) as url:
         yield url
+
+
+# ---- isolation: what one test leaves behind must not reach the next -------------------------------------------
+
+# Thread names the edge code gives its workers (edge/api/server.py, edge/outbox/*, edge/node/daemon.py, ...).
+OUR_THREADS = ("api", "api-io", "central-", "clips-", "capture-", "analysis-", "mqtt-publisher", "outbox-",
+               "probe-")
+THREAD_GRACE_S = 3.0
+
+
+# Pool workers start lazily (an API request, playwright's event loop executor): a module-scoped server or
+# browser grows them during a test; the module check sees them.
+LAZY_POOL_THREADS = ("api-io", "asyncio_")
+
+
+def _ours(thread: threading.Thread, lazy_ok: bool) -> bool:
+    if lazy_ok and thread.name.startswith(LAZY_POOL_THREADS):
+        return False
+    return not thread.daemon or thread.name.startswith(OUR_THREADS)
+
+
+def _left_running(before: set[threading.Thread], lazy_ok: bool) -> list[threading.Thread]:
+    """Threads started since ``before`` that are still alive after a short grace to finish."""
+    deadline = time.monotonic() + THREAD_GRACE_S
+    left = [t for t in threading.enumerate()
+            if t not in before and t is not threading.current_thread() and _ours(t, lazy_ok)]
+    for t in left:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in left if t.is_alive()]
+
+
+def _check_threads(before: set[threading.Thread], where: str, lazy_ok: bool = False) -> None:
+    left = _left_running(before, lazy_ok)
+    if left:
+        names = ", ".join(f"{t.name}{'' if t.daemon else ' (non-daemon)'}" for t in left)
+        pytest.fail(f"{where} left threads running after teardown: {names}; stop and join what you start",
+                    pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_threads():
+    """Fail a test whose own fixtures or body leave an edge worker (or any non-daemon thread) running.
+
+    Threads of wider-scoped fixtures (a module's API server) were started before this snapshot and are
+    checked by ``_no_leftover_module_threads`` when their module ends.
+    """
+    before = set(threading.enumerate())
+    yield
+    _check_threads(before, "this test", lazy_ok=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_leftover_module_threads():
+    before = set(threading.enumerate())
+    yield
+    _check_threads(before, "this module's fixtures")
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """An in-process ``edge.cli.main`` installs a stderr handler on the root logger (``edge.logs``).
+
+    Under pytest that stderr is the test's capture stream, closed when the test ends; a server thread of a
+    later test (test_web's API) then logged into it: "--- Logging error --- I/O operation on closed file".
+    Put the root logger back as it was after each test.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

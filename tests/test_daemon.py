@@ -51,24 +51,37 @@ def outbox_depth(state: Path) -> int:
         return db.execute(f"select count(*) from {table}").fetchone()[0]
 
 
+DRAIN_TIMEOUT_S = 3.0  # write_config's [mqtt] drain_timeout
+
+
 def test_file_run_without_broker_exits_0_within_drain_timeout(tmp_path: Path) -> None:
+    """From the end of the file to exit the node waits for the broker at most ``drain_timeout``, then goes.
+
+    Measured on the log: the time between the "end of file" line and the process's exit. It must cover the
+    drain wait (the broker is down, so the wait runs its full length) and stay within that bound plus about
+    the bound again for the rest of shutdown (joins, summary, interpreter exit).
+    """
     model_path()
     video = video_path("street")
     cfg = write_config(tmp_path, f'[cameras.street]\nsource = "{video}"\ndetect_fps = 2\n'
                                  "[clips]\nenabled = false\n")
-    began = time.monotonic()
     proc = start(cfg)
-    out, _ = proc.communicate(timeout=240)
-    took = time.monotonic() - began
+    lines: list[tuple[float, str]] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:  # EOF when the process exits
+        lines.append((time.monotonic(), line))
+    proc.wait(30)
+    exited = time.monotonic()
+    out = "".join(line for _t, line in lines)
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out
-    assert "end of file" in out
-    assert "outbox not drained" in out
     assert "event start" in out
+    assert "outbox not drained" in out
     assert outbox_depth(tmp_path / "state") > 0
-    # most of the time is analysis; the drain wait itself is bounded by drain_timeout (3 s)
-    last_analysis = out.rfind("end of file")
-    assert last_analysis > 0 and took < 240
+    eof = [t for t, line in lines if "end of file" in line]
+    assert len(eof) == 1, out[-3000:]
+    drain = exited - eof[0]
+    assert DRAIN_TIMEOUT_S - 0.5 <= drain < 2 * DRAIN_TIMEOUT_S, f"end of file to exit took {drain:.2f} s"
 
 
 def test_bad_cameras_report_clearly_and_others_keep_running(tmp_path: Path) -> None:

@@ -128,7 +128,23 @@ def test_install_pi_dry_run_prints_the_steps(tmp_path):
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "venv --system-site-packages" in text
-    assert "edgecam model prepare --out" in text or "kept" in text
+    # a fresh prefix has no prepared model: the prepare branch, never the "kept" one
+    assert f"edgecam model prepare --out {tmp_path / 'opt'}/models" in text
+    assert "kept" not in text
     assert "scripts/provision --template pi-camera-module --node-id gate-01 --broker 10.1.2.3:8883" in text
     assert "systemctl enable edgecam.service" in text
     assert not (tmp_path / "opt").exists()  # a dry run changes nothing
+
+
+def test_install_pi_dry_run_keeps_a_prepared_model(tmp_path):
+    """A re-run (upgrade) over a prefix whose model is prepared keeps it: the other branch, asserted alone."""
+    models = tmp_path / "opt" / "models"
+    models.mkdir(parents=True)
+    (models / "manifest.json").write_text("{}")
+    out = subprocess.run(["bash", str(PROJECT / "scripts" / "install-pi.sh"), "--dry-run", "--node-id", "gate-01",
+                          "--broker", "10.1.2.3:8883", "--prefix", str(tmp_path / "opt")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"kept {models} (manifest present" in out.stdout
+    assert "model prepare" not in out.stdout
+    assert sorted(p.name for p in (tmp_path / "opt").rglob("*")) == ["manifest.json", "models"]

@@ -17,6 +17,7 @@ from .broker import probe_broker
 from .host import probe_api_port, probe_camera, probe_clock, probe_storage
 from .model import probe_model
 from .result import FAIL, OK, SKIP, WARN, Result
+from .scene import probe_scene
 
 MARKS = {OK: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
 
@@ -46,7 +47,11 @@ def run_checks(cfg: Config, timeout: float) -> list[Result]:
         if not cam.enabled:
             results.append(Result(f"camera {name}", SKIP, "enabled = false"))
             continue
-        results.append(probe_camera(name, cam.source, timeout, (cam.encode.width, cam.encode.height)))
+        grabbed: list = []
+        results.append(probe_camera(name, cam.source, timeout, (cam.encode.width, cam.encode.height), grabbed))
+        if grabbed:
+            m = cam.motion
+            results.append(probe_scene(name, grabbed[0], m.height, m.threshold, m.low_light))
     det = cfg.detector
     results.append(probe_model(det.model, det.precision, list(det.providers), det.threads))
     results.append(probe_storage(cfg.storage.path, cfg.clips.min_free_bytes))

@@ -10,6 +10,8 @@ import socket
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from ..capture import source_kind
 from ..capture.grab import GrabError, grab_frame
 from ..clock import clock_status
@@ -23,13 +25,17 @@ CAMERA_ADVICE = {
 }
 
 
-def probe_camera(name: str, source: str, timeout: float, size: tuple[int, int]) -> Result:
-    """One frame from the camera within ``timeout``; its size and rate."""
+def probe_camera(name: str, source: str, timeout: float, size: tuple[int, int],
+                 frames: list[np.ndarray] | None = None) -> Result:
+    """One frame from the camera within ``timeout``; its size and rate. The frame goes into ``frames``
+    when given (the scene check reads it without opening the camera twice)."""
     label = f"camera {name}"
     try:
         grab = grab_frame(source, timeout, width=size[0], height=size[1])
     except GrabError as err:
         return Result(label, FAIL, str(err), err.advice or CAMERA_ADVICE[source_kind(source)].format(name=name))
+    if frames is not None:
+        frames.append(grab.image)
     rate = f"{grab.fps:.2f} fps" + (" seen" if grab.live else "") if grab.fps else "rate unknown"
     detail = f"{grab.width}x{grab.height}, {rate} ({grab.codec}), first frame in {grab.seconds:.2f} s"
     data = {"width": grab.width, "height": grab.height, "fps": round(grab.fps, 2), "codec": grab.codec,

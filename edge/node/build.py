@@ -51,6 +51,7 @@ def analyzer_settings(camera: CameraConfig, cfg: Config) -> AnalyzerSettings:
             analysis_height=m.height, threshold=m.threshold, min_area=m.min_area,
             lightning_threshold=m.lightning_threshold, frame_alpha=m.frame_alpha,
             persist_frames=m.persist_frames, mask=tuple(tuple(_pt(p) for p in poly) for poly in m.mask),
+            low_light=m.low_light,
         ),
         tracker=TrackerSettings(
             min_hits=tr.min_hits, max_lost=tr.max_lost, match_iou=tr.match_iou,

@@ -15,6 +15,7 @@ from pathlib import Path
 log = logging.getLogger("edge.outbox")
 
 DEFAULT_RESERVE_BYTES = 16 * 1024 * 1024
+RESERVE_SHARE = 10  # at most a tenth of the file system: a small card or partition still gets a reserve
 
 
 def is_disk_full(err: BaseException) -> bool:
@@ -29,12 +30,25 @@ def free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+def fitted_size(path: Path, wanted: int) -> int:
+    """``wanted``, or a tenth of the file system holding ``path`` when that is smaller.
+
+    A fixed 16 MiB reserve that must fit twice into the free space is never made on a small partition
+    (a 24 MiB state tmpfs, a nearly full card), which is exactly where it is needed.
+    """
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return wanted
+    return max(0, min(wanted, st.f_blocks * st.f_frsize // RESERVE_SHARE))
+
+
 class Reserve:
     """``ensure()`` makes the file when there is room for it twice over; ``release()`` frees it."""
 
     def __init__(self, path: Path, size: int = DEFAULT_RESERVE_BYTES) -> None:
         self.path = Path(path)
-        self.size = size
+        self.size = fitted_size(self.path.parent, size) if size > 0 else 0
         self.released_total = 0
 
     @property
@@ -60,7 +74,8 @@ class Reserve:
                 os.close(fd)
             os.replace(tmp, self.path)
         except OSError as err:
-            log.warning("outbox: cannot make the %d MiB disk reserve %s: %s", self.size >> 20, self.path,
+            log.warning("outbox: cannot make the %s MiB disk reserve %s: %s", format(self.size / 2**20, ".3g"),
+                        self.path,
                         err.strerror or err)
             try:
                 self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
@@ -76,6 +91,6 @@ class Reserve:
         except FileNotFoundError:
             return False
         self.released_total += 1
-        log.error("outbox: disk full; released the %d MiB outbox reserve %s so events can still be stored",
-                  self.size >> 20, self.path)
+        log.error("outbox: disk full; released the %s MiB outbox reserve %s so events can still be stored",
+                  format(self.size / 2**20, ".3g"), self.path)
         return True

@@ -38,6 +38,14 @@ RENAME = {
 }
 
 
+# Low light (issue 19): what a dark crop gets before inference. "stretch" maps the crop's 1..99 percentile grey
+# range onto 0..255 (gain capped), "gamma" lifts dark tones with a 0.5 gamma LUT, "clahe" equalises the
+# lightness locally; each only when the crop is dark (mean grey below DARK_MEAN), so daylight is untouched.
+LOW_LIGHT_MODES = ("off", "stretch", "gamma", "clahe")
+DARK_MEAN = 60.0
+_MAX_STRETCH = 4.0
+
+
 class ModelError(ValueError):
     """The model cannot be used (missing, not ONNX, wrong shape, hash mismatch); one-line message."""
 
@@ -116,7 +124,13 @@ class Detector:
         nms_iou: float = 0.45,
         threads: int = 2,
         providers: Sequence[str] = (CPU,),
+        low_light: str = "off",
     ) -> None:
+        if low_light not in LOW_LIGHT_MODES:
+            raise ModelError(f"low_light {low_light!r} is not one of {', '.join(LOW_LIGHT_MODES)}")
+        self.low_light = low_light
+        self._gamma_lut = np.clip((np.arange(256) / 255.0) ** 0.5 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        self._clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)) if low_light == "clahe" else None
         self.model_path = Path(model_path)
         self.labels = list(labels)
         self.nms_iou = nms_iou
@@ -143,9 +157,26 @@ class Detector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Detections in ``image`` (BGR uint8 HxWx3), boxes in its pixel coordinates, best first."""
         h, w = image.shape[:2]
+        if self.low_light != "off":
+            image = self._brighten(image)
         ratio = letterbox(image, self._canvas, self._input)
         out = self._run()
         return self._decode(out, ratio, w, h)
+
+    def _brighten(self, image: np.ndarray) -> np.ndarray:
+        """The crop as the model sees it best in the dark; unchanged (same array) when it is not dark."""
+        sample = cv2.cvtColor(np.ascontiguousarray(image[::4, ::4]), cv2.COLOR_BGR2GRAY)
+        if float(sample.mean()) >= DARK_MEAN:
+            return image
+        if self.low_light == "gamma":
+            return cv2.LUT(image, self._gamma_lut)
+        if self.low_light == "clahe" and self._clahe is not None:
+            lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
+            lab[..., 0] = self._clahe.apply(lab[..., 0])
+            return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+        lo, hi = np.percentile(sample, (1, 99))
+        gain = min(_MAX_STRETCH, 255.0 / max(1.0, float(hi - lo)))
+        return cv2.convertScaleAbs(image, alpha=gain, beta=-float(lo) * gain)
 
     def _run(self) -> np.ndarray:
         return self._session.run(None, {self._input_name: self._input})[0][0]

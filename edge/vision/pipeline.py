@@ -44,6 +44,7 @@ class MotionSettings:
     frame_alpha: float = 0.05
     persist_frames: int = 2
     mask: tuple[tuple[Point, ...], ...] = ()  # normalised polygons where motion is ignored
+    low_light: bool = True  # see edge.vision.motion: the threshold follows a dark scene's contrast
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ class CameraAnalyzer:
         m = s.motion
         self._size = size
         self._motion = MotionDetector(size, m.analysis_height, m.threshold, m.min_area, m.lightning_threshold,
-                                      m.frame_alpha, m.persist_frames, m.mask)
+                                      m.frame_alpha, m.persist_frames, m.mask, low_light=m.low_light)
         tr = s.tracker
         self._tracker = Tracker(size, tr.min_hits, tr.max_lost, tr.match_iou, tr.stationary_recheck)
         ev = s.events

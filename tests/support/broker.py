@@ -34,12 +34,14 @@ class Broker:
     """mosquitto with persistence in ``workdir``; ``extra`` lines are appended to its config."""
 
     def __init__(self, workdir: Path, port: int | None = None, extra: list[str] | None = None,
-                 persistence: bool = True) -> None:
+                 persistence: bool = True, autosave_interval: int = 1, autosave_on_changes: bool = True) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.extra = list(extra or [])
         self.persistence = persistence
+        # the defaults save on every change; a periodic autosave (docs/central.md) loses what came since the last
+        self.autosave = (autosave_interval, autosave_on_changes)
         self.proc: subprocess.Popen | None = None
         self.conf = self.workdir / "mosquitto.conf"
 
@@ -53,8 +55,8 @@ class Broker:
             lines += [
                 "persistence true",
                 f"persistence_location {self.workdir}/",
-                "autosave_interval 1",
-                "autosave_on_changes true",
+                f"autosave_interval {self.autosave[0]}",
+                f"autosave_on_changes {'true' if self.autosave[1] else 'false'}",
             ]
         lines += ["max_queued_messages 100000", "log_dest none"]
         lines += self.extra

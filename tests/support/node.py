@@ -10,8 +10,12 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def provision_node(tmp: Path, node_id: str, rtsp_url: str, broker_port: int, api_port: int,
-                   detect_fps: float = 5) -> tuple[Path, str]:
-    """Run scripts/provision on a template for one RTSP camera; returns (config path, LAN API token)."""
+                   detect_fps: float = 5, camera_extra: str = "", clips_extra: str = "") -> tuple[Path, str]:
+    """Run scripts/provision on a template for one camera; returns (config path, LAN API token).
+
+    ``rtsp_url`` is the camera's source (a file works too, with ``camera_extra = "realtime = true ..."``);
+    ``camera_extra`` and ``clips_extra`` are TOML lines added to the camera's and the [clips] section.
+    """
     state = tmp / "root" / "var/lib/edgecam"
     template = tmp / f"{node_id}-template.toml"
     template.write_text(f"""
@@ -29,6 +33,7 @@ path = "{state}"
 pre_roll = 2
 post_roll = 2
 max_clip = 30
+{clips_extra}
 [api]
 listen = "127.0.0.1:{api_port}"
 tokens = []
@@ -38,6 +43,7 @@ detect_fps = {detect_fps}
 open_timeout = 10
 read_timeout = 3
 reconnect_max = 2
+{camera_extra}
 """)
     run = subprocess.run([sys.executable, str(ROOT / "scripts/provision"), "--template", str(template),
                           "--node-id", node_id, "--broker", f"127.0.0.1:{broker_port}", "--no-tls",
