@@ -32,6 +32,11 @@ def acks_topic(prefix: str, node: str) -> str:
     return f"{prefix}/{node}/acks"
 
 
+def requests_topic(prefix: str, node: str) -> str:
+    """Central's requests to one node (read only by that node's broker account: firmware_config/mosquitto/)."""
+    return f"{prefix}/{node}/requests"
+
+
 def node_from_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     """``(node, kind)`` for ``<prefix>/<node>/<kind>``, else None."""
     head = prefix + "/"
