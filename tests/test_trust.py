@@ -121,6 +121,9 @@ def test_rogue_huge_seq_and_fake_status_and_stats_leave_no_trace(broker, tmp_pat
     out = capsys.readouterr().out
     assert "TRUST gate: 4 unsigned message(s) quarantined" in out
     assert "ALARM" not in out and "9223372036854775806" not in out
+    assert main(["central", "status", "-c", str(cfg), "--json"]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    assert [(f["kind"], f["count"]) for f in json.loads(line)["trust_faults"]] == [("unsigned", 4)]
     assert main(["central", "ack-trust", "-c", str(cfg), "--reason", "rogue client on the LAN, blocked",
                  "--by", "ops"]) == 0
     assert main(["central", "status", "-c", str(cfg)]) == 0

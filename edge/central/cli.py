@@ -99,10 +99,12 @@ def status_command(args: argparse.Namespace) -> int:
         store.close()
     with quiet_pipe():
         if args.json:
+            known = {r["node"] for r in rows}
             for row in rows:
-                print(json_line(row))
-            for fault in faults:
-                print(json_line({"trust_fault": fault}))
+                print(json_line({**row, "trust_faults": [f for f in faults if f["node"] == row["node"]]}))
+            for fault in faults:  # names with no fleet row (an unregistered node's messages make none)
+                if fault["node"] not in known:
+                    print(json_line({"trust_fault": fault}))
         else:
             print(format_fleet(rows))
             if faults:

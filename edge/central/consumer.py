@@ -304,9 +304,10 @@ class Consumer:
         if now - self._last_progress < self.progress_every:
             return
         c, b = self.counters, self._progress_base
-        log.info("last %.0f s: %d stored, %d duplicates, %d quarantined, %d statuses, %d stats, %d database"
-                 " errors; lag %s; %d queued", now - self._last_progress, c.stored - b.stored,
-                 c.duplicates - b.duplicates, c.malformed - b.malformed, c.statuses - b.statuses, c.stats - b.stats,
+        log.info("last %.0f s: %d stored, %d duplicates, %d quarantined (%d not verified, %d conflicts), %d statuses,"
+                 " %d stats, %d database errors; lag %s; %d queued", now - self._last_progress, c.stored - b.stored,
+                 c.duplicates - b.duplicates, c.malformed - b.malformed, c.unverified - b.unverified,
+                 c.conflicts - b.conflicts, c.statuses - b.statuses, c.stats - b.stats,
                  c.db_errors - b.db_errors, f"max {self._lag_max:.1f} s (event time to commit)"
                  if c.stored + c.duplicates > b.stored + b.duplicates else "-", self._queue.qsize())
         self._progress_base = Counters(**vars(c))
