@@ -175,3 +175,22 @@ def test_outbox_and_consumer_work_through_the_acl(fleet, tmp_path: Path) -> None
     with Store(url) as store:
         assert store.seqs("node-a") == list(range(1, 11)) and store.node("node-a")["status"] == "offline"
     assert payload.acks_topic("edgecam", "node-a") == "edgecam/node-a/acks"
+
+
+def test_provision_keeps_the_broker_password_and_refuses_the_central_name(tmp_path: Path) -> None:
+    def run(node: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(PROJECT / "scripts" / "provision"), "--template", "pi-rtsp-camera",
+                               "--node-id", node, "--broker", "127.0.0.1", "--root", str(tmp_path / "root"),
+                               "--no-tls", "--mqtt-account"], capture_output=True, text=True, timeout=60)
+
+    first = run("gate-01")
+    assert first.returncode == 0, first.stderr
+    password = (tmp_path / "root/etc/edgecam/mqtt.password").read_text()
+    config = (tmp_path / "root/etc/edgecam/edgecam.toml").read_text()
+    assert 'username = "gate-01"' in config and 'password_file = "/etc/edgecam/mqtt.password"' in config
+    again = run("gate-01")
+    assert again.returncode == 0 and "kept the broker password" in again.stdout
+    assert (tmp_path / "root/etc/edgecam/mqtt.password").read_text() == password
+    assert sum(line.startswith("gate-01:$7$101$") for line in again.stdout.splitlines()) == 1
+    refused = run("central")
+    assert refused.returncode == 1 and "central's broker account" in refused.stderr
