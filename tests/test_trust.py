@@ -261,3 +261,34 @@ def test_worst_case_counts_the_signature() -> None:
             **payload._OPTIONAL_RESERVE}
     sealed, trimmed = signing.seal_event(body, "n" * 64, 2**53, signing.MessageSigner(k, "n" * 64))
     assert trimmed == () and len(sealed) == size
+
+
+def test_a_running_consumer_retires_the_old_key_after_a_rotation(broker, tmp_path: Path, monkeypatch) -> None:
+    from edge.central import trust
+
+    monkeypatch.setattr(trust, "MAX_AGE", 0.1)
+    url = sqlite_url(tmp_path)
+    old, new = key(tmp_path, "old"), key(tmp_path, "new")
+    with Store(url) as store:
+        store.register_node("gate", old.public_text(), None)
+    consumer = start(broker.port, url)
+    pub = Publisher(broker.port)
+    try:
+        pub.raw(payload.events_topic("edgecam", "gate"), signed_event(old, "gate", 1, ts=T0 + 10))
+        pub.flush()
+        wait_until(lambda: consumer.counters.stored == 1, what="first stored")
+        with Store(url) as store:  # `central register-node --pubkey NEW --from T0+100` while run runs
+            store.register_node("gate", new.public_text(), None, valid_from=T0 + 100)
+        time.sleep(0.3)
+        pub.raw(payload.events_topic("edgecam", "gate"), signed_event(old, "gate", 2, ts=T0 + 50))  # before: valid
+        pub.raw(payload.events_topic("edgecam", "gate"), signed_event(old, "gate", 3, ts=T0 + 200))  # after: not
+        pub.raw(payload.events_topic("edgecam", "gate"), signed_event(new, "gate", 4, ts=T0 + 200))
+        pub.flush()
+        wait_until(lambda: consumer.counters.stored == 3 and consumer.counters.unverified == 1, what="verdicts")
+    finally:
+        pub.close()
+        consumer.stop()
+    with Store(url) as store:
+        assert store.seqs("gate") == [1, 2, 4]
+        (q,) = store.quarantine()
+    assert q["kind"] == "bad-signature" and json.loads(q["payload"])["seq"] == 3

@@ -315,6 +315,11 @@ class Consumer:
 
     def _decode(self, msgs: list[_Message]) -> _Batch:
         batch = _Batch()
+        if self.keys.old() and self._store is not None:  # keys added by register-node since (a rotation)
+            try:
+                self.keys.load(self._store.node_keys())
+            except Exception as err:  # noqa: BLE001 - the database is down: go on with the keys known
+                log.debug("cannot re-read node keys: %s", err)
         prefix = self.broker.prefix
         for m in msgs:
             node: str | None = None

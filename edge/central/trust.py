@@ -27,6 +27,7 @@ from ..clips.evidence import parse_public_key
 from .messages import BadMessage
 
 REFRESH_EVERY = 2.0  # seconds: a miss re-reads the keys at most this often (a rogue flood cannot hammer the db)
+MAX_AGE = 10.0  # seconds: keys are re-read this often anyway, so a rotation retires the old key in a running consumer
 
 
 class Untrusted(BadMessage):
@@ -66,6 +67,9 @@ class KeyRing:
 
     def stale(self) -> bool:
         return time.monotonic() - self._loaded_at >= REFRESH_EVERY
+
+    def old(self) -> bool:
+        return time.monotonic() - self._loaded_at >= MAX_AGE
 
     def valid_keys(self, node: str, ts: float) -> list[Ed25519PublicKey] | None:
         """The keys that may sign a message of ``node`` timed ``ts``; None when the node has none registered."""
