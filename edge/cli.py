@@ -184,7 +184,16 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pubkey", required=True)
     p.add_argument("--api", help="the node's LAN API URL, shown by search")
     p.add_argument("--baseline-seq", type=int, help="seqs up to N are not gaps (sent before central listened)")
+    p.add_argument("--from", dest="valid_from", metavar="TIME",
+                   help="a new key (rotation) signs messages from TIME (ISO or UNIX; default now); older keys"
+                        " stay valid for messages before it")
     p.set_defaults(handler="edge.central.cli:register_node_command")
+    p = central.add_parser("ack-trust", help="acknowledge the trust faults so far (unsigned, bad signature,"
+                                             " unregistered, conflict): clears their alarm")
+    _add_config(p, default="central.toml")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by", help="who acknowledges (default: the login user)")
+    p.set_defaults(handler="edge.central.cli:ack_trust_command")
     p = central.add_parser("ack-gap", help="acknowledge a missing seq range (clears its alarm)")
     _add_config(p, default="central.toml")
     p.add_argument("--node", required=True)

@@ -77,8 +77,8 @@ class Daemon:
         except OSError as err:
             raise StartupError(f"storage.path {storage}: not writable ({err.strerror})") from None
         self._lock_storage()
-        if self.cfg.clips.enabled:
-            self.node_key = self._load_key()  # before anything starts: a corrupt key ends start-up in one line
+        # wiring: signed messages (#18.1): every node has a key now, clips or not (events, status, stats signed)
+        self.node_key = self._load_key()  # before anything starts: a corrupt key ends start-up in one line
         self.detector = self._build_detector()
         self._report_plates()
         self.outbox = self._build_outbox()
@@ -151,7 +151,14 @@ class Daemon:
 
         m = self.cfg.mqtt
         return OutboxService(self.cfg.storage.path / "outbox.db", self.cfg.node.id,
-                             settings_from_config(m, self.cfg.client_id), limits_from_config(m), version=__version__)
+                             settings_from_config(m, self.cfg.client_id), limits_from_config(m), version=__version__,
+                             signer=self._signer())  # wiring: signed messages (#18.1)
+
+    def _signer(self) -> Any:
+        """The node key as a message signer (None only where no key was loaded: tests building parts alone)."""
+        from .signing import MessageSigner
+
+        return None if self.node_key is None else MessageSigner(self.node_key, self.cfg.node.id)
 
     def _build_clip_store(self) -> Any:
         from .clips.evidence import NodeKey

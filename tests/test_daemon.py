@@ -250,6 +250,13 @@ def test_daemon_publishes_events_status_and_stats_that_match_the_schemas(tmp_pat
     assert stats["fps"]["street"] > 0 and any(k.startswith("street.") for k in stats["stage_ms"])
     assert stats["cameras"]["street"]["state"] == "running"
     assert [m["state"] for m in collector.of_kind("status")][-1] == "offline"  # said on clean shutdown
+    # clips are off, yet every message is signed by the node's key (#18.1)
+    from edge.clips.evidence import NodeKey
+    from edge.signing import verify
+
+    pub = NodeKey.load_or_create(tmp_path / "state" / "keys").public_key()
+    for kind in schemas:
+        assert all(verify(kind, "test-node", msg, [pub]) for msg in collector.of_kind(kind)), kind
 
 
 def test_node_health_has_what_the_technicians_page_reads(tmp_path: Path) -> None:
