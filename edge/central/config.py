@@ -44,11 +44,16 @@ class OfflineConfig(_Section):
     stale_after: Positive = 600.0  # seconds without any message before an "online" node shows as "stale"
 
 
+class EvidenceConfig(_Section):
+    path: str = "/var/lib/edgecam-central/evidence"  # fetched clips by sha256, custody.db, node tokens
+
+
 class CentralConfig(_Section):
     mqtt: CentralMqttConfig = Field(default_factory=CentralMqttConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     gaps: GapsConfig = Field(default_factory=GapsConfig)
     nodes: OfflineConfig = Field(default_factory=OfflineConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
 
 
 def parse_central_config(data: dict[str, Any]) -> CentralConfig:
