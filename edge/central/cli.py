@@ -254,6 +254,12 @@ def register_node_command(args: argparse.Namespace) -> int:
     baseline = getattr(args, "baseline_seq", None)
     if baseline is not None and not 0 <= baseline <= MAX_SEQ:
         raise UserError(f"--baseline-seq: {baseline} is not in 0..2^53")
+    if getattr(args, "token_file", None):  # central fetch's token for this node, kept out of the database
+        from .fetch import evidence_root, save_node_token
+
+        if args.api is None:
+            raise UserError("--token-file needs --api URL (the node's LAN API the token opens)")
+        save_node_token(evidence_root(cfg), args.node, args.token_file)
     store = _open_store(cfg)
     try:
         store.register_node(args.node, key, args.api, baseline)

@@ -1,0 +1,140 @@
+"""``edgecam central fetch``: a clip from a node into central's evidence store, verified before it is accepted.
+
+Pull: central calls the node's LAN API (``register-node --api URL --token-file F``) with the node client the
+technician's ``clips pull`` uses (``.part`` file resumed with ``Range`` + ``If-Range`` after a drop), then
+runs the checks of ``edgecam clips verify`` (hash, signature, chain link; ``edge.clips.evidence``) against
+the key *registered* for the node, never the key the node sends. Only then does the clip enter the store;
+a clip that fails is removed from staging and the refusal is written to the custody log.
+
+Node tokens are kept under ``[evidence] path``/``secrets/<node>.token`` (0600, directory 0700): the
+database (possibly a shared PostgreSQL) never holds them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+from pathlib import Path
+
+from ..api.client import NodeClient, pull_clip
+from ..clips.evidence import check_clip, parse_public_key
+from ..errors import UserError
+from ..fsutil import write_atomic
+from .config import CentralConfig, load_central_config
+from .custody import CustodyLog
+from .evidence import EvidenceStore, StoredClip
+
+RETRY_PAUSE = 1.0
+_RETRYABLE = ("cannot reach node", "connection lost", "partial file")
+
+
+def evidence_root(cfg: CentralConfig) -> Path:
+    return Path(cfg.evidence.path)
+
+
+def token_path(root: Path, node: str) -> Path:
+    return root / "secrets" / f"{node}.token"
+
+
+def save_node_token(root: Path, node: str, token_file: str) -> None:
+    """Copy the token central uses on this node's API into its 0600 file (read once, at registration)."""
+    try:
+        token = Path(token_file).read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"--token-file {token_file}: cannot read it ({getattr(err, 'strerror', err)})") from None
+    if not token or any(c.isspace() for c in token) or len(token) > 512:
+        raise UserError(f"--token-file {token_file}: must hold one token (the output of `edgecam token new`)")
+    path = token_path(root, node)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    write_atomic(path, (token + "\n").encode(), mode=0o600)
+
+
+def read_node_token(root: Path, node: str) -> str:
+    try:
+        return token_path(root, node).read_text().strip()
+    except OSError:
+        raise UserError(f"no API token for node {node!r}: register it with"
+                        " `edgecam central register-node --node N --pubkey K --api URL --token-file F`") from None
+
+
+def _retryable(err: UserError) -> bool:
+    return any(s in str(err) for s in _RETRYABLE)
+
+
+def fetch_pull(cfg: CentralConfig, node: dict, clip: str, wait: float, who: str,
+               address: str = "") -> tuple[StoredClip, bool]:
+    """Fetch, verify, store; (the stored clip, whether it was new). ``wait``: seconds to keep retrying an
+    unreachable node or a dropped transfer (a request to an offline node completes when it returns)."""
+    root = evidence_root(cfg)
+    name = node["node"]
+    store = EvidenceStore.at(root)
+    have = store.get(name, clip)
+    if have is not None:
+        return have, False
+    if not node.get("api_url"):
+        raise UserError(f"node {name!r} has no registered API URL: `edgecam central register-node --api URL"
+                        " --token-file F`")
+    try:
+        pub = parse_public_key(str(node.get("pubkey") or ""))
+    except ValueError:
+        raise UserError(f"node {name!r}: its registered public key is not an Ed25519 key") from None
+    client = NodeClient(node["api_url"], read_node_token(root, name))
+    staging = root / "incoming" / name
+    staging.mkdir(parents=True, exist_ok=True)
+    log = CustodyLog(root / "custody.db")
+    subject = f"{name}/{clip}"
+    try:
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            try:
+                pulled = pull_clip(client, clip, staging)
+                break
+            except UserError as err:
+                if not _retryable(err) or time.monotonic() + RETRY_PAUSE > deadline:
+                    log.append(who, "fetch-failed", subject, address, f"via pull: {err}")
+                    raise
+                time.sleep(RETRY_PAUSE)
+        problems = [c.line() for c in check_clip(pulled.file.read_bytes(), pulled.meta, pub) if not c.ok]
+        record = pulled.meta.get("record") or {}
+        if record.get("clip") != clip:
+            problems.append(f"record: FAIL: the signed record is for clip {record.get('clip')!r}, not {clip!r}")
+        if record.get("node") not in (None, name):
+            problems.append(f"record: FAIL: the signed record names node {record.get('node')!r}, not {name!r}")
+        if problems:
+            for p in (pulled.file, staging / f"{clip}.meta.json"):
+                p.unlink(missing_ok=True)
+            detail = "refused, not stored: " + "; ".join(problems)
+            log.append(who, "fetch-failed", subject, address, f"via pull: {detail}")
+            raise UserError(f"{subject}: {detail}")
+        stored = store.add(name, clip, pulled.file, pulled.meta, str(node["pubkey"]))
+        for p in (pulled.file, staging / f"{clip}.meta.json"):
+            p.unlink(missing_ok=True)
+        log.append(who, "fetch", subject, address,
+                   f"via pull from {node['api_url']}: verified (hash, signature, chain) sha256 {stored.sha256}")
+        return stored, True
+    finally:
+        log.close()
+
+
+def fetch_command(args: argparse.Namespace) -> int:
+    """Exit 0 once the clip is verified in the store; prints ``<sha256>  <path>`` (sha256sum's format)."""
+    from .cli import _login_user, _open_store
+
+    cfg = load_central_config(args.config)
+    if args.wait < 0:
+        raise UserError("--wait must be 0 or more seconds")
+    if args.via != "pull":
+        raise UserError("--via push is not available yet on this central; use --via pull")
+    db = _open_store(cfg)
+    try:
+        node = db.node(args.node)
+    finally:
+        db.close()
+    if node is None:
+        raise UserError(f"--node: {args.node!r} is not registered (`edgecam central register-node`)")
+    stored, _new = fetch_pull(cfg, node, args.clip, args.wait, _login_user(), f"cli@{socket.gethostname()}")
+    print(f"{stored.sha256}  {stored.path}")
+    return 0
