@@ -9,53 +9,28 @@ from pathlib import Path
 
 import pytest
 from support.apinode import TOKEN, DroppingProxy
-from support.assets import video_path
 from support.central import sqlite_url
-from support.clipcat import StillView
-from support.packets import demux, event
+from support.recorded import central_config, record_node, serve
 
-from edge.api.auth import hash_line
-from edge.api.server import ApiServer
 from edge.central.custody import CustodyLog
 from edge.central.evidence import EvidenceStore
 from edge.cli import main
 from edge.clips.evidence import NodeKey
-from edge.clips.recorder import ClipRecorder
-from edge.clips.store import ClipStore
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     """A node's real clip store with two recorded, signed, chained clips."""
-    root = tmp_path_factory.mktemp("node")
-    key = NodeKey.load_or_create(root / "keys")
-    store = ClipStore(root, key, node="gate-node")
-    recorder = ClipRecorder("cam", store, 2.0, 2.0, 60.0, lossless=True)
-    recorder.start()
-    info, packets = demux(video_path("highway"))
-    recorder.start_stream(info)
-    marks = {6.0: event("start", 6.0, "a"), 9.0: event("end", 9.0, "a"),
-             16.0: event("start", 16.0, "b", "bus"), 18.0: event("end", 18.0, "b", "bus")}
-    for p in packets:
-        recorder.feed(p)
-        for t in [t for t in marks if p.time >= t]:
-            recorder.on_event(marks.pop(t))
-    recorder.close(60)
+    store, key = record_node(tmp_path_factory.mktemp("node"))
     yield store, key
     store.close()
 
 
-def _serve(store: ClipStore, port: int = 0) -> ApiServer:
-    server = ApiServer(store, StillView({}), "127.0.0.1", port, [hash_line(TOKEN, "central")])
-    server.start()
-    return server
+_serve = serve
 
 
 def _central(tmp: Path) -> Path:
-    cfg = tmp / "central.toml"
-    (tmp / "token").write_text(TOKEN + "\n")
-    cfg.write_text(f'[database]\nurl = "{sqlite_url(tmp)}"\n\n[evidence]\npath = "{tmp / "evidence"}"\n')
-    return cfg
+    return central_config(tmp, sqlite_url(tmp))
 
 
 def _register(cfg: Path, api: str, pubkey: str) -> None:
