@@ -213,6 +213,14 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="the case number")
     p.add_argument("-o", "--output", required=True, help="FILE.zip")
     p.set_defaults(handler="edge.central.cases:case_export_command")
+    evidence = central.add_parser("evidence", help="central's evidence store").add_subparsers(
+        dest="evidence_command", metavar="ACTION")
+    evidence.required = True
+    p = evidence.add_parser("prune", help="delete stored clips older than N days (never one in an open case)")
+    _add_config(p, default="central.toml")
+    p.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(handler="edge.central.retention:prune_command")
     p = central.add_parser("ack-gap", help="acknowledge a missing seq range (clears its alarm)")
     _add_config(p, default="central.toml")
     p.add_argument("--node", required=True)

@@ -12,6 +12,8 @@ from support.central import sqlite_url
 from support.recorded import central_config, record_node, serve
 
 from edge.central.cases import CaseBook
+from edge.central.custody import CustodyLog
+from edge.central.evidence import EvidenceStore, blob_key, sha256_file
 from edge.cli import main
 
 CASE = "K-2026-0042"
@@ -106,3 +108,25 @@ def test_open_case_holds_its_clips_and_refuses_bad_names(exported, capsys) -> No
     assert main(["central", "case", "new", "../x", "-c", str(cfg)]) == 1
     assert main(["central", "case", "add", "nope", "-c", str(cfg), "--node", "gate-node", "--clip", ids[0]]) == 1
     assert "no case 'nope'" in capsys.readouterr().err
+
+
+def test_retention_never_deletes_a_clip_in_an_open_case(exported, tmp_path: Path, capsys) -> None:
+    """Prune with 0 days: the open case's clips stay; the one outside any case goes, with a custody entry."""
+    tmp, cfg, store, _key, ids = exported
+    root = tmp / "evidence"
+    loose = tmp_path / "loose.mp4"
+    loose.write_bytes(b"loose clip bytes" * 1000)
+    meta = {"record": {"clip": "loose-1", "sha256": sha256_file(loose)}}
+    EvidenceStore.at(root).add("gate-node", "loose-1", loose, meta, "ed25519:K")
+    capsys.readouterr()
+    assert main(["central", "evidence", "prune", "-c", str(cfg), "--older-than", "0", "--dry-run"]) == 0
+    assert "1 clip(s) would be deleted; 2 kept by open cases" in capsys.readouterr().out
+    assert EvidenceStore.at(root).get("gate-node", "loose-1") is not None
+    assert main(["central", "evidence", "prune", "-c", str(cfg), "--older-than", "0"]) == 0
+    assert "1 clip(s) deleted; 2 kept by open cases" in capsys.readouterr().out
+    ev = EvidenceStore.at(root)
+    assert ev.get("gate-node", "loose-1") is None and not (root / blob_key(meta["record"]["sha256"], ".mp4")).exists()
+    assert sorted(e.clip for e in ev.entries()) == sorted(ids) and all(ev.intact(e.sha256) for e in ev.entries())
+    log = CustodyLog(root / "custody.db")
+    [entry] = log.entries("gate-node/loose-1")
+    assert entry.action == "delete" and log.verify() == []

@@ -49,6 +49,10 @@ class ObjectStore(Protocol):
         """A path a player or a ZIP writer can read directly, or None for a remote backend."""
         ...
 
+    def delete(self, key: str) -> bool:
+        """Remove an object (retention only); True if it existed."""
+        ...
+
 
 class DirectoryObjectStore:
     """Objects as read-only files; ``os.link`` makes "create unless present" atomic (no check-then-write race)."""
@@ -90,6 +94,15 @@ class DirectoryObjectStore:
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def delete(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(path.parent)
+        return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -186,6 +199,17 @@ class EvidenceStore:
             while block := f.read(CHUNK):
                 h.update(block)
         return h.hexdigest() == sha
+
+    def remove(self, node: str, clip: str) -> bool:
+        """Retention's delete: the index entry, then the clip and meta unless another entry shares them."""
+        stored = self.get(node, clip)
+        if stored is None:
+            return False
+        self.objects.delete(f"clips/{node}/{clip}.json")
+        if not any(e.sha256 == stored.sha256 for e in self.entries()):
+            self.objects.delete(blob_key(stored.sha256, ".mp4"))
+            self.objects.delete(blob_key(stored.sha256, ".meta.json"))
+        return True
 
     def entries(self) -> Iterator[StoredClip]:
         root = self.objects.local_path("clips")
