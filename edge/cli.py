@@ -221,6 +221,23 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--older-than", type=float, required=True, metavar="DAYS")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(handler="edge.central.retention:prune_command")
+    p = central.add_parser("web", help="serve the evidence desk (central run serves it too with [web] listen)")
+    _add_config(p, default="central.toml")
+    p.add_argument("--listen", help="HOST:PORT (default: [web] listen, else 127.0.0.1:8090)")
+    p.set_defaults(handler="edge.central.web:web_command")
+    user = central.add_parser("user", help="the desk's users (web page)").add_subparsers(
+        dest="user_command", metavar="ACTION")
+    user.required = True
+    for action, text in (("add", "add a user"), ("passwd", "set a new password (ends the user's sessions)"),
+                         ("disable", "disable a user (ends the user's sessions)")):
+        p = user.add_parser(action, help=text)
+        _add_config(p, default="central.toml")
+        p.add_argument("name")
+        if action == "add":
+            p.add_argument("--role", required=True, choices=["viewer", "investigator", "admin"])
+        if action != "disable":
+            p.add_argument("--password-file", help="read the password from this file's first line")
+        p.set_defaults(handler=f"edge.central.users:user_{action}_command")
     p = central.add_parser("ack-gap", help="acknowledge a missing seq range (clears its alarm)")
     _add_config(p, default="central.toml")
     p.add_argument("--node", required=True)

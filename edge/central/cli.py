@@ -62,11 +62,23 @@ def run_command(args: argparse.Namespace) -> int:
         consumer.start()
     except StoreError as err:
         raise UserError(str(err)) from None
+    desk = None
+    if cfg.web.listen:  # wiring: desk (the evidence desk's web page, edge.central.web)
+        from .web import DeskServer, parse_listen
+
+        try:
+            desk = DeskServer(cfg, *parse_listen(cfg.web.listen))
+            desk.start()
+        except UserError:
+            consumer.stop()
+            raise
     try:
         while not stop.wait(1.0):
             if consumer.writer_dead.is_set():  # supervised: a dead writer stores nothing; end so systemd restarts
                 break
     finally:
+        if desk is not None:
+            desk.stop()
         consumer.stop()
     if consumer.failure is not None:
         err = consumer.failure

@@ -48,12 +48,19 @@ class EvidenceConfig(_Section):
     path: str = "/var/lib/edgecam-central/evidence"  # fetched clips by sha256, custody.db, node tokens
 
 
+class WebConfig(_Section):
+    listen: str | None = Field(default=None, pattern=r"^[^\s:]*:\d{1,5}$")  # HOST:PORT; `central run` serves it
+    session_idle: Positive = 1800.0  # seconds without a request before a session ends
+    session_max: Positive = 12 * 3600.0  # seconds a session lives at most
+
+
 class CentralConfig(_Section):
     mqtt: CentralMqttConfig = Field(default_factory=CentralMqttConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     gaps: GapsConfig = Field(default_factory=GapsConfig)
     nodes: OfflineConfig = Field(default_factory=OfflineConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 def parse_central_config(data: dict[str, Any]) -> CentralConfig:
