@@ -84,6 +84,7 @@ def test_investigator_fetches_watches_seeks_and_exports_a_case(browser, desk, tm
     d.shot("1-signin")
     d.sign_in("ines")
     page.wait_for_function("() => document.querySelectorAll('#results .row').length === 2")
+    assert page.is_hidden("#signin-form") and "seq 2 contiguous" in page.inner_text("#fleet-list")
     assert page.is_visible(f".row[data-clip='{clip.id}'] .fetch") and page.inner_text("#zone") == "Europe/Paris"
     assert "Z)" in page.inner_text(f".row[data-clip='{clip.id}']")  # UTC beside the local time
     d.shot("2-search")

@@ -52,7 +52,13 @@
     for (const n of rows) {
       const li = el('li'); li.dataset.node = n.node;
       li.append(el('b', 'id', n.node), ' ', el('span', n.state === 'online' ? 'good' : 'bad', n.state || '?'));
-      if (n.last_seen) li.append(el('div', '', `last seen ${local(n.last_seen)} (${utc(n.last_seen)})`));
+      li.append(el('div', '', n.last_seen ? `last seen ${local(n.last_seen)} (${utc(n.last_seen)})` : 'never seen'));
+      const disk = n.disk_free_pct != null ? `${n.disk_free_pct}% free` : '-';
+      const clock = n.time_ok == null ? '-' : n.time_ok ? 'synced' : 'NOT synced';
+      li.append(el('div', '', `seq ${n.contiguous_seq ?? '-'} contiguous, max ${n.max_seq ?? '-'}; outbox`
+        + ` ${n.outbox ?? '-'}; disk ${disk}; clock ${clock}`));
+      for (const m of n.missing || []) li.append(el('div', m.alarm ? 'bad' : 'note',
+        `missing seq ${m.first}-${m.last}${m.alarm ? ' ALARM' : m.acked ? ' acknowledged' : ''}`));
       list.append(li);
     }
   }
