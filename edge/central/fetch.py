@@ -77,10 +77,6 @@ def fetch_pull(cfg: CentralConfig, node: dict, clip: str, wait: float, who: str,
     if not node.get("api_url"):
         raise UserError(f"node {name!r} has no registered API URL: `edgecam central register-node --api URL"
                         " --token-file F`")
-    try:
-        pub = parse_public_key(str(node.get("pubkey") or ""))
-    except ValueError:
-        raise UserError(f"node {name!r}: its registered public key is not an Ed25519 key") from None
     client = NodeClient(node["api_url"], read_node_token(root, name))
     staging = root / "incoming" / name
     staging.mkdir(parents=True, exist_ok=True)
@@ -97,26 +93,43 @@ def fetch_pull(cfg: CentralConfig, node: dict, clip: str, wait: float, who: str,
                     log.append(who, "fetch-failed", subject, address, f"via pull: {err}")
                     raise
                 time.sleep(RETRY_PAUSE)
-        problems = [c.line() for c in check_clip(pulled.file.read_bytes(), pulled.meta, pub) if not c.ok]
-        record = pulled.meta.get("record") or {}
-        if record.get("clip") != clip:
-            problems.append(f"record: FAIL: the signed record is for clip {record.get('clip')!r}, not {clip!r}")
-        if record.get("node") not in (None, name):
-            problems.append(f"record: FAIL: the signed record names node {record.get('node')!r}, not {name!r}")
-        if problems:
-            for p in (pulled.file, staging / f"{clip}.meta.json"):
-                p.unlink(missing_ok=True)
-            detail = "refused, not stored: " + "; ".join(problems)
-            log.append(who, "fetch-failed", subject, address, f"via pull: {detail}")
-            raise UserError(f"{subject}: {detail}")
-        stored = store.add(name, clip, pulled.file, pulled.meta, str(node["pubkey"]))
-        for p in (pulled.file, staging / f"{clip}.meta.json"):
-            p.unlink(missing_ok=True)
-        log.append(who, "fetch", subject, address,
-                   f"via pull from {node['api_url']}: verified (hash, signature, chain) sha256 {stored.sha256}")
+        (staging / f"{clip}.meta.json").unlink(missing_ok=True)
+        stored = accept_clip(store, log, node, clip, pulled.file, pulled.meta, who, address,
+                             f"via pull from {node['api_url']}")
         return stored, True
     finally:
         log.close()
+
+
+def verify_against(node: dict, clip: str, file: Path, meta: dict) -> list[str]:
+    """``clips verify``'s checks against the key registered for ``node``, plus: the record is this clip's."""
+    try:
+        pub = parse_public_key(str(node.get("pubkey") or ""))
+    except ValueError:
+        return [f"key: FAIL: node {node['node']!r} has no registered Ed25519 key"]
+    problems = [c.line() for c in check_clip(file.read_bytes(), meta, pub) if not c.ok]
+    record = meta.get("record") or {}
+    if record.get("clip") != clip:
+        problems.append(f"record: FAIL: the signed record is for clip {record.get('clip')!r}, not {clip!r}")
+    if record.get("node") not in (None, node["node"]):
+        problems.append(f"record: FAIL: the signed record names node {record.get('node')!r}, not {node['node']!r}")
+    return problems
+
+
+def accept_clip(store: EvidenceStore, log: CustodyLog, node: dict, clip: str, file: Path, meta: dict, who: str,
+                address: str, how: str) -> StoredClip:
+    """Verify a staged clip and store it; a failure removes the staged file and is a custody entry."""
+    subject = f"{node['node']}/{clip}"
+    problems = verify_against(node, clip, file, meta)
+    if problems:
+        file.unlink(missing_ok=True)
+        detail = "refused, not stored: " + "; ".join(problems)
+        log.append(who, "fetch-failed", subject, address, f"{how}: {detail}")
+        raise UserError(f"{subject}: {detail}")
+    stored = store.add(node["node"], clip, file, meta, str(node["pubkey"]))
+    file.unlink(missing_ok=True)
+    log.append(who, "fetch", subject, address, f"{how}: verified (hash, signature, chain) sha256 {stored.sha256}")
+    return stored
 
 
 def fetch_command(args: argparse.Namespace) -> int:
