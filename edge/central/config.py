@@ -52,6 +52,7 @@ class WebConfig(_Section):
     listen: str | None = Field(default=None, pattern=r"^[^\s:]*:\d{1,5}$")  # HOST:PORT; `central run` serves it
     session_idle: Positive = 1800.0  # seconds without a request before a session ends
     session_max: Positive = 12 * 3600.0  # seconds a session lives at most
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")  # what nodes upload to
 
 
 class CentralConfig(_Section):

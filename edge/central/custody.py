@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-ACTIONS = ("sign-in", "sign-in-failed", "sign-out", "search", "view", "fetch", "fetch-failed", "case", "export",
-           "delete", "user")
+ACTIONS = ("sign-in", "sign-in-failed", "sign-out", "search", "view", "fetch", "fetch-failed", "fetch-request",
+           "case", "export", "delete", "user")
 
 
 @dataclass(frozen=True)

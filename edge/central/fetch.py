@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -132,6 +133,18 @@ def accept_clip(store: EvidenceStore, log: CustodyLog, node: dict, clip: str, fi
     return stored
 
 
+def init_command(args: argparse.Namespace) -> int:
+    """``edgecam central init -c C``: central's Ed25519 key (made once); prints the public half for nodes."""
+    from .push import init_key, key_path
+
+    root = evidence_root(load_central_config(args.config))
+    pub, made = init_key(root)
+    print(pub)
+    print(f"edgecam: central key {'made' if made else 'exists'} at {key_path(root)}; give the line above to each"
+          " node as [central] pubkey", file=sys.stderr)
+    return 0
+
+
 def fetch_command(args: argparse.Namespace) -> int:
     """Exit 0 once the clip is verified in the store; prints ``<sha256>  <path>`` (sha256sum's format)."""
     from .cli import _login_user, _open_store
@@ -139,8 +152,6 @@ def fetch_command(args: argparse.Namespace) -> int:
     cfg = load_central_config(args.config)
     if args.wait < 0:
         raise UserError("--wait must be 0 or more seconds")
-    if args.via != "pull":
-        raise UserError("--via push is not available yet on this central; use --via pull")
     db = _open_store(cfg)
     try:
         node = db.node(args.node)
@@ -148,6 +159,12 @@ def fetch_command(args: argparse.Namespace) -> int:
         db.close()
     if node is None:
         raise UserError(f"--node: {args.node!r} is not registered (`edgecam central register-node`)")
-    stored, _new = fetch_pull(cfg, node, args.clip, args.wait, _login_user(), f"cli@{socket.gethostname()}")
+    where = f"cli@{socket.gethostname()}"
+    if args.via == "push":
+        from .push import push_fetch
+
+        stored = push_fetch(cfg, node, args.clip, args.wait, _login_user(), where)
+    else:
+        stored, _new = fetch_pull(cfg, node, args.clip, args.wait, _login_user(), where)
     print(f"{stored.sha256}  {stored.path}")
     return 0

@@ -30,9 +30,10 @@ from .cases import CaseBook
 from .config import CentralConfig
 from .custody import CustodyLog
 from .evidence import EvidenceStore
-from .fetch import evidence_root
+from .fetch import accept_clip, evidence_root
 from .fetchqueue import FetchQueue, FetchWorker
 from .fleet import fleet_rows
+from .push import UploadSlots
 from .store import SearchFilter, Store
 from .users import Session, UserBook, role_at_least
 
@@ -66,6 +67,8 @@ class DeskServer:
         self.by_user = FailureLimiter(max_failures=10, window=900.0, global_failures=10**9)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="desk-io")
         self._db_lock = threading.Lock()  # the desk's SQLite handles are shared by the pool's threads
+        self.slots = UploadSlots(self.root)
+        self._upload_locks: dict[str, asyncio.Lock] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -124,6 +127,8 @@ class DeskServer:
             r("/api/clips/{node}/{clip}", self.clip),
             r("/api/cases", self.cases), web.post("/api/cases", self.case_new),
             web.post("/api/cases/{name}/clips", self.case_add), web.post("/api/cases/{name}/export", self.export),
+            web.put("/api/upload/{token}/meta", self.upload_meta), web.head("/api/upload/{token}", self.upload_head),
+            web.patch("/api/upload/{token}", self.upload_patch),
         ])
         app.on_response_prepare.append(_headers)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
@@ -156,8 +161,8 @@ class DeskServer:
         try:
             if request.method not in ("GET", "HEAD") and not _same_origin(request):
                 return _err(403, "cross-site request refused")
-            if request.path == "/" or request.path.startswith("/static/") or request.path == "/api/session" \
-                    and request.method == "POST":
+            if request.path == "/" or request.path.startswith(("/static/", "/api/upload/")) \
+                    or request.path == "/api/session" and request.method == "POST":  # uploads: the slot's token
                 return await handler(request)
             sess = await self._io(self.users.session, request.cookies.get(COOKIE))
             if sess is None:
@@ -354,6 +359,93 @@ class DeskServer:
         path = await self._io(self._book, run)
         return web.FileResponse(path, headers={"Content-Type": "application/zip",
                                                "Content-Disposition": f'attachment; filename="{path.name}"'})
+
+
+    # --- push uploads (edge.central.push): authorised by the single-use slot token in the path -----------
+
+    def _slot(self, request: web.Request) -> dict[str, Any]:
+        token = request.match_info["token"]
+        slot = self.slots.get(token) if len(token) < 100 else None
+        if slot is None:
+            raise web.HTTPNotFound(text="no such upload URL")
+        if slot["state"] != "open" or slot["expires"] < time.time():
+            raise web.HTTPGone(text=f"upload URL {'expired' if slot['state'] == 'open' else 'already used'}")
+        return slot
+
+    async def upload_meta(self, request: web.Request) -> web.StreamResponse:
+        slot = self._slot(request)
+        try:
+            meta = json.loads(await request.read())
+            record = meta["record"]
+            total = int(record["bytes"])
+        except (ValueError, KeyError, TypeError):
+            return _err(400, "send the clip's META.json")
+        if record.get("clip") != slot["clip"] or total < 0:
+            return _err(400, "this META.json is not for the requested clip")
+        part = self.slots.staging(slot["id"])
+        await self._io(lambda: part.with_suffix(".meta.json").write_text(json.dumps(meta)))
+        return web.Response(status=204, headers={"Upload-Offset": str(_size(part.with_suffix(".part")))})
+
+    async def upload_head(self, request: web.Request) -> web.StreamResponse:
+        slot = self._slot(request)
+        part = self.slots.staging(slot["id"]).with_suffix(".part")
+        return web.Response(status=200, headers={"Upload-Offset": str(_size(part))})
+
+    async def upload_patch(self, request: web.Request) -> web.StreamResponse:
+        slot = self._slot(request)
+        lock = self._upload_locks.setdefault(slot["id"], asyncio.Lock())
+        async with lock:
+            base = self.slots.staging(slot["id"])
+            part, meta_file = base.with_suffix(".part"), base.with_suffix(".meta.json")
+            if not meta_file.exists():
+                return _err(409, "send the META.json first (PUT .../meta)")
+            meta = json.loads(meta_file.read_text())
+            total, have = int(meta["record"]["bytes"]), _size(part)
+            try:
+                offset = int(request.headers.get("Upload-Offset", "-1"))
+            except ValueError:
+                offset = -1
+            if offset != have:
+                return _err(409, f"Upload-Offset must be {have}", {"Upload-Offset": str(have)})
+            with part.open("ab") as f:
+                async for block in request.content.iter_chunked(1 << 18):
+                    if have + len(block) > total:
+                        f.truncate(have)
+                        return _err(413, f"more bytes than the signed record's {total}", {"Upload-Offset": str(have)})
+                    f.write(block)
+                    have += len(block)
+            if have < total:
+                return web.Response(status=204, headers={"Upload-Offset": str(have)})
+            return await self._io(self._complete, slot, part, meta, request.remote or "?")
+
+    def _complete(self, slot: dict[str, Any], part: Path, meta: dict[str, Any], address: str) -> web.Response:
+        """The last byte is in: verify against the node's registered key, store, close the slot."""
+        store = Store(self.cfg.database.url)
+        try:
+            node = store.node(slot["node"])
+        finally:
+            store.close()
+        log_ = CustodyLog(self.root / "custody.db")
+        try:
+            if node is None:
+                raise UserError(f"node {slot['node']!r} is not registered")
+            stored = accept_clip(EvidenceStore.at(self.root), log_, node, slot["clip"], part, meta,
+                                 slot["requested_by"], address, f"via push (request {slot['id']})")
+        except UserError as err:
+            self.slots.finish(slot["id"], "failed", str(err))
+            return _err(422, str(err))
+        finally:
+            log_.close()
+            part.with_suffix(".meta.json").unlink(missing_ok=True)
+        self.slots.finish(slot["id"], "verified", "", stored.sha256)
+        return web.json_response({"sha256": stored.sha256}, status=201)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _num(text: str | None) -> float | None:
