@@ -152,3 +152,30 @@ def test_upload_url_resumes_after_a_drop_and_is_single_use(setup) -> None:
     assert call("HEAD", f"/api/upload/{tok}")[0] == 410  # single use
     assert call("PATCH", f"/api/upload/{tok}", b"x", {"Upload-Offset": "0"})[0] == 410
     assert call("HEAD", "/api/upload/not-a-token")[0] == 404
+
+
+def test_the_daemon_hook_follows_central_pubkey_in_the_node_config(setup, tmp_path: Path) -> None:
+    """``start_request_handler`` (the daemon's `# wiring: requests` call): on with [central] pubkey, else off."""
+    from edge.config import ConfigError, parse_config
+    from edge.fetchrequests import start_request_handler
+
+    cfg, store, _handler, root, desk = setup
+    port = load_central_config(cfg).mqtt.port
+    pub = (root / "keys" / "central.ed25519.pub").read_text().strip()
+    base = {"node": {"id": "gate-node"}, "storage": {"path": str(tmp_path / "node")},
+            "mqtt": {"port": port, "reconnect_min": 0.2}}
+    assert start_request_handler(parse_config(base), store) is None
+    h = start_request_handler(parse_config({**base, "central": {"pubkey": pub}}), store)
+    try:
+        wait_until(lambda: h._client.is_connected(), what="handler connected")
+        time.sleep(0.3)
+        clip = store.list_clips()[1].id
+        signed, _tok = _request(root, desk.url, clip=clip)
+        import paho.mqtt.publish as publish
+
+        publish.single("edgecam/gate-node/requests", signed, qos=1, hostname="127.0.0.1", port=port)
+        wait_until(lambda: EvidenceStore.at(root).get("gate-node", clip) is not None, what="clip pushed")
+    finally:
+        h.stop()
+    with pytest.raises(ConfigError, match="central.pubkey"):
+        parse_config({**base, "central": {"pubkey": "not-a-key"}})
