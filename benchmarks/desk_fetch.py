@@ -1,9 +1,10 @@
-"""Fetch-to-verified time on central: a 10 MB signed clip from a node's LAN API over loopback, by pull.
+"""Fetch-to-verified time on central: a 10 MB signed clip over loopback, by pull and by push.
 
 Run:  PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/desk_fetch.py [--mb 10] [--runs 5]
 Measures ``fetch_pull`` (download, clips-verify checks against the registered key, content-addressed store,
 custody entry) in-process with a fresh evidence store per run; then the whole ``edgecam central fetch``
-command as a process (Python start-up included); then a pull that is cut at half and resumed with Range.
+command as a process (Python start-up included); then a pull that is cut at half and resumed with Range;
+then push: a signed request over a real mosquitto to the node's handler, which uploads to the desk's server.
 """
 
 from __future__ import annotations
@@ -83,8 +84,51 @@ def main() -> int:
         print(f"pull cut at 50% and resumed with Range ({ranged} ranged request): {took:.3f} s"
               " (includes the client's 1 s pause before retrying)")
         proxy.close()
+        print(push_bench(tmp, cat, args.mb, args.runs))
         server.stop()
     return 0
+
+
+def push_bench(tmp: Path, cat: DictCatalog, mb: float, runs: int) -> str:
+    """Push: signed request over a real mosquitto, the node's handler uploads to the desk's web server."""
+    from support.broker import Broker
+
+    from edge.central.push import init_key, push_fetch
+    from edge.central.store import Store
+    from edge.central.web import DeskServer
+    from edge.fetchrequests import RequestHandler
+    from edge.outbox.publisher import MqttSettings
+
+    broker = Broker(tmp / "broker").start()
+    times = []
+    try:
+        for i in range(runs):
+            path = tmp / f"p{i}.toml"
+            body = (f'[database]\nurl = "sqlite:///{tmp}/p{i}.db"\n[evidence]\npath = "{tmp}/evp{i}"\n'
+                    f'[mqtt]\nport = {broker.port}\n')
+            path.write_text(body)
+            desk = DeskServer(load_central_config(path), "127.0.0.1", 0)
+            desk.start()
+            path.write_text(body + f'[web]\npublic_url = "{desk.url}"\n')
+            cfg = load_central_config(path)
+            pub, _made = init_key(Path(cfg.evidence.path))
+            with Store(cfg.database.url) as store:
+                store.register_node("test-node", cat.public_key(), None)
+            settings = MqttSettings(port=broker.port, client_id=f"bench-node-{i}")
+            handler = RequestHandler("test-node", pub, cat, tmp, settings, pause=0.2)
+            handler.start()
+            time.sleep(0.5)  # connected and subscribed
+            node = {"node": "test-node", "pubkey": cat.public_key(), "api_url": None}
+            t0 = time.perf_counter()
+            push_fetch(cfg, node, "clip-1", 60.0, "bench", "bench")
+            times.append(time.perf_counter() - t0)
+            handler.stop()
+            desk.stop()
+            (tmp / "requests.db").unlink()
+    finally:
+        broker.stop()
+    return (f"push, in-process (request over mosquitto, upload to the desk): {mb:g} MB verified and stored:"
+            f" median {statistics.median(times):.3f} s (min {min(times):.3f}, max {max(times):.3f}, {runs} runs)")
 
 
 if __name__ == "__main__":
