@@ -10,11 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.central import sqlite_url
+from support.broker import Broker, free_port
+from support.central import event, sqlite_url
 from support.desk import PASSWORD, make_central, start_desk
 from support.recorded import record_node, serve
 
 from edge.central.casefile import check_case
+from edge.central.messages import parse_event
+from edge.central.store import Store
+from edge.cli import main
+from edge.fetchrequests import RequestHandler
+from edge.outbox.publisher import MqttSettings
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "desk"
 DESKTOP = {"width": 1280, "height": 900}
@@ -24,16 +30,37 @@ CASE = "K-2026-000123-BURGLARY-RUE-DES-LILAS"
 
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory):
+    """A central with two real nodes: gate-node on the LAN (pull), yard-node behind NAT (push over mosquitto)."""
     tmp = tmp_path_factory.mktemp("central")
+    broker = Broker(tmp / "broker").start()
     store, key = record_node(tmp_path_factory.mktemp("node"), node="gate-node")
+    yard_root = tmp_path_factory.mktemp("yard")
+    yard, yard_key = record_node(yard_root, node="yard-node", video="road")
     node = serve(store)
     clips = [(c.id, c.start_ts) for c in store.list_clips()]
     cfg = make_central(tmp, sqlite_url(tmp), node.url, key.public_text(), clips)
-    server = start_desk(cfg)
-    yield server, store
+    port = free_port()
+    cfg.write_text(cfg.read_text() + f'\n[mqtt]\nport = {broker.port}\nclient_id = "desk-web-test"\n'
+                   f'\n[web]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\n')
+    assert main(["central", "register-node", "-c", str(cfg), "--node", "yard-node", "--pubkey",
+                 yard_key.public_text()]) == 0  # no --api: central cannot reach it
+    rows = [parse_event("yard-node", event("yard-node", 1, clip=c.id, ts=c.start_ts, label="truck", camera="yard"))
+            for c in yard.list_clips()[:1]]
+    with Store(sqlite_url(tmp)) as db:
+        db.write_batch(rows, [], [])
+    assert main(["central", "init", "-c", str(cfg)]) == 0
+    central_pub = (tmp / "evidence" / "keys" / "central.ed25519.pub").read_text().strip()
+    handler = RequestHandler("yard-node", central_pub, yard, yard_root,
+                             MqttSettings(port=broker.port, client_id="edgecam-yard-node", reconnect_min=0.2))
+    handler.start()
+    server = start_desk(cfg, port)
+    yield server, store, yard
     server.stop()
+    handler.stop()
     node.stop()
     store.close()
+    yard.close()
+    broker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +104,13 @@ class Desk:
 
 @pytest.mark.browser
 def test_investigator_fetches_watches_seeks_and_exports_a_case(browser, desk, tmp_path: Path) -> None:
-    server, store = desk
+    server, store, _yard = desk
     clip = store.list_clips()[0]
     d = Desk(browser, server.url, DESKTOP, "desktop")
     page = d.page
     d.shot("1-signin")
     d.sign_in("ines")
-    page.wait_for_function("() => document.querySelectorAll('#results .row').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#results .row').length === 3")
     assert page.is_hidden("#signin-form") and "seq 2 contiguous" in page.inner_text("#fleet-list")
     assert page.is_visible(f".row[data-clip='{clip.id}'] .fetch") and page.inner_text("#zone") == "Europe/Paris"
     assert "Z)" in page.inner_text(f".row[data-clip='{clip.id}']")  # UTC beside the local time
@@ -119,12 +146,30 @@ def test_investigator_fetches_watches_seeks_and_exports_a_case(browser, desk, tm
 
 
 @pytest.mark.browser
+def test_fetch_by_push_from_a_node_central_cannot_reach_then_watch(browser, desk) -> None:
+    server, _store, yard = desk
+    clip = yard.list_clips()[0]
+    d = Desk(browser, server.url, DESKTOP, "push")
+    page = d.page
+    d.sign_in("ines")
+    page.wait_for_selector(f".row[data-clip='{clip.id}'] .fetch")
+    page.click(f".row[data-clip='{clip.id}'] .fetch")
+    page.wait_for_selector(f"#fetch-list li[data-clip='{clip.id}'][data-state=verified]", timeout=30000)
+    assert "(push)" in page.inner_text(f"#fetch-list li[data-clip='{clip.id}']")
+    assert clip.sha256 in page.inner_text(f"#fetch-list li[data-clip='{clip.id}']")
+    page.click(f".row[data-clip='{clip.id}'] .watch")
+    page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=15000)
+    d.shot("1-pushed-and-playing")
+    d.close()
+
+
+@pytest.mark.browser
 def test_viewer_sees_no_fetch_and_gets_403(browser, desk) -> None:
-    server, store = desk
+    server, store, _yard = desk
     d = Desk(browser, server.url, DESKTOP, "viewer")
     d.sign_in("victor")
     page = d.page
-    page.wait_for_function("() => document.querySelectorAll('#results .row').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#results .row').length === 3")
     assert page.query_selector_all("#results .fetch") == [] and page.is_hidden("#cases")
     got = page.evaluate("""async clip => {
         const me = await (await fetch('/api/session')).json();
@@ -139,7 +184,7 @@ def test_viewer_sees_no_fetch_and_gets_403(browser, desk) -> None:
 
 @pytest.mark.browser
 def test_cross_site_form_post_is_refused(browser, desk) -> None:
-    server, store = desk
+    server, store, _yard = desk
     d = Desk(browser, server.url, DESKTOP, "xsite")
     d.sign_in("ines")
     d.page.wait_for_selector("#results .row")
@@ -159,7 +204,7 @@ def test_cross_site_form_post_is_refused(browser, desk) -> None:
 
 @pytest.mark.browser
 def test_phone_layout_has_no_sideways_scroll(browser, desk) -> None:
-    server, _store = desk
+    server, _store, _yard = desk
     d = Desk(browser, server.url, PHONE, "phone")
     d.no_sideways_scroll()
     d.sign_in("ines")
@@ -173,7 +218,7 @@ def test_phone_layout_has_no_sideways_scroll(browser, desk) -> None:
 @pytest.mark.browser
 def test_sign_in_is_throttled_in_the_page(browser, desk) -> None:
     """Last in the module: it locks 127.0.0.1 out of sign-in for this server."""
-    server, _store = desk
+    server, _store, _yard = desk
     d = Desk(browser, server.url, PHONE, "throttle")
     for _ in range(5):
         d.sign_in("ines", "wrong password!")

@@ -153,10 +153,37 @@ def publish_request(settings: Any, topic: str, payload: bytes, timeout: float = 
         client.loop_stop()
 
 
-def push_fetch(cfg: Any, node: dict[str, Any], clip: str, wait: float, who: str, address: str) -> Any:
-    """Open a slot, publish the signed request, wait up to ``wait`` s for the verified clip in the store."""
+def publish_signed_request(cfg: Any, node: str, clip: str, who: str, address: str) -> str:
+    """Open an upload slot, sign and publish the request (QoS 1), log it; the request (= slot) id."""
     from .cli import broker_settings
     from .custody import CustodyLog
+    from .fetch import evidence_root
+
+    if not cfg.web.public_url:
+        raise UserError("push needs [web] public_url (the address nodes reach central's web server on),"
+                        " and that server running (`central run` with [web] listen, or `central web`)")
+    root = evidence_root(cfg)
+    key = load_key(root)
+    slots = UploadSlots(root)
+    try:
+        token, rid, expires = slots.open(node, clip, who)
+    finally:
+        slots.close()
+    request = {"v": 1, "type": "fetch", "id": rid, "node": node, "clip": clip,
+               "upload": f"{cfg.web.public_url.rstrip('/')}/api/upload/{token}",
+               "issued": round(time.time(), 3), "expires": round(expires, 3)}
+    settings = broker_settings(cfg)
+    publish_request(settings, f"{settings.prefix}/{node}/requests", sign_request(key, request))
+    log = CustodyLog(root / "custody.db")
+    try:
+        log.append(who, "fetch-request", f"{node}/{clip}", address, f"via push: request {rid} published")
+    finally:
+        log.close()
+    return rid
+
+
+def push_fetch(cfg: Any, node: dict[str, Any], clip: str, wait: float, who: str, address: str) -> Any:
+    """Open a slot, publish the signed request, wait up to ``wait`` s for the verified clip in the store."""
     from .evidence import EvidenceStore
     from .fetch import evidence_root
 
@@ -165,24 +192,9 @@ def push_fetch(cfg: Any, node: dict[str, Any], clip: str, wait: float, who: str,
     have = store.get(node["node"], clip)
     if have is not None:
         return have
-    if not cfg.web.public_url:
-        raise UserError("--via push needs [web] public_url (the address nodes reach central's web server on),"
-                        " and that server running (`central run` with [web] listen, or `central web`)")
-    key = load_key(root)
+    rid = publish_signed_request(cfg, node["node"], clip, who, address)
     slots = UploadSlots(root)
     try:
-        token, rid, expires = slots.open(node["node"], clip, who)
-        now = time.time()
-        request = {"v": 1, "type": "fetch", "id": rid, "node": node["node"], "clip": clip,
-                   "upload": f"{cfg.web.public_url.rstrip('/')}/api/upload/{token}",
-                   "issued": round(now, 3), "expires": round(expires, 3)}
-        settings = broker_settings(cfg)
-        publish_request(settings, f"{settings.prefix}/{node['node']}/requests", sign_request(key, request))
-        log = CustodyLog(root / "custody.db")
-        try:
-            log.append(who, "fetch-request", f"{node['node']}/{clip}", address, f"via push: request {rid} published")
-        finally:
-            log.close()
         deadline = time.monotonic() + max(0.0, wait)
         while True:
             slot = slots.by_id(rid) or {}

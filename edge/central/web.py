@@ -290,11 +290,11 @@ class DeskServer:
     async def fetch(self, request: web.Request) -> web.StreamResponse:
         sess = self._need(request, "investigator")
         body = await _json(request)
-        node, clip, via = str(body.get("node", "")), str(body.get("clip", "")), str(body.get("via", "pull"))
+        node, clip, via = str(body.get("node", "")), str(body.get("clip", "")), str(body.get("via", "auto"))
         if not _ID.match(node) or not _ID.match(clip):
             return _err(400, "node and clip must be ids")
-        if via != "pull":
-            return _err(400, "only pull is available on this central")
+        if via not in ("auto", "pull", "push"):
+            return _err(400, "via: auto (pull when central can reach the node, else push), pull or push")
         fid = await self._io(self.queue.add, node, clip, via, sess.user, request.remote or "?")
         self.worker.wake.set()
         return web.json_response({"id": fid}, status=202)

@@ -35,8 +35,8 @@ def make_central(tmp: Path, db_url: str, api_url: str, pubkey: str, clips: list[
     return cfg
 
 
-def start_desk(cfg: Path) -> DeskServer:
-    server = DeskServer(load_central_config(cfg), "127.0.0.1", 0)
+def start_desk(cfg: Path, port: int = 0) -> DeskServer:
+    server = DeskServer(load_central_config(cfg), "127.0.0.1", port)
     server.worker.retry = 0.5
     server.start()
     return server

@@ -4,6 +4,7 @@
 (() => {
   const $ = id => document.getElementById(id);
   let csrf = null, role = null, polling = null;
+  const seen = new Set();  // verified fetch requests already reflected in the search rows
   const rank = r => ['viewer', 'investigator', 'admin'].indexOf(r);
 
   function say(text, ok) {
@@ -99,15 +100,16 @@
     const list = $('fetch-list'); list.replaceChildren();
     let done = false;
     for (const f of rows) {
-      const li = el('li'); li.dataset.id = String(f.id); li.dataset.state = f.state;
-      li.append(el('span', 'id', `${f.node} / ${f.clip}`), ' ', el('b', f.state === 'failed' ? 'bad' : 'good', f.state));
+      const li = el('li'); li.dataset.id = String(f.id); li.dataset.state = f.state; li.dataset.clip = f.clip;
+      li.append(el('span', 'id', `${f.node} / ${f.clip}`), ' ', el('b', f.state === 'failed' ? 'bad' : 'good', f.state),
+        ` (${f.via})`);
       if (f.progress) { const p = el('progress'); p.max = f.progress.total; p.value = f.progress.done; li.append(p); }
       if (f.reason) li.append(el('div', 'note', f.reason));
       if (f.sha256) li.append(el('div', 'sha', `sha256 ${f.sha256}`));
-      if (f.state === 'verified') done = true;
+      if (f.state === 'verified' && !seen.has(f.id)) { seen.add(f.id); done = true; }
       list.append(li);
     }
-    if (done && !fetches.refreshed) { fetches.refreshed = true; await search(); }
+    if (done) await search();
   }
 
   async function cases() {
