@@ -138,3 +138,46 @@ def test_sign_in_is_throttled_and_disable_ends_sessions(desk, capsys) -> None:
     assert main(["central", "user", "add", "x", "--role", "viewer", "-c", str(cfg),
                  "--password-file", str(cfg.parent / "token-short")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def _wait_http(url: str, timeout: float = 20.0) -> int:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("command", ["run", "web"])
+def test_central_run_and_central_web_serve_the_page(command: str, tmp_path: Path) -> None:
+    """`central run` serves the desk when [web] listen is set; `central web` serves it alone; SIGTERM ends both."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from support.broker import Broker, free_port
+
+    root = Path(__file__).resolve().parent.parent
+    broker = Broker(tmp_path / "broker").start()
+    port = free_port()
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'[mqtt]\nport = {broker.port}\nclient_id = "desk-run-test"\n[database]\nurl = "sqlite:///'
+                   f'{tmp_path}/e.db"\n[evidence]\npath = "{tmp_path}/ev"\n[web]\nlisten = "127.0.0.1:{port}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "central", command, "-c", str(cfg)], cwd=root,
+                            env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert _wait_http(f"http://127.0.0.1:{port}/") == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        broker.stop()
+    assert proc.returncode == 0, out[-2000:]

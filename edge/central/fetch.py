@@ -76,8 +76,8 @@ def fetch_pull(cfg: CentralConfig, node: dict, clip: str, wait: float, who: str,
     if have is not None:
         return have, False
     if not node.get("api_url"):
-        raise UserError(f"node {name!r} has no registered API URL: `edgecam central register-node --api URL"
-                        " --token-file F`")
+        raise UserError(f"node {name!r} has no registered API URL: fetch by push (`edgecam central fetch --via"
+                        " push`), or register its API (`edgecam central register-node --api URL --token-file F`)")
     client = NodeClient(node["api_url"], read_node_token(root, name))
     staging = root / "incoming" / name
     staging.mkdir(parents=True, exist_ok=True)
