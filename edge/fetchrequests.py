@@ -43,7 +43,8 @@ class RequestHandler:
         self.db = sqlite3.connect(str(Path(storage) / "requests.db"), timeout=30, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, expires REAL NOT NULL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, expires REAL NOT NULL,"
+                        " payload BLOB, done INTEGER NOT NULL DEFAULT 0)")
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=100)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -85,24 +86,37 @@ class RequestHandler:
             raise Refused(f"request {rid}: upload URL is not http(s)")
         try:
             self.db.execute("DELETE FROM seen WHERE expires < ?", (now - 86400,))
-            self.db.execute("INSERT INTO seen VALUES (?, ?)", (rid, float(expires)))
+            self.db.execute("INSERT INTO seen VALUES (?, ?, ?, 0)", (rid, float(expires), payload))
         except sqlite3.IntegrityError:
             raise Refused(f"request {rid} replayed (already acted on)") from None
         return request
 
     # --- acting -------------------------------------------------------------------------------------------
 
-    def handle(self, payload: bytes) -> str:
-        """Check one request and upload its clip; returns (and logs) what happened, in one line."""
+    def handle(self, payload: bytes, resumed: bool = False) -> str:
+        """Check one request and upload its clip; returns (and logs) what happened, in one line.
+
+        An accepted request is kept (``requests.db``) until its upload ends, so a node that restarts in the
+        middle finishes it (``resume_pending``) although the broker will not deliver it again.
+        """
+        request: dict[str, Any] | None = None
         try:
-            request = self.check(payload)
+            request = json.loads(payload)["request"] if resumed else self.check(payload)
             outcome = self._upload(request)
             log.info("requests: %s", outcome)
         except Refused as err:
             outcome = f"refused: {err}"
             log.warning("requests: %s", outcome)
+        if request is not None and not self._stop.is_set():
+            self.db.execute("UPDATE seen SET done = 1, payload = NULL WHERE id = ?", (str(request.get("id")),))
         self.outcomes.append(outcome)
         return outcome
+
+    def pending(self) -> list[bytes]:
+        """Accepted requests whose upload has not ended (the node stopped mid-way), not yet expired."""
+        rows = self.db.execute("SELECT payload FROM seen WHERE done = 0 AND payload IS NOT NULL AND expires > ?"
+                               " ORDER BY rowid", (time.time(),)).fetchall()
+        return [bytes(r[0]) for r in rows]
 
     def _upload(self, request: dict[str, Any]) -> str:
         clip = str(request.get("clip", ""))
@@ -127,6 +141,8 @@ class RequestHandler:
                 last = f"upload interrupted ({type(err).__name__}: {err}); resuming"
             log.info("requests: %s %s; retrying in %g s", request["id"], last, self.pause)
             self._stop.wait(self.pause)
+        if self._stop.is_set():
+            raise Refused(f"request {request['id']}: stopped mid-upload ({last}); it resumes at the next start")
         raise Refused(f"request {request['id']}: not uploaded before it expired ({last})")
 
     # --- MQTT -----------------------------------------------------------------------------------------
@@ -163,6 +179,11 @@ class RequestHandler:
             log.warning("requests: queue full, request dropped (central can send it again)")
 
     def _work(self) -> None:
+        for payload in self.pending():
+            if self._stop.is_set():
+                return
+            log.info("requests: finishing a request accepted before the last stop")
+            self.handle(payload, resumed=True)
         while not self._stop.is_set():
             payload = self._queue.get()
             if payload is None:

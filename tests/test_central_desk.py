@@ -181,3 +181,19 @@ def test_central_run_and_central_web_serve_the_page(command: str, tmp_path: Path
         out, _ = proc.communicate(timeout=30)
         broker.stop()
     assert proc.returncode == 0, out[-2000:]
+
+
+def test_sessions_expire_when_idle_and_at_their_lifetime(tmp_path: Path) -> None:
+    book = UserBook(tmp_path / "desk.db", idle=0.6, lifetime=1.5)
+    book.add("ines", "investigator", PASSWORD)
+    user = book.authenticate("ines", PASSWORD)
+    assert user is not None and book.authenticate("ines", "wrong password") is None
+    sid, _s = book.open_session(user, "127.0.0.1")
+    idle_sid, _s = book.open_session(user, "127.0.0.1")
+    for _ in range(4):  # used every 0.4 s: alive past the idle time, until the lifetime ends
+        time.sleep(0.4)
+        assert book.session(sid) is not None
+    assert book.session(idle_sid) is None  # not used for 1.6 s: ended by the idle timeout
+    time.sleep(0.4)
+    assert book.session(sid) is None  # 2 s old: past the 1.5 s lifetime although in use
+    assert book.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0

@@ -179,3 +179,32 @@ def test_the_daemon_hook_follows_central_pubkey_in_the_node_config(setup, tmp_pa
         h.stop()
     with pytest.raises(ConfigError, match="central.pubkey"):
         parse_config({**base, "central": {"pubkey": "not-a-key"}})
+
+
+def test_a_request_accepted_before_a_stop_is_finished_at_the_next_start(setup, capsys) -> None:
+    """The broker will not deliver an acknowledged request again: the node keeps it until the upload ends."""
+    from support.broker import free_port
+
+    cfg, store, handler, root, _desk = setup
+    clip = store.list_clips()[1]
+    port = free_port()  # central's web server is down for now
+    signed, _tok = _request(root, f"http://127.0.0.1:{port}", clip=clip.id)
+    first = handler()
+    t = threading.Thread(target=first.handle, args=(signed,))
+    t.start()
+    time.sleep(1.0)  # retrying against the closed port
+    first.stop()
+    t.join(10)
+    assert "stopped mid-upload" in first.outcomes[0]
+    second = handler()
+    assert second.pending() == [signed]
+    desk2 = DeskServer(load_central_config(cfg), "127.0.0.1", port)
+    desk2.start()
+    try:
+        second.start()
+        wait_until(lambda: EvidenceStore.at(root).get("gate-node", clip.id) is not None, what="resumed upload")
+        wait_until(lambda: second.outcomes != [], what="outcome")
+        assert "uploaded and verified" in second.outcomes[0] and second.pending() == []
+        assert "replayed" in second.handle(signed)  # and it is still never acted on twice
+    finally:
+        desk2.stop()

@@ -256,7 +256,7 @@ class DeskServer:
         q = request.query
         f = SearchFilter(since=_num(q.get("since")), until=_num(q.get("until")), label=q.get("label") or None,
                          node=q.get("node") or None, camera=q.get("camera") or None, zone=q.get("zone") or None,
-                         limit=min(500, int(_num(q.get("limit")) or 200)))
+                         limit=max(1, min(500, int(_num(q.get("limit")) or 200))))
         rows, total = await self._io(self._with_store, lambda s: s.search_objects(f))
         stored = EvidenceStore.at(self.root)
         for r in rows:
