@@ -183,17 +183,21 @@ def test_central_run_and_central_web_serve_the_page(command: str, tmp_path: Path
     assert proc.returncode == 0, out[-2000:]
 
 
-def test_sessions_expire_when_idle_and_at_their_lifetime(tmp_path: Path) -> None:
-    book = UserBook(tmp_path / "desk.db", idle=0.6, lifetime=1.5)
+def test_sessions_expire_when_idle_and_at_their_lifetime(tmp_path: Path, monkeypatch) -> None:
+    import edge.central.users as users
+
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(users.time, "time", lambda: now[0])  # the book's clock, stepped by the test
+    book = UserBook(tmp_path / "desk.db", idle=600, lifetime=1800)
     book.add("ines", "investigator", PASSWORD)
     user = book.authenticate("ines", PASSWORD)
     assert user is not None and book.authenticate("ines", "wrong password") is None
     sid, _s = book.open_session(user, "127.0.0.1")
     idle_sid, _s = book.open_session(user, "127.0.0.1")
-    for _ in range(4):  # used every 0.4 s: alive past the idle time, until the lifetime ends
-        time.sleep(0.4)
+    for _ in range(4):  # used every 400 s: alive past the idle time, until the lifetime ends
+        now[0] += 400
         assert book.session(sid) is not None
-    assert book.session(idle_sid) is None  # not used for 1.6 s: ended by the idle timeout
-    time.sleep(0.4)
-    assert book.session(sid) is None  # 2 s old: past the 1.5 s lifetime although in use
+    assert book.session(idle_sid) is None  # not used for 1600 s: ended by the idle timeout
+    now[0] += 400
+    assert book.session(sid) is None  # 2000 s old: past the 1800 s lifetime although in use
     assert book.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0
