@@ -129,3 +129,29 @@ def test_register_with_a_token_needs_the_api_and_fetch_needs_the_token(tmp_path:
                  "--api", "http://127.0.0.1:9"]) == 0
     assert main(["central", "fetch", "-c", str(cfg), "--node", "n", "--clip", "c"]) == 1
     assert "no API token for node 'n'" in capsys.readouterr().err
+
+
+def test_pull_with_the_node_registered_in_postgresql(node, tmp_path: Path, capsys) -> None:
+    """The same fetch with central's database on PostgreSQL (the evidence store stays on files)."""
+    from support.central import pg_base_url, pg_schema
+
+    from edge.central.store import Store
+
+    base = pg_base_url()
+    if base is None:
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    store, key = node
+    clip = store.list_clips()[1]
+    server = _serve(store)
+    try:
+        with pg_schema(base) as url:
+            cfg = central_config(tmp_path, url)
+            _register(cfg, server.url, key.public_text())
+            with Store(url) as db:
+                assert db.node("gate-node")["api_url"] == server.url
+            capsys.readouterr()
+            assert main(["central", "fetch", "-c", str(cfg), "--node", "gate-node", "--clip", clip.id]) == 0
+            sha, path = capsys.readouterr().out.split()
+            assert sha == clip.sha256 and Path(path).read_bytes() == store.file_path(clip.id).read_bytes()
+    finally:
+        server.stop()
