@@ -8,12 +8,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support.central import sqlite_url
+from support.central import event, sqlite_url
 from support.desk import PASSWORD, Client, make_central, start_desk
 from support.recorded import record_node, serve
 
 from edge.central.casefile import check_case
+from edge.central.config import load_central_config
 from edge.central.custody import CustodyLog
+from edge.central.messages import parse_event
+from edge.central.store import Store
 from edge.central.users import UserBook, check_password
 from edge.cli import main
 
@@ -122,6 +125,25 @@ def test_fetch_by_pull_then_watch_with_range_then_case_export_verifies(desk, tmp
     for expected in (("ines", "sign-in"), ("ines", "search"), ("ines", "fetch"), ("ines", "view"),
                      ("ines", "export")):
         assert expected in actions
+
+
+def test_admin_acknowledges_a_gap_with_a_reason_from_the_page(desk) -> None:
+    server, cfg, tmp, _store = desk
+    rows = [parse_event("lost-node", event("lost-node", s)) for s in (1, 4)]
+    with Store(load_central_config(cfg).database.url) as db:
+        db.write_batch(rows, [], [])
+    v, a = Client(server.port), Client(server.port)
+    assert v.sign_in("victor") == 200 and a.sign_in("ada") == 200
+    body = {"first": 2, "last": 3, "reason": "node unplugged for repair"}
+    assert v.call("POST", "/api/fleet/lost-node/ack", body)[0] == 403
+    assert a.call("POST", "/api/fleet/lost-node/ack", {**body, "reason": ""})[0] == 400
+    assert a.call("POST", "/api/fleet/nope/ack", body)[0] == 404
+    assert a.call("POST", "/api/fleet/lost-node/ack", body)[0] == 200
+    [lost] = [n for n in json.loads(a.call("GET", "/api/fleet")[2]) if n["node"] == "lost-node"]
+    assert lost["missing"] == [{"first": 2, "last": 3, "since": lost["missing"][0]["since"], "acked": True,
+                                "alarm": False}]
+    [entry] = CustodyLog(tmp / "evidence" / "custody.db").entries("node:lost-node")
+    assert entry.who == "ada" and entry.action == "acknowledge" and "node unplugged for repair" in entry.detail
 
 
 def test_sign_in_is_throttled_and_disable_ends_sessions(desk, capsys) -> None:

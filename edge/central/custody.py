@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 ACTIONS = ("sign-in", "sign-in-failed", "sign-out", "search", "view", "fetch", "fetch-failed", "fetch-request",
-           "case", "export", "delete", "user")
+           "case", "export", "delete", "user", "acknowledge")
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ class DeskServer:
             r("/", self.index), r("/static/{name}", self.static),
             web.post("/api/session", self.sign_in), web.delete("/api/session", self.sign_out),
             r("/api/session", self.me), r("/api/fleet", self.fleet), r("/api/search", self.search),
+            web.post("/api/fleet/{node}/ack", self.ack_gap),
             r("/api/fetches", self.fetches), web.post("/api/fetches", self.fetch),
             r("/api/clips/{node}/{clip}", self.clip),
             r("/api/cases", self.cases), web.post("/api/cases", self.case_new),
@@ -250,6 +251,35 @@ class DeskServer:
         rows = await self._io(self._with_store, lambda s: fleet_rows(s, time.time(), self.cfg.gaps.alarm_after,
                                                                      self.cfg.nodes.stale_after))
         return web.json_response(rows)
+
+    async def ack_gap(self, request: web.Request) -> web.StreamResponse:
+        """Acknowledge a missing seq range with a reason (admin: it clears an alarm), as `central ack-gap` does."""
+        from .messages import MAX_SEQ
+        from .store import GapAck
+
+        sess = self._need(request, "admin")
+        node = request.match_info["node"]
+        body = await _json(request)
+        try:
+            first, last = int(body["first"]), int(body["last"])
+        except (KeyError, TypeError, ValueError):
+            return _err(400, "send {\"first\": N, \"last\": N, \"reason\": TEXT}")
+        reason = str(body.get("reason", "")).strip()
+        if not 1 <= first <= last <= MAX_SEQ:
+            return _err(400, "need 1 <= first <= last")
+        if not reason or len(reason) > 500 or any(ord(ch) < 32 for ch in reason):
+            return _err(400, "reason: one line of 1..500 characters saying why the range is accepted as lost")
+
+        def ack(store: Store) -> bool:
+            if store.node(node) is None:
+                return False
+            store.ack_gap(GapAck(node, first, last, reason, sess.user, time.time()))
+            return True
+        if not await self._io(self._with_store, ack):
+            raise web.HTTPNotFound(text=f"no node {node!r}")
+        await self._io(self._custody, sess.user, "acknowledge", f"node:{node}", request.remote or "?",
+                       f"acknowledged missing seqs {first}-{last}: {reason}")
+        return web.json_response({"acked": [first, last]})
 
     async def search(self, request: web.Request) -> web.StreamResponse:
         sess = self._need(request, "viewer")

@@ -58,8 +58,23 @@
       const clock = n.time_ok == null ? '-' : n.time_ok ? 'synced' : 'NOT synced';
       li.append(el('div', '', `seq ${n.contiguous_seq ?? '-'} contiguous, max ${n.max_seq ?? '-'}; outbox`
         + ` ${n.outbox ?? '-'}; disk ${disk}; clock ${clock}`));
-      for (const m of n.missing || []) li.append(el('div', m.alarm ? 'bad' : 'note',
-        `missing seq ${m.first}-${m.last}${m.alarm ? ' ALARM' : m.acked ? ' acknowledged' : ''}`));
+      for (const m of n.missing || []) {
+        const gap = el('div', m.alarm ? 'bad gap' : 'note gap',
+          `missing seq ${m.first}-${m.last}${m.alarm ? ' ALARM' : m.acked ? ' acknowledged' : ''}`);
+        if (!m.acked && rank(role) >= 2) {
+          const form = el('form', 'ack'), reason = el('input');
+          reason.placeholder = 'reason (e.g. node off for repair)'; reason.required = true; reason.maxLength = 500;
+          const ok = el('button', '', 'Acknowledge'); ok.type = 'submit';
+          form.append(reason, ok);
+          form.addEventListener('submit', async ev => { ev.preventDefault();
+            try { await json('POST', `/api/fleet/${encodeURIComponent(n.node)}/ack`,
+                             { first: m.first, last: m.last, reason: reason.value });
+              say(`seqs ${m.first}-${m.last} of ${n.node} acknowledged`, true); await fleet();
+            } catch (err) { say(`Acknowledge failed: ${err.message}`); } });
+          gap.append(form);
+        }
+        li.append(gap);
+      }
       list.append(li);
     }
   }
