@@ -117,6 +117,7 @@ def test_fetch_by_pull_then_watch_with_range_then_case_export_verifies(desk, tmp
     status, headers, body = c.call("POST", "/api/cases/K-2026-7/export")
     assert status == 200 and headers["content-type"] == "application/zip"
     (tmp_path / "case.zip").write_bytes(body)
+    assert list((tmp / "evidence" / "exports").iterdir()) == []  # the sent copy does not pile up on central
     assert [ch.line() for ch in check_case(tmp_path / "case.zip") if not ch.ok] == []
     with zipfile.ZipFile(tmp_path / "case.zip") as zf:
         assert zf.read(f"clips/gate-node/{clip.id}.mp4") == data

@@ -387,8 +387,19 @@ class DeskServer:
             finally:
                 log_.close()
         path = await self._io(self._book, run)
-        return web.FileResponse(path, headers={"Content-Type": "application/zip",
-                                               "Content-Disposition": f'attachment; filename="{path.name}"'})
+        resp = web.StreamResponse(headers={"Content-Type": "application/zip",
+                                           "Content-Disposition": f'attachment; filename="{path.name}"'})
+        try:  # sent, then removed: the evidence store keeps the clips, an export is only their copy
+            resp.content_length = path.stat().st_size
+            await resp.prepare(request)
+            loop = asyncio.get_running_loop()
+            with path.open("rb") as f:
+                while block := await loop.run_in_executor(self._pool, f.read, 1 << 20):
+                    await resp.write(block)
+            await resp.write_eof()
+        finally:
+            path.unlink(missing_ok=True)
+        return resp
 
 
     # --- push uploads (edge.central.push): authorised by the single-use slot token in the path -----------
