@@ -115,10 +115,17 @@ def _context(args: argparse.Namespace):
     return cfg, root, CaseBook(root / "cases.db"), CustodyLog(root / "custody.db"), _login_user()
 
 
+def _disk(fn):
+    from .fetch import storage_errors
+
+    return storage_errors(fn)
+
+
 def _where() -> str:
     return f"cli@{socket.gethostname()}"
 
 
+@_disk
 def case_new_command(args: argparse.Namespace) -> int:
     _cfg, _root, book, log, who = _context(args)
     try:
@@ -131,6 +138,7 @@ def case_new_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@_disk
 def case_add_command(args: argparse.Namespace) -> int:
     """Add a clip to a case; a clip not yet in the evidence store is fetched (and verified) first."""
     from .cli import _open_store
@@ -161,9 +169,12 @@ def case_add_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@_disk
 def case_export_command(args: argparse.Namespace) -> int:
     from .casefile import write_case
 
+    if not Path(args.output).parent.is_dir():
+        raise UserError(f"-o {args.output}: no such directory")
     _cfg, root, book, log, who = _context(args)
     try:
         out = write_case(Path(args.output), root, book, log, args.name, who, _where())

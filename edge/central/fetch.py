@@ -133,6 +133,21 @@ def accept_clip(store: EvidenceStore, log: CustodyLog, node: dict, clip: str, fi
     return stored
 
 
+def storage_errors(fn):
+    """A command's disk faults (unwritable ``[evidence] path``, full disk) as one line, never a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except OSError as err:
+            where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+            raise UserError(f"evidence store: {err.strerror or err}{where}") from None
+    return wrapped
+
+
+@storage_errors
 def init_command(args: argparse.Namespace) -> int:
     """``edgecam central init -c C``: central's Ed25519 key (made once); prints the public half for nodes."""
     from .push import init_key, key_path
@@ -145,6 +160,7 @@ def init_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@storage_errors
 def fetch_command(args: argparse.Namespace) -> int:
     """Exit 0 once the clip is verified in the store; prints ``<sha256>  <path>`` (sha256sum's format)."""
     from .cli import _login_user, _open_store

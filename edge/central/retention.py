@@ -37,6 +37,12 @@ def prune(store: EvidenceStore, book: CaseBook, log: CustodyLog, older_than: flo
 
 
 def prune_command(args: argparse.Namespace) -> int:
+    from .fetch import storage_errors
+
+    return storage_errors(_prune)(args)
+
+
+def _prune(args: argparse.Namespace) -> int:
     from .cli import _login_user
     from .config import load_central_config
     from .fetch import evidence_root
