@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import getpass
 import hashlib
 import hmac
@@ -52,7 +53,10 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, base64.b64decode(dk))
 
 
-_DUMMY = hash_password("timing-equaliser")  # an unknown user costs the same KDF time as a wrong password
+@functools.cache
+def _dummy() -> str:
+    """A hash to check unknown user names against: they cost the same KDF time as a wrong password."""
+    return hash_password("timing-equaliser")
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ class UserBook:
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if the password is right and the account enabled; the KDF runs in every case."""
         row = self.db.execute("SELECT name, role, disabled, hash FROM users WHERE name = ?", (name,)).fetchone()
-        ok = check_password(password, row[3] if row else _DUMMY)
+        ok = check_password(password, row[3] if row else _dummy())
         if not row or not ok or row[2]:
             return None
         return User(row[0], row[1], False)
