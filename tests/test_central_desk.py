@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support.central import event, sqlite_url
+from support.central import event, sqlite_url, wait_until
 from support.desk import PASSWORD, Client, make_central, start_desk
 from support.recorded import record_node, serve
 
@@ -117,7 +117,8 @@ def test_fetch_by_pull_then_watch_with_range_then_case_export_verifies(desk, tmp
     status, headers, body = c.call("POST", "/api/cases/K-2026-7/export")
     assert status == 200 and headers["content-type"] == "application/zip"
     (tmp_path / "case.zip").write_bytes(body)
-    assert list((tmp / "evidence" / "exports").iterdir()) == []  # the sent copy does not pile up on central
+    # the sent copy does not pile up on central (removed once the server's last write returned)
+    wait_until(lambda: list((tmp / "evidence" / "exports").iterdir()) == [], timeout=10, what="export removed")
     assert [ch.line() for ch in check_case(tmp_path / "case.zip") if not ch.ok] == []
     with zipfile.ZipFile(tmp_path / "case.zip") as zf:
         assert zf.read(f"clips/gate-node/{clip.id}.mp4") == data
