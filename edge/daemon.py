@@ -55,6 +55,7 @@ class Daemon:
         self.outbox: Any = None
         self.clip_store: Any = None
         self.api: Any = None
+        self.requests: Any = None  # wiring: requests
         self.started = time.monotonic()
         self.clock = _ClockCache()
         self.storage_lock: Any = None
@@ -95,6 +96,10 @@ class Daemon:
                 thread.start()
         if self.cfg.api.enabled and self.clip_store is not None:
             self.api = self._build_api()
+        if self.clip_store is not None:  # wiring: requests (push fetch from central, edge/fetchrequests.py)
+            from .fetchrequests import start_request_handler
+
+            self.requests = start_request_handler(self.cfg, self.clip_store)
         for runtime in self.cameras.values():
             runtime.capture.opened.wait(timeout=runtime.config.open_timeout + 2)
         self.notifier.send("READY=1", f"STATUS={self.summary()}")
@@ -305,6 +310,8 @@ class Daemon:
         for cam in self.cameras.values():
             if cam.recorder is not None:
                 cam.recorder.close(timeout=30.0)
+        if self.requests is not None:  # wiring: requests
+            self.requests.stop()
         if self.clip_store is not None:
             self.clip_store.close()
         if self.api is not None:

@@ -64,11 +64,23 @@ def run_command(args: argparse.Namespace) -> int:
         consumer.start()
     except StoreError as err:
         raise UserError(str(err)) from None
+    desk = None
+    if cfg.web.listen:  # wiring: desk (the evidence desk's web page, edge.central.web)
+        from .web import DeskServer, parse_listen
+
+        try:
+            desk = DeskServer(cfg, *parse_listen(cfg.web.listen))
+            desk.start()
+        except UserError:
+            consumer.stop()
+            raise
     try:
         while not stop.wait(1.0):
             if consumer.writer_dead.is_set():  # supervised: a dead writer stores nothing; end so systemd restarts
                 break
     finally:
+        if desk is not None:
+            desk.stop()
         consumer.stop()
     if consumer.failure is not None:
         err = consumer.failure
@@ -264,6 +276,12 @@ def register_node_command(args: argparse.Namespace) -> int:
     baseline = getattr(args, "baseline_seq", None)
     if baseline is not None and not 0 <= baseline <= MAX_SEQ:
         raise UserError(f"--baseline-seq: {baseline} is not in 0..2^53")
+    if getattr(args, "token_file", None):  # central fetch's token for this node, kept out of the database
+        from .fetch import evidence_root, save_node_token
+
+        if args.api is None:
+            raise UserError("--token-file needs --api URL (the node's LAN API the token opens)")
+        save_node_token(evidence_root(cfg), args.node, args.token_file)
     store = _open_store(cfg)
     try:
         added = store.register_node(args.node, key, args.api, baseline, valid_from=valid_from)

@@ -73,6 +73,15 @@ def window_end(v: str | float | None) -> float | None:
     if when.tzinfo is None:
         raise ValueError(f"{v!r} has no zone: write Z or +HH:MM")
     return when.timestamp()
+class EvidenceConfig(_Section):
+    path: str = "/var/lib/edgecam-central/evidence"  # fetched clips by sha256, custody.db, node tokens
+
+
+class WebConfig(_Section):
+    listen: str | None = Field(default=None, pattern=r"^[^\s:]*:\d{1,5}$")  # HOST:PORT; `central run` serves it
+    session_idle: Positive = 1800.0  # seconds without a request before a session ends
+    session_max: Positive = 12 * 3600.0  # seconds a session lives at most
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")  # what nodes upload to
 
 
 class CentralConfig(_Section):
@@ -81,6 +90,8 @@ class CentralConfig(_Section):
     gaps: GapsConfig = Field(default_factory=GapsConfig)
     nodes: OfflineConfig = Field(default_factory=OfflineConfig)
     trust: TrustConfig = Field(default_factory=TrustConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 def parse_central_config(data: dict[str, Any]) -> CentralConfig:
