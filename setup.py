@@ -11,7 +11,7 @@ setup(
     # flat layout stated outright: the editable install is then a plain .pth line, and setuptools' "Editable
     # installation ... folders with the same name as your package" warning is no longer printed (issue #13.10)
     package_dir={"": "."},
-    package_data={"edge": ["schema/*.json", "api/web/*", "api/openapi.json"]},
+    package_data={"edge": ["schema/*.json", "api/web/*", "api/openapi.json", "central/web/*"]},
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8",

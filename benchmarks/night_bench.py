@@ -25,12 +25,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.vision.factory import analyzer_settings, detector_kwargs  # noqa: E402
-
 from benchmarks import night_clips  # noqa: E402
 from edge import assets  # noqa: E402
 from edge.bench import analyse_file, iter_frames  # noqa: E402
 from edge.config import CameraConfig, Config  # noqa: E402
+from edge.node.build import analyzer_settings, detector_kwargs  # noqa: E402
 from edge.types import EventType  # noqa: E402
 from edge.vision.detector import load_detector  # noqa: E402
 from edge.vision.motion import MotionDetector  # noqa: E402

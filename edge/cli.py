@@ -191,7 +191,73 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pubkey", required=True)
     p.add_argument("--api", help="the node's LAN API URL, shown by search")
     p.add_argument("--baseline-seq", type=int, help="seqs up to N are not gaps (sent before central listened)")
+    p.add_argument("--from", dest="valid_from", metavar="TIME",
+                   help="a new key (rotation) signs messages from TIME (ISO or UNIX; default now); older keys"
+                        " stay valid for messages before it")
+    p.add_argument("--token-file", help="a LAN API token of the node's, made for central (used by central fetch)")
     p.set_defaults(handler=central_cmd.register_node)
+    p = central.add_parser("ack-trust", help="acknowledge the trust faults so far (unsigned, bad signature,"
+                                             " unregistered, conflict): clears their alarm")
+    _add_config(p, default="central.toml")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by", help="who acknowledges (default: the login user)")
+    p.set_defaults(handler=central_cmd.ack_trust)
+    p = central.add_parser("init", help="make central's Ed25519 key (signs push fetch requests)")
+    _add_config(p, default="central.toml")
+    p.set_defaults(handler=central_cmd.init)
+    p = central.add_parser("fetch", help="fetch a clip from a node into the evidence store, verified")
+    _add_config(p, default="central.toml")
+    p.add_argument("--node", required=True)
+    p.add_argument("--clip", required=True)
+    p.add_argument("--via", choices=["pull", "push"], default="pull")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to keep trying an unreachable node")
+    p.set_defaults(handler=central_cmd.fetch)
+    case = central.add_parser("case", help="evidence cases: collect stored clips, export them").add_subparsers(
+        dest="case_command", metavar="ACTION")
+    case.required = True
+    p = case.add_parser("new", help="open a case")
+    _add_config(p, default="central.toml")
+    p.add_argument("name", help="the case number")
+    p.add_argument("--notes", help="free text kept with the case")
+    p.set_defaults(handler=central_cmd.case_new)
+    p = case.add_parser("add", help="add a clip to a case (fetched and verified first if not stored yet)")
+    _add_config(p, default="central.toml")
+    p.add_argument("name", help="the case number")
+    p.add_argument("--node", required=True)
+    p.add_argument("--clip", required=True)
+    p.add_argument("--note", help="why this clip belongs to the case")
+    p.set_defaults(handler=central_cmd.case_add)
+    p = case.add_parser("export", help="write the case as a ZIP that `edgecam clips verify` checks offline")
+    _add_config(p, default="central.toml")
+    p.add_argument("name", help="the case number")
+    p.add_argument("-o", "--output", required=True, help="FILE.zip")
+    p.set_defaults(handler=central_cmd.case_export)
+    evidence = central.add_parser("evidence", help="central's evidence store").add_subparsers(
+        dest="evidence_command", metavar="ACTION")
+    evidence.required = True
+    p = evidence.add_parser("prune", help="delete stored clips older than N days (never one in an open case)")
+    _add_config(p, default="central.toml")
+    p.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(handler=central_cmd.evidence_prune)
+    p = central.add_parser("web", help="serve the evidence desk (central run serves it too with [web] listen)")
+    _add_config(p, default="central.toml")
+    p.add_argument("--listen", help="HOST:PORT (default: [web] listen, else 127.0.0.1:8090)")
+    p.set_defaults(handler=central_cmd.web)
+    user = central.add_parser("user", help="the desk's users (web page)").add_subparsers(
+        dest="user_command", metavar="ACTION")
+    user.required = True
+    for action, text in (("add", "add a user"), ("passwd", "set a new password (ends the user's sessions)"),
+                         ("disable", "disable a user (ends the user's sessions)")):
+        p = user.add_parser(action, help=text)
+        _add_config(p, default="central.toml")
+        p.add_argument("name")
+        if action == "add":
+            p.add_argument("--role", required=True, choices=["viewer", "investigator", "admin"])
+        if action != "disable":
+            p.add_argument("--password-file", help="read the password from this file's first line")
+        p.set_defaults(handler={"add": central_cmd.user_add, "passwd": central_cmd.user_passwd,
+                                    "disable": central_cmd.user_disable}[action])
     p = central.add_parser("ack-gap", help="acknowledge a missing seq range (clears its alarm)")
     _add_config(p, default="central.toml")
     p.add_argument("--node", required=True)

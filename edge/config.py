@@ -274,6 +274,12 @@ class PlatesConfig(_Section):
     max_cpu: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25  # CPU-seconds per second, of one core
 
 
+class CentralLinkConfig(_Section):
+    """What the node knows of central: its public key, to act on signed fetch requests (edge/fetchrequests.py)."""
+
+    pubkey: str | None = Field(default=None, pattern=r"^ed25519:[A-Za-z0-9+/]{43}=$")
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -289,6 +295,7 @@ class Config(_Section):
     events: EventsConfig = Field(default_factory=EventsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     plates: PlatesConfig = Field(default_factory=PlatesConfig)
+    central: CentralLinkConfig = Field(default_factory=CentralLinkConfig)
     cameras: dict[Name, CameraConfig] = Field(
         default_factory=dict
     )

@@ -32,6 +32,11 @@ def acks_topic(prefix: str, node: str) -> str:
     return f"{prefix}/{node}/acks"
 
 
+def requests_topic(prefix: str, node: str) -> str:
+    """Central's requests to one node (read only by that node's broker account: firmware_config/mosquitto/)."""
+    return f"{prefix}/{node}/requests"
+
+
 def node_from_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     """``(node, kind)`` for ``<prefix>/<node>/<kind>``, else None."""
     head = prefix + "/"
@@ -85,30 +90,34 @@ def event_message(body: dict[str, Any], node: str, seq: int) -> bytes:
 TRIM_ORDER = ("color_score", "plate_score", "best", "color", "heading", "duration", "plate", "line")
 
 
-def fit_event_message(body: dict[str, Any], node: str, seq: int) -> tuple[bytes, tuple[str, ...]]:
-    """``(wire bytes, names of what was trimmed)``: never refuses an event for its size."""
+def fit_event_message(body: dict[str, Any], node: str, seq: int, room: int = 0) -> tuple[bytes, tuple[str, ...]]:
+    """``(wire bytes, names of what was trimmed)``: never refuses an event for its size.
+
+    ``room`` bytes are kept free under 1 KiB for what is added afterwards (the signature, ``edge.signing``).
+    """
+    limit = MAX_EVENT_BYTES - room
     msg = dict(body)
     msg["node"] = node
     msg["seq"] = seq
     data = dumps(msg)
     trimmed: list[str] = []
-    if len(data) <= MAX_EVENT_BYTES:
+    if len(data) <= limit:
         return data, ()
     unknown = sorted(k for k in msg if k not in REQUIRED_EVENT_KEYS and k not in TRIM_ORDER)
     candidates = [k for k in [*unknown, *TRIM_ORDER] if k in msg]  # fields this version does not know go first
-    while candidates and len(data) > MAX_EVENT_BYTES:
+    while candidates and len(data) > limit:
         # the first field whose loss alone is enough; else the largest, so as few fields as possible go
         sizes = {k: len(dumps({k: msg[k]})) for k in candidates}
-        over = len(data) - MAX_EVENT_BYTES
+        over = len(data) - limit
         key = next((k for k in candidates if sizes[k] - 2 >= over), max(candidates, key=sizes.__getitem__))
         candidates.remove(key)
         del msg[key]
         trimmed.append(key)
         data = dumps(msg)
-    if len(data) <= MAX_EVENT_BYTES:
+    if len(data) <= limit:
         return data, tuple(trimmed)
     zones = list(msg.get("zones") or [])
-    while zones and len(data) > MAX_EVENT_BYTES:
+    while zones and len(data) > limit:
         zones.pop()
         msg["zones"] = zones
         data = dumps(msg)
@@ -155,8 +164,16 @@ def worst_case_event_bytes(node: str, camera: str, labels: list[str], zones: lis
         body["line"] = {"name": line, "dir": "out"}
     body["node"] = node
     body["seq"] = _WIDEST_SEQ
-    return len(dumps(body))
+    return len(dumps(body)) + SIGNATURE_FIELD_BYTES
 
 
-def status_message(state: str, ts: float, version: str) -> bytes:
-    return dumps({"state": state, "ts": round(ts, 3), "version": version})
+# ``,"sig":"<88 base64 characters>"``: every event carries its Ed25519 signature (edge/signing.py).
+SIGNATURE_FIELD_BYTES = 97
+
+
+def status_message(state: str, ts: float, version: str, node: str | None = None, signer: Any = None) -> bytes:
+    """The retained status; with a ``signer`` (``edge.signing.MessageSigner``) it names the node and is signed."""
+    msg: dict[str, Any] = {"state": state, "ts": round(ts, 3), "version": version}
+    if node is not None:
+        msg["node"] = node
+    return signer.seal("status", msg) if signer is not None else dumps(msg)

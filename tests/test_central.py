@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 
-from support.central import Publisher, event, sqlite_url, wait_until
+from support.central import LEGACY, Publisher, event, sqlite_url, wait_until
 
 from edge import payload
 from edge.central.consumer import BrokerSettings, Consumer, subscriptions
@@ -15,8 +15,9 @@ from edge.central.store import Store
 
 
 def start_consumer(port: int, url: str, **kw) -> Consumer:
+    kw_trust = kw.pop("trust", LEGACY)
     settings = BrokerSettings(port=port, client_id=kw.pop("client_id", "central-" + uuid.uuid4().hex[:6]), **kw)
-    consumer = Consumer(settings, url, batch_size=50, batch_wait=0.05)
+    consumer = Consumer(settings, url, batch_size=50, batch_wait=0.05, trust=kw_trust)
     consumer.start()
     assert consumer.connected.wait(10), "consumer did not connect"
     return consumer

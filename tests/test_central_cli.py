@@ -24,8 +24,12 @@ from edge.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 
 
+LEGACY_WINDOW = '\n[trust]\naccept_unsigned_until = "2100-01-01T00:00Z"\n'  # unsigned test publishers (#18.1)
+
+
 def write_config(path: Path, url: str, port: int = 1883, extra: str = "") -> Path:
-    path.write_text(f'[mqtt]\nport = {port}\nclient_id = "central-cli-test"\n\n[database]\nurl = "{url}"\n{extra}')
+    path.write_text(f'[mqtt]\nport = {port}\nclient_id = "central-cli-test"\n\n[database]\nurl = "{url}"\n'
+                    f'{LEGACY_WINDOW}{extra}')
     return path
 
 

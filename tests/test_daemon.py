@@ -55,11 +55,12 @@ DRAIN_TIMEOUT_S = 3.0  # write_config's [mqtt] drain_timeout
 
 
 def test_file_run_without_broker_exits_0_within_drain_timeout(tmp_path: Path) -> None:
-    """From the end of the file to exit the node waits for the broker at most ``drain_timeout``, then goes.
+    """With the broker down the node waits for it ``drain_timeout`` seconds, no longer, then exits 0.
 
-    Measured on the log: the time between the "end of file" line and the process's exit. It must cover the
-    drain wait (the broker is down, so the wait runs its full length) and stay within that bound plus about
-    the bound again for the rest of shutdown (joins, summary, interpreter exit).
+    Measured on the log as it arrives: from the "waiting up to N s (mqtt.drain_timeout)" line to the
+    "outbox not drained" line is the drain wait itself. (End of file to exit also holds the analysis of the
+    last queued frames, joins and interpreter exit, which a loaded machine stretches: a bound on that measured
+    the machine, not the drain; it failed at 6.2 s against 6 s with eight jobs on two cores.)
     """
     model_path()
     video = video_path("street")
@@ -80,8 +81,12 @@ def test_file_run_without_broker_exits_0_within_drain_timeout(tmp_path: Path) ->
     assert outbox_depth(tmp_path / "state") > 0
     eof = [t for t, line in lines if "end of file" in line]
     assert len(eof) == 1, out[-3000:]
-    drain = exited - eof[0]
-    assert DRAIN_TIMEOUT_S - 0.5 <= drain < 2 * DRAIN_TIMEOUT_S, f"end of file to exit took {drain:.2f} s"
+    began = [t for t, line in lines if "(mqtt.drain_timeout)" in line]
+    ended = [t for t, line in lines if "outbox not drained" in line]
+    assert len(began) == 1 and len(ended) == 1, out[-3000:]
+    drain = ended[0] - began[0]
+    assert DRAIN_TIMEOUT_S - 0.5 <= drain <= DRAIN_TIMEOUT_S + 1.0, f"the drain wait took {drain:.2f} s"
+    assert eof[0] <= began[0] < exited
 
 
 def test_bad_cameras_report_clearly_and_others_keep_running(tmp_path: Path) -> None:
@@ -251,6 +256,13 @@ def test_daemon_publishes_events_status_and_stats_that_match_the_schemas(tmp_pat
     assert stats["fps"]["street"] > 0 and any(k.startswith("street.") for k in stats["stage_ms"])
     assert stats["cameras"]["street"]["state"] == "running"
     assert [m["state"] for m in collector.of_kind("status")][-1] == "offline"  # said on clean shutdown
+    # clips are off, yet every message is signed by the node's key (#18.1)
+    from edge.clips.evidence import NodeKey
+    from edge.signing import verify
+
+    pub = NodeKey.load_or_create(tmp_path / "state" / "keys").public_key()
+    for kind in schemas:
+        assert all(verify(kind, "test-node", msg, [pub]) for msg in collector.of_kind(kind)), kind
 
 
 def test_node_health_has_what_the_technicians_page_reads(tmp_path: Path) -> None:

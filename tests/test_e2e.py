@@ -102,7 +102,8 @@ def test_node_end_to_end_under_faults(tmp_path: Path) -> None:
     central_db = tmp_path / "central.db"
     central_cfg = tmp_path / "central.toml"
     central_cfg.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "e2e-central"\n'
-                           f'[database]\nurl = "sqlite:///{central_db}"\n')
+                           f'[database]\nurl = "sqlite:///{central_db}"\n'
+                           '\n[trust]\naccept_unsigned_until = "2100-01-01T00:00Z"\n')  # the node is not registered
     central = Proc(["central", "run", "-c", str(central_cfg)], tmp_path / "central.log").start()
     node = Proc(["run", "-c", str(config)], tmp_path / "node.log")
     node_url = f"http://127.0.0.1:{api_port}"

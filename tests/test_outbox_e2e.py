@@ -13,8 +13,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from support.central import LEGACY, sqlite_url, wait_until
 from support.central import event as wire
-from support.central import sqlite_url, wait_until
 
 from edge import payload
 from edge.central.acks import watermark
@@ -45,7 +45,8 @@ def body(i: int) -> dict:
 
 
 def start_central(port: int, url: str, client_id: str) -> Consumer:
-    consumer = Consumer(BrokerSettings(port=port, client_id=client_id), url, batch_size=50, batch_wait=0.05)
+    consumer = Consumer(BrokerSettings(port=port, client_id=client_id), url, batch_size=50, batch_wait=0.05,
+                        trust=LEGACY)
     consumer.start()
     assert consumer.connected.wait(10), "central did not connect"
     return consumer
@@ -229,7 +230,7 @@ def test_two_shared_consumers_confirm_everything(tmp_path: Path, broker, db_url:
     """Two ``$share`` consumers on one database: whichever commits a batch publishes the database's truth,
     so the node ends with nothing kept and central with every seq once."""
     consumers = [Consumer(BrokerSettings(port=broker.port, client_id=f"central-{k}", shared_group="central"),
-                          db_url, batch_size=20, batch_wait=0.02) for k in "ab"]
+                          db_url, batch_size=20, batch_wait=0.02, trust=LEGACY) for k in "ab"]
     for c in consumers:
         c.start()
         assert c.connected.wait(10)

@@ -21,13 +21,17 @@ class Counter:
     def __init__(self, slot: FrameSlot) -> None:
         self.slot = slot
         self.count = 0
+        self.times: list[float] = []  # source time of each frame, in order
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            if self.slot.get(0.2) is not None:
+            item = self.slot.get(0.2)
+            if item is not None:
+                if hasattr(item, "time"):
+                    self.times.append(item.time)
                 self.count += 1
 
     def wait_for(self, more: int, timeout: float) -> float:
@@ -86,6 +90,12 @@ def test_rtsp_survives_server_restart(rtsp_capture) -> None:
     assert took is not None, "no frame within 60 s of the server's restart"
     assert took < RECONNECT_BOUND_S, f"first frame {took:.2f} s after the restart"
     assert loop.state is CameraState.RUNNING and loop.reconnects >= 1
+    counter.wait_for(5, timeout=20)
+    times = list(counter.times)
+    backwards = [(a, b) for a, b in zip(times, times[1:], strict=False) if b <= a]
+    assert not backwards, f"source time ran backwards across the reconnect: {backwards[:3]}"
+    gap = max(b - a for a, b in zip(times, times[1:], strict=False))
+    assert gap >= 2.0, f"the outage (>= 2 s) must show in source time, largest step {gap:.2f} s"
 
 
 def test_frozen_rtsp_server_is_detected_by_timeout(rtsp_capture) -> None:

@@ -108,7 +108,8 @@ def test_soak(tmp_path: Path) -> None:
     state = tmp_path / "root/var/lib/edgecam"
     db = tmp_path / "central.db"
     (tmp_path / "central.toml").write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-                                           f'client_id = "soak-central"\n[database]\nurl = "sqlite:///{db}"\n')
+                                           f'client_id = "soak-central"\n[database]\nurl = "sqlite:///{db}"\n'
+                                           '\n[trust]\naccept_unsigned_until = "2100-01-01T00:00Z"\n')
     central = spawn(["central", "run", "-c", str(tmp_path / "central.toml")], tmp_path / "central.log")
     node = spawn(["run", "-c", str(config)], tmp_path / "node.log")
     sampler = Sampler(node.pid)

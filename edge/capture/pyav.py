@@ -74,12 +74,29 @@ class PyavSource:
         self._pts_offset = 0  # same, in time_base units, for packets
         self._last_time = 0.0
         self._last_pts = 0
+        self._last_mono: float | None = None  # when the last item was read: a reconnect's outage shows in time
+        self._last_frame_time = -1.0
+        self._floor = -1.0  # live: the last session's latest time; the next session's times stay above it
         self._frames = 0
         self.bad_packets = 0  # packets the decoder refused: skipped for analysis, still recorded
 
     def open(self) -> StreamInfo:
         self._open_container()
+        if self.live and self._last_mono is not None:
+            self._continue_after_reconnect()
         return self.info  # type: ignore[return-value]
+
+    def _continue_after_reconnect(self) -> None:
+        """A reopened live stream restarts its timestamps: shift them past the last session by the outage.
+
+        Without this, source time ran backwards after a camera reconnect: tracks that spanned it ended with a
+        negative ``duration`` (refused by central), and the recorder saw pts go back within one stream.
+        """
+        assert self.info is not None and self._last_mono is not None  # called only after a read (see open)
+        gap = max(time.monotonic() - self._last_mono, 1.0 / self.info.fps if self.info.fps else 0.04)
+        self._time_offset = self._last_time + gap
+        self._pts_offset = self._last_pts + int(round(gap / self.info.time_base))
+        self._floor = self._last_time  # a first frame timed before its session's start_time must not go back
 
     def _open_container(self) -> None:
         options = {}
@@ -143,7 +160,10 @@ class PyavSource:
                     continue
                 mono, wall = time.monotonic(), time.time()
                 ts = pkt.pts if pkt.pts is not None else pkt.dts
-                t = self._time_offset + ((ts - start_pts) * tb if ts is not None else self._last_time)
+                # no timestamp (the first RTSP packets): the last known time, never the offset added twice
+                t = self._time_offset + (ts - start_pts) * tb if ts is not None else self._last_time
+                if t <= self._floor:
+                    t = self._floor + 1e-3
                 if first_time is None:
                     first_time = t
                 if self.realtime:
@@ -154,6 +174,7 @@ class PyavSource:
                 if not self.live:
                     wall = open_wall + (t - (first_time or 0.0))
                 self._last_time = max(self._last_time, t)
+                self._last_mono = mono
                 yield self._packet(pkt, t, mono, wall)  # recorded as received, even if it will not decode
                 for frame in self._decode(pkt):
                     yield self._picture(frame, tb, start_pts, mono, wall)
@@ -194,6 +215,12 @@ class PyavSource:
 
     def _picture(self, frame: av.VideoFrame, tb: float, start_pts: int, mono: float, wall: float) -> PyavPicture:
         t = self._time_offset + (frame.pts - start_pts) * tb if frame.pts is not None else self._last_time
+        # frames come in display order: a frame without pts (timed by the packets, which run ahead) or one
+        # timed before its session's start must not make analysis time go back
+        floor = max(self._floor, self._last_frame_time)
+        if t <= floor:
+            t = floor + 1e-3
+        self._last_frame_time = t
         self._frames += 1
         return PyavPicture(frame, self._frames - 1, t, mono, wall)
 

@@ -22,12 +22,13 @@ from typing import Any
 from ..errors import UserError
 from ..mqttclient import read_password
 from ..redact import redact_url
-from .config import CentralConfig, load_central_config
+from .config import CentralConfig, load_central_config, window_end
 from .consumer import BrokerSettings, Consumer
 from .fleet import fleet_rows, format_fleet
 from .messages import MAX_SEQ
 from .printable import json_line, local_text, printable, utc_iso, zone_name
 from .store import GapAck, SearchFilter, Store, StoreError
+from .trust import TrustPolicy
 
 NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -54,7 +55,8 @@ def _open_store(cfg: CentralConfig) -> Store:
 def run_command(args: argparse.Namespace) -> int:
     """Run the consumer until SIGTERM/SIGINT, then commit what was received and exit 0."""
     cfg = load_central_config(args.config)
-    consumer = Consumer(broker_settings(cfg), cfg.database.url, cfg.mqtt.batch_size, cfg.mqtt.batch_wait)
+    consumer = Consumer(broker_settings(cfg), cfg.database.url, cfg.mqtt.batch_size, cfg.mqtt.batch_wait,
+                        trust=TrustPolicy(window_end(cfg.trust.accept_unsigned_until)))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -62,11 +64,23 @@ def run_command(args: argparse.Namespace) -> int:
         consumer.start()
     except StoreError as err:
         raise UserError(str(err)) from None
+    desk = None
+    if cfg.web.listen:  # wiring: desk (the evidence desk's web page, edge.central.web)
+        from .web import DeskServer, parse_listen
+
+        try:
+            desk = DeskServer(cfg, *parse_listen(cfg.web.listen))
+            desk.start()
+        except UserError:
+            consumer.stop()
+            raise
     try:
         while not stop.wait(1.0):
             if consumer.writer_dead.is_set():  # supervised: a dead writer stores nothing; end so systemd restarts
                 break
     finally:
+        if desk is not None:
+            desk.stop()
         consumer.stop()
     if consumer.failure is not None:
         failure = consumer.failure
@@ -92,15 +106,22 @@ def status_command(args: argparse.Namespace) -> int:
     store = _open_store(cfg)
     try:
         rows = fleet_rows(store, time.time(), cfg.gaps.alarm_after, cfg.nodes.stale_after)
+        faults = store.trust_faults()
     finally:
         store.close()
     with quiet_pipe():
         if args.json:
+            known = {r["node"] for r in rows}
             for row in rows:
-                print(json_line(row))
+                print(json_line({**row, "trust_faults": [f for f in faults if f["node"] == row["node"]]}))
+            for fault in faults:  # names with no fleet row (an unregistered node's messages make none)
+                if fault["node"] not in known:
+                    print(json_line({"trust_fault": fault}))
         else:
             print(format_fleet(rows))
-    return 1 if any(r["alarm"] for r in rows) else 0
+            if faults:
+                print(format_trust(faults))
+    return 1 if any(r["alarm"] for r in rows) or faults else 0
 
 
 def parse_time(text: str | None, name: str) -> float | None:
@@ -251,17 +272,59 @@ def register_node_command(args: argparse.Namespace) -> int:
     key = check_pubkey(args.pubkey)
     if args.api is not None and not re.match(r"^https?://[^\s/]+", args.api):
         raise UserError(f"--api: {args.api!r} is not an http(s):// URL")
+    valid_from = parse_time(getattr(args, "valid_from", None), "--from")
     baseline = getattr(args, "baseline_seq", None)
     if baseline is not None and not 0 <= baseline <= MAX_SEQ:
         raise UserError(f"--baseline-seq: {baseline} is not in 0..2^53")
+    if getattr(args, "token_file", None):  # central fetch's token for this node, kept out of the database
+        from .fetch import evidence_root, save_node_token
+
+        if args.api is None:
+            raise UserError("--token-file needs --api URL (the node's LAN API the token opens)")
+        save_node_token(evidence_root(cfg), args.node, args.token_file)
     store = _open_store(cfg)
     try:
-        store.register_node(args.node, key, args.api, baseline)
+        added = store.register_node(args.node, key, args.api, baseline, valid_from=valid_from)
+    finally:
+        store.close()
+    if added is None:
+        keynote = "" if key.lower().startswith("ed25519:") else " (not an Ed25519 key: its messages cannot verify)"
+    elif added <= 0:
+        keynote = " (signs all its messages)"
+    else:
+        keynote = f" (signs messages from {utc_iso(added)}; the previous key stays valid before that)"
+    with quiet_pipe():
+        print(f"registered {args.node}: {key}{keynote}" + (f" at {args.api}" if args.api else "")
+              + (f"; seqs up to {baseline} are not gaps" if baseline is not None else ""))
+    return 0
+
+
+def format_trust(faults: list[dict[str, Any]]) -> str:
+    """One line per node and kind of trust fault since the last ack-trust, then what to do."""
+    lines = []
+    for f in faults:
+        lines.append(f"TRUST {printable(f['node'] or '-')}: {f['count']} {f['kind']} message(s) quarantined,"
+                     f" last {utc_iso(f['last'])}: {printable(f['reason'][:160])}")
+    lines.append("messages not verified as their node's are not stored (see the quarantine table);"
+                 " `edgecam central ack-trust --reason ...` clears this alarm")
+    return "\n".join(lines)
+
+
+def ack_trust_command(args: argparse.Namespace) -> int:
+    """Record that an operator has looked at the trust faults so far: `status` raises only newer ones."""
+    cfg = load_central_config(args.config)
+    reason = args.reason.strip()
+    if not reason or len(reason) > 500 or any(ord(ch) < 32 for ch in reason):
+        raise UserError("--reason: one line of 1..500 characters saying what was found")
+    who = (args.by or _login_user()).strip()[:100]
+    store = _open_store(cfg)
+    try:
+        faults = store.trust_faults()
+        store.ack_trust(who, reason, time.time())
     finally:
         store.close()
     with quiet_pipe():
-        print(f"registered {args.node}: {key}" + (f" at {args.api}" if args.api else "")
-              + (f"; seqs up to {baseline} are not gaps" if baseline is not None else ""))
+        print(f"acknowledged {sum(f['count'] for f in faults)} trust fault(s) by {printable(who)}: {printable(reason)}")
     return 0
 
 

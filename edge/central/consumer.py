@@ -26,8 +26,10 @@ from ..mqttclient import login, new_client, use_tls
 from ..redact import redact_url
 from .acks import publish_watermarks
 from .messages import BadMessage, EventRow, StatsRow, StatusRow, parse_event, parse_stats, parse_status
+from .messages import _load as load_json
 from .printable import printable
 from .store import Quarantined, Store, error_line, is_row_fault, quarantine_text
+from .trust import KeyRing, TrustPolicy, Untrusted
 
 log = logging.getLogger("edgecam.central")
 
@@ -65,6 +67,8 @@ class Counters:
     batches: int = 0
     db_errors: int = 0
     clashes: int = 0  # disconnects caused by another client with our client id
+    unverified: int = 0  # quarantined as not the node's: no signature, a wrong one, an unregistered node (#18.1)
+    conflicts: int = 0  # a second, different message for a stored (node, seq): quarantined, never dropped
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,9 @@ class Consumer:
     """Subscribe, validate, store in batches, ack after commit. ``start()`` then ``stop()``."""
 
     def __init__(self, broker: BrokerSettings, database_url: str, batch_size: int = 200,
-                 batch_wait: float = 0.2, progress_every: float = 60.0) -> None:
+                 batch_wait: float = 0.2, progress_every: float = 60.0, trust: TrustPolicy | None = None) -> None:
         self.broker = broker
+        self.keys = KeyRing(trust or TrustPolicy())  # strict unless a migration window is given
         self.database_url = database_url
         self.batch_size = batch_size
         self.batch_wait = batch_wait
@@ -202,6 +207,7 @@ class Consumer:
     def start(self) -> None:
         """Open the store (raises ``StoreError`` at once if it cannot), then connect in the background."""
         self._store = Store(self.database_url)
+        self.keys.load(self._store.node_keys())
         self._writer = threading.Thread(target=self._supervised_write_loop, name="central-writer", daemon=True)
         self._writer.start()
         props = None
@@ -298,9 +304,10 @@ class Consumer:
         if now - self._last_progress < self.progress_every:
             return
         c, b = self.counters, self._progress_base
-        log.info("last %.0f s: %d stored, %d duplicates, %d quarantined, %d statuses, %d stats, %d database"
-                 " errors; lag %s; %d queued", now - self._last_progress, c.stored - b.stored,
-                 c.duplicates - b.duplicates, c.malformed - b.malformed, c.statuses - b.statuses, c.stats - b.stats,
+        log.info("last %.0f s: %d stored, %d duplicates, %d quarantined (%d not verified, %d conflicts), %d statuses,"
+                 " %d stats, %d database errors; lag %s; %d queued", now - self._last_progress, c.stored - b.stored,
+                 c.duplicates - b.duplicates, c.malformed - b.malformed, c.unverified - b.unverified,
+                 c.conflicts - b.conflicts, c.statuses - b.statuses, c.stats - b.stats,
                  c.db_errors - b.db_errors, f"max {self._lag_max:.1f} s (event time to commit)"
                  if c.stored + c.duplicates > b.stored + b.duplicates else "-", self._queue.qsize())
         self._progress_base = Counters(**vars(c))
@@ -308,6 +315,11 @@ class Consumer:
 
     def _decode(self, msgs: list[_Message]) -> _Batch:
         batch = _Batch()
+        if self.keys.old() and self._store is not None:  # keys added by register-node since (a rotation)
+            try:
+                self.keys.load(self._store.node_keys())
+            except Exception as err:  # noqa: BLE001 - the database is down: go on with the keys known
+                log.debug("cannot re-read node keys: %s", err)
         prefix = self.broker.prefix
         for m in msgs:
             node: str | None = None
@@ -318,6 +330,8 @@ class Consumer:
                 if not NODE_ID.match(where[0]):
                     raise BadMessage("the topic's node id is not letters, digits, _ . - (at most 64)")
                 node = where[0]
+                if where[1] in ("events", "status", "stats"):
+                    self._verify(where[1], node, m.data)
                 if m.topic == payload.events_topic(prefix, node):
                     batch.events.append(parse_event(node, m.data))
                 elif m.topic == payload.status_topic(prefix, node):
@@ -330,11 +344,32 @@ class Consumer:
                 reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 if not isinstance(err, BadMessage):
                     reason = f"{type(err).__name__}: {reason}"
-                self._quarantine(batch, node, m.topic, m.data, reason)
+                self._quarantine(batch, node, m.topic, m.data, reason,
+                                 kind=err.kind if isinstance(err, Untrusted) else None)
         return batch
 
-    def _quarantine(self, batch: _Batch, node: str | None, topic: str, data: bytes, reason: str) -> None:
+    def _verify(self, kind: str, node: str, data: bytes) -> None:
+        """Raise ``Untrusted`` unless the message is signed by the node's key (keys re-read once on a miss)."""
+        obj = load_json(data)
+        if kind == "events" and len(data) > payload.MAX_EVENT_BYTES:
+            return  # refused for its size by parse_event, with that reason
+        try:
+            self.keys.check(kind, node, obj)
+        except Untrusted as verdict:
+            if not self.keys.stale() or self._store is None:
+                raise
+            try:
+                self.keys.load(self._store.node_keys())  # a node registered since: its key is in the store
+            except Exception as err:  # noqa: BLE001 - the database is down: decide on the keys already known
+                log.debug("cannot re-read node keys: %s", err)
+                raise verdict from None
+            self.keys.check(kind, node, obj)
+
+    def _quarantine(self, batch: _Batch, node: str | None, topic: str, data: bytes, reason: str,
+                    kind: str | None = None) -> None:
         self.counters.malformed += 1
+        if kind is not None:
+            self.counters.unverified += 1
         reason = reason[:300].replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
         self._quarantine_logged += 1
         if self._quarantine_logged <= QUARANTINE_LOG_LINES:  # a flood of bad messages must not flood the journal
@@ -342,7 +377,7 @@ class Consumer:
         elif self._quarantine_logged == QUARANTINE_LOG_LINES + 1:
             log.warning("more messages quarantined; only counted until the next progress line")
         batch.quarantined.append(Quarantined(node, topic[:500].replace("\x00", "\\x00"), reason,
-                                             quarantine_text(data)))
+                                             quarantine_text(data), kind=kind))
 
     def _commit(self, batch: _Batch) -> bool:
         """Write one batch, retrying while the database refuses to write; False if stopped meanwhile.
@@ -382,9 +417,14 @@ class Consumer:
         except Exception as err:  # noqa: BLE001 - classified by the caller; the messages stay unacked
             return err
         c = self.counters
+        conflicts = getattr(self._store, "last_conflicts", [])
+        for q in conflicts:
+            log.warning("conflict on %s: %s", printable(q.topic[:200]), printable(q.reason))
         c.batches += 1
         c.stored += new
-        c.duplicates += len(batch.events) - new
+        c.conflicts += len(conflicts)
+        c.malformed += len(conflicts)
+        c.duplicates += len(batch.events) - new - len(conflicts)
         c.statuses += len(batch.statuses)
         c.stats += len(batch.stats)
         return None

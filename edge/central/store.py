@@ -57,7 +57,22 @@ MIGRATIONS: list[list[str]] = [
         # already known above it stays a hole (only seqs before it stop being a gap).
         "UPDATE nodes SET baseline_seq = (SELECT MIN(seq) - 1 FROM events WHERE events.node = nodes.node)",
     ],
+    [  # 3: signed messages (#18.1): each node's keys with their start times, why a message was refused,
+        # an operator's acknowledgement of trust faults
+        """CREATE TABLE IF NOT EXISTS node_keys (
+            node TEXT NOT NULL, pubkey TEXT NOT NULL, valid_from DOUBLE PRECISION NOT NULL,
+            added_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (node, pubkey))""",
+        "INSERT INTO node_keys (node, pubkey, valid_from, added_at)"
+        " SELECT node, pubkey, 0, 0 FROM nodes WHERE substr(pubkey, 1, 8) = 'ed25519:'",
+        "ALTER TABLE quarantine ADD COLUMN kind TEXT",
+        "CREATE INDEX IF NOT EXISTS quarantine_kind ON quarantine (kind, received_at)",
+        """CREATE TABLE IF NOT EXISTS trust_acks (
+            at DOUBLE PRECISION NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL)""",
+    ],
 ]
+
+# Quarantine kinds that are trust faults (raised by `central status` until `central ack-trust`).
+TRUST_KINDS = ("unsigned", "bad-signature", "unregistered", "conflict")
 
 QUARANTINE_KEEP = 10_000  # newest quarantined messages kept for inspection; the per-node count keeps counting
 QUARANTINE_PAYLOAD = 2048  # characters of a quarantined payload kept
@@ -78,6 +93,7 @@ class Quarantined:
     topic: str
     reason: str
     payload: str  # printable text, at most QUARANTINE_PAYLOAD characters
+    kind: str | None = None  # one of TRUST_KINDS for a message that was not verified or conflicts; else None
 
 
 def quarantine_text(data: bytes) -> str:
@@ -248,9 +264,15 @@ class Store:
                     quarantined: Sequence[Quarantined] = ()) -> int:
         """Store one batch in one transaction; returns how many events were new. Redeliveries change nothing."""
         now = time.time() if now is None else now
+        self.last_conflicts: list[Quarantined] = []
         self._begin()
         try:
             inserted = self._insert_events(events, now)
+            if inserted < len(events):  # some (node, seq) were stored already: the same message, or a conflict
+                conflicts = self._conflicts(events)
+                if conflicts:
+                    self.last_conflicts = conflicts
+                    quarantined = [*quarantined, *conflicts]
             for node in sorted({e.node for e in events}):
                 mine = [e for e in events if e.node == node]
                 latest = max(mine, key=lambda e: e.seq)
@@ -275,14 +297,45 @@ class Store:
             raise
         return inserted
 
+    def _conflicts(self, events: Sequence[EventRow]) -> list[Quarantined]:
+        """Events whose (node, seq) is stored with other bytes: never dropped silently, quarantined as conflicts.
+
+        A redelivery is byte-identical (the node's outbox keeps the signed bytes it sent), so any difference is
+        a second message claiming the same seq.
+        """
+        stored: dict[tuple[str, int], str] = {}
+        keys = sorted({(e.node, e.seq) for e in events})
+        for i in range(0, len(keys), 200):
+            chunk = keys[i:i + 200]
+            cond = " OR ".join("(node = ? AND seq = ?)" for _ in chunk)
+            for node, seq, raw in self._execute(f"SELECT node, seq, raw FROM events WHERE {cond}",
+                                                [v for k in chunk for v in k]).fetchall():
+                stored[(node, int(seq))] = raw
+        out = []
+        for e in events:
+            raw = stored.get((e.node, e.seq))
+            if raw is not None and raw != e.raw:
+                out.append(Quarantined(e.node, f"events of {e.node}", f"conflict: seq {e.seq} is stored with"
+                                       " different content; this second message is kept here, not stored",
+                                       quarantine_text(e.raw.encode()), kind="conflict"))
+        return out
+
     def _quarantine(self, items: Sequence[Quarantined], now: float) -> None:
-        self._executemany("INSERT INTO quarantine (received_at, node, topic, reason, payload) VALUES (?, ?, ?, ?, ?)",
-                          ((now, q.node, q.topic, q.reason[:500], q.payload[:QUARANTINE_PAYLOAD]) for q in items))
+        self._executemany("INSERT INTO quarantine (received_at, node, topic, reason, payload, kind)"
+                          " VALUES (?, ?, ?, ?, ?, ?)",
+                          ((now, q.node, q.topic, q.reason[:500], q.payload[:QUARANTINE_PAYLOAD], q.kind)
+                           for q in items))
         per_node: dict[str, int] = {}
+        known_only: set[str] = set()
         for q in items:
             if q.node is not None:
                 per_node[q.node] = per_node.get(q.node, 0) + 1
+                if q.kind in ("unsigned", "unregistered"):
+                    known_only.add(q.node)
         for node, n in sorted(per_node.items()):
+            if node in known_only:  # a name nobody registered gets no fleet row from a rogue's messages
+                self._execute("UPDATE nodes SET quarantined = quarantined + ? WHERE node = ?", (n, node))
+                continue
             self._execute("INSERT INTO nodes (node, quarantined) VALUES (?, ?) ON CONFLICT (node) DO UPDATE"
                           " SET quarantined = nodes.quarantined + excluded.quarantined", (node, n))
         cut = self._execute("SELECT received_at FROM quarantine ORDER BY received_at DESC LIMIT 1 OFFSET ?",
@@ -292,7 +345,7 @@ class Store:
 
     def quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest quarantined messages, newest first."""
-        cur = self._execute("SELECT received_at, node, topic, reason, payload FROM quarantine"
+        cur = self._execute("SELECT received_at, node, topic, reason, payload, kind FROM quarantine"
                             " ORDER BY received_at DESC LIMIT ?", (int(limit),))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -321,9 +374,24 @@ class Store:
                f"ON CONFLICT (node) DO UPDATE SET {', '.join(sets)}")
         self._execute(sql, [node, *fields.values()])
 
-    def register_node(self, node: str, pubkey: str, api_url: str | None, baseline_seq: int | None = None) -> None:
+    def register_node(self, node: str, pubkey: str, api_url: str | None, baseline_seq: int | None = None,
+                      valid_from: float | None = None, now: float | None = None) -> float | None:
+        """Register (or re-register) a node; a new key is added with a start time, older keys are kept.
+
+        The first key is valid from the beginning (0) unless ``valid_from`` says otherwise; a key added later
+        starts at ``valid_from`` (default: now), and the key before it stays valid for messages timed before
+        that. Registering a key already known changes no key. Returns the new key's start time, or None.
+        """
+        now = time.time() if now is None else now
         self._begin()
         try:
+            added = None
+            if pubkey.lower().startswith("ed25519:"):
+                have = self._execute("SELECT pubkey FROM node_keys WHERE node = ?", (node,)).fetchall()
+                if pubkey not in {r[0] for r in have}:
+                    added = (0.0 if not have else now) if valid_from is None else float(valid_from)
+                    self._execute("INSERT INTO node_keys (node, pubkey, valid_from, added_at) VALUES (?, ?, ?, ?)",
+                                  (node, pubkey, added, now))
             self._upsert_node(node, {"pubkey": pubkey, "api_url": api_url})
             if baseline_seq is not None:
                 self._execute("UPDATE nodes SET baseline_seq = ? WHERE node = ?", (baseline_seq, node))
@@ -331,6 +399,43 @@ class Store:
         except BaseException:
             self._rollback()
             raise
+        return added
+
+    def node_keys(self) -> dict[str, list[tuple[float, str]]]:
+        """Every node's registered Ed25519 keys as ``(valid_from, "ed25519:B64")``, oldest start first."""
+        out: dict[str, list[tuple[float, str]]] = {}
+        for node, pubkey, start in self._execute("SELECT node, pubkey, valid_from FROM node_keys"
+                                                 " ORDER BY node, valid_from, added_at").fetchall():
+            out.setdefault(node, []).append((float(start), pubkey))
+        return out
+
+    def ack_trust(self, who: str, reason: str, at: float) -> None:
+        """An operator has looked at the trust faults so far: `central status` raises only newer ones."""
+        self._begin()
+        try:
+            self._execute("INSERT INTO trust_acks (at, who, reason) VALUES (?, ?, ?)", (at, who, reason))
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    def trust_faults(self) -> list[dict[str, Any]]:
+        """Trust faults since the last ``ack-trust``, per node and kind: count, first and last time, last reason."""
+        row = self._execute("SELECT MAX(at) FROM trust_acks").fetchone()
+        since = float(row[0]) if row and row[0] is not None else -1.0
+        marks = ", ".join("?" * len(TRUST_KINDS))
+        cur = self._execute(
+            f"SELECT node, kind, COUNT(*), MIN(received_at), MAX(received_at) FROM quarantine"
+            f" WHERE kind IN ({marks}) AND received_at > ? GROUP BY node, kind ORDER BY node, kind",
+            [*TRUST_KINDS, since])
+        out = []
+        for node, kind, n, first, last in cur.fetchall():
+            reason = self._execute(
+                "SELECT reason FROM quarantine WHERE kind = ? AND received_at = ? AND (node = ? OR node IS NULL)",
+                (kind, last, node)).fetchone()
+            out.append({"node": node, "kind": kind, "count": int(n), "first": float(first), "last": float(last),
+                        "reason": reason[0] if reason else ""})
+        return out
 
     def ack_gap(self, ack: GapAck) -> None:
         self._begin()

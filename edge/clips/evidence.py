@@ -135,6 +135,10 @@ class NodeKey:
     def sign(self, record: dict[str, Any]) -> str:
         return base64.b64encode(self._private.sign(canonical(record))).decode()
 
+    def sign_bytes(self, data: bytes) -> bytes:
+        """Raw Ed25519 signature of ``data`` (the MQTT messages' signatures, ``edge.signing``)."""
+        return self._private.sign(data)
+
 
 def retired_keys(key_dir: Path) -> list[Ed25519PublicKey]:
     """The public halves ``key new`` kept (``node.ed25519.pub.replaced-*``), newest first; unreadable ones skipped."""

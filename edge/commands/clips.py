@@ -146,7 +146,12 @@ def verify(args: argparse.Namespace) -> int:
         raise UserError(f"{path}: no such file")
     try:
         if zipfile.is_zipfile(path):
-            checks = check_bundle(path, _key_text(args.pubkey) if args.pubkey else None)
+            from ..central.casefile import check_case, is_case  # hook: central's case exports
+
+            with zipfile.ZipFile(path) as zf:
+                case = is_case(zf)
+            check = check_case if case else check_bundle
+            checks = check(path, _key_text(args.pubkey) if args.pubkey else None)
         else:
             meta_path = Path(args.meta) if args.meta else beside_meta(path)
             meta = json.loads(meta_path.read_text())

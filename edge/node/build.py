@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..interfaces import EventSink, NodeView
     from ..outbox.publisher import MqttSettings
     from ..outbox.service import OutboxService
+    from ..signing import MessageSigner
     from ..vision.shared import SharedDetector
 
 log = logging.getLogger("edgecam")
@@ -115,13 +116,20 @@ def detector(cfg: Config) -> SharedDetector:
     return SharedDetector(found)
 
 
-def outbox(cfg: Config) -> OutboxService:
-    """The durable outbox and its publisher (not started)."""
+def signer(cfg: Config, key: NodeKey | None) -> MessageSigner | None:
+    """The node key as a message signer (None only where no key was loaded: tests building parts alone)."""
+    from ..signing import MessageSigner
+
+    return None if key is None else MessageSigner(key, cfg.node.id)
+
+
+def outbox(cfg: Config, signer: MessageSigner | None = None) -> OutboxService:
+    """The durable outbox and its publisher (not started); ``signer`` signs events, status and stats (#18.1)."""
     from ..outbox.service import OutboxService
 
     m = cfg.mqtt
     return OutboxService(cfg.storage.path / "outbox.db", cfg.node.id, settings_from_config(m, cfg.client_id),
-                         limits_from_config(m), version=__version__)
+                         limits_from_config(m), version=__version__, signer=signer)
 
 
 def clip_store(cfg: Config, key: NodeKey | None) -> ClipStore:

@@ -48,6 +48,7 @@ class Daemon:
         self.outbox: OutboxService | None = None
         self.clip_store: ClipStore | None = None
         self.api: ApiServer | None = None
+        self.requests: Any = None  # wiring: requests (edge.fetchrequests.RequestHandler)
         self.started = time.monotonic()
         self.clock = ClockCache()
         self.storage_lock: StorageLock | None = None
@@ -70,11 +71,11 @@ class Daemon:
         except OSError as err:
             raise StartupError(f"storage.path {storage}: not writable ({err.strerror})") from None
         self._lock_storage()
-        if self.cfg.clips.enabled:
-            self.node_key = self._load_key()  # before anything starts: a corrupt key ends start-up in one line
+        # wiring: signed messages (#18.1): every node has a key now, clips or not (events, status, stats signed)
+        self.node_key = self._load_key()  # before anything starts: a corrupt key ends start-up in one line
         self.detector = build.detector(self.cfg)
         self._report_plates()
-        self.outbox = build.outbox(self.cfg)
+        self.outbox = build.outbox(self.cfg, build.signer(self.cfg, self.node_key))  # wiring: signed messages
         self.outbox.start()
         if self.cfg.clips.enabled:
             self.clip_store = build.clip_store(self.cfg, self.node_key)
@@ -89,6 +90,10 @@ class Daemon:
                 thread.start()
         if self.cfg.api.enabled and self.clip_store is not None:
             self.api = build.api(self.cfg, self.clip_store, DaemonView(self.status, self.latest_frame))
+        if self.clip_store is not None:  # wiring: requests (push fetch from central, edge/fetchrequests.py)
+            from ..fetchrequests import start_request_handler
+
+            self.requests = start_request_handler(self.cfg, self.clip_store)
         for runtime in self.cameras.values():
             runtime.capture.opened.wait(timeout=runtime.config.open_timeout + 2)
         self.notifier.send("READY=1", f"STATUS={self.summary()}")
@@ -217,6 +222,8 @@ class Daemon:
         for cam in self.cameras.values():
             if cam.recorder is not None:
                 cam.recorder.close(timeout=30.0)
+        if self.requests is not None:  # wiring: requests
+            self.requests.stop()
         if self.clip_store is not None:
             self.clip_store.close()
         if self.api is not None:

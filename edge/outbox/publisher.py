@@ -146,9 +146,10 @@ class _Once:
 class Publisher:
     """Owns the connection thread; ``wake()`` after new rows, ``stop()`` to say ``offline`` and disconnect."""
 
-    def __init__(self, settings: MqttSettings, node: str, outbox: Outbox, version: str) -> None:
+    def __init__(self, settings: MqttSettings, node: str, outbox: Outbox, version: str, signer: Any = None) -> None:
         self.s = settings
         self.node = node
+        self.signer = signer  # edge.signing.MessageSigner: status (and the Will) signed when they are made
         self.outbox = outbox
         self.version = version
         self.connected = False
@@ -224,7 +225,8 @@ class Publisher:
                 attempt += 1
 
     def _open(self) -> mqtt.Client | None:
-        will = (self._status_topic, status_message("offline", time.time(), self.version))
+        started = time.time()  # the Will is fixed now, so it is signed now (same ts as this session's online)
+        will = (self._status_topic, self._status("offline", started))
         try:
             client = make_client(self.s, persistent=True, will=will)
             error = connect(client, self.s, persistent=True, stop=self._stop)
@@ -240,7 +242,7 @@ class Publisher:
         again = self._once.clear()
         log.info("mqtt: %s %s:%d as %s; %d events waiting", "reconnected to" if again else "connected to",
                  self.s.host, self.s.port, self.s.client_id, self.outbox.depth())
-        client.publish(self._status_topic, status_message("online", time.time(), self.version), qos=1, retain=True)
+        client.publish(self._status_topic, self._status("online", started), qos=1, retain=True)
         if self.s.end_to_end is not False:
             client.on_message = self._on_ack
             client.subscribe(self._acks_topic, qos=1)
@@ -364,6 +366,12 @@ class Publisher:
             self.published_total += len(acked)
             acked.clear()
 
+    def _status(self, state: str, ts: float) -> bytes:
+        """The status message: signed, naming the node, when a signer is set (#18.1)."""
+        if self.signer is None:
+            return status_message(state, ts, self.version)
+        return status_message(state, ts, self.version, node=self.node, signer=self.signer)
+
     def _flush_stats(self, client: mqtt.Client) -> None:
         while True:
             try:
@@ -377,8 +385,7 @@ class Publisher:
         done: list[int] = []
         client.on_disconnect = None
         client.on_publish = lambda _c, _u, mid, _rc, _p: done.append(mid)
-        info = client.publish(self._status_topic, status_message("offline", time.time(), self.version),
-                              qos=1, retain=True)
+        info = client.publish(self._status_topic, self._status("offline", time.time()), qos=1, retain=True)
         deadline = time.monotonic() + 2.0
         while info.mid not in done and time.monotonic() < deadline:
             if client.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:

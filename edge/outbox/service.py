@@ -39,16 +39,17 @@ class OutboxService:
 
     def __init__(self, db_path: Path, node: str, settings: MqttSettings, limits: OutboxLimits = OutboxLimits(),
                  version: str = __version__, queue_size: int = 1000,
-                 reserve_bytes: int = DEFAULT_RESERVE_BYTES) -> None:
+                 reserve_bytes: int = DEFAULT_RESERVE_BYTES, signer: Any = None) -> None:
         self.node = node
+        self.signer = signer  # edge.signing.MessageSigner: events, status and stats signed (#18.1)
         self.outbox = Outbox(db_path, node, limits.max_rows, limits.max_bytes, limits.max_age_s,
-                             end_to_end=settings.end_to_end)
+                             end_to_end=settings.end_to_end, signer=signer)
         self.reserve = Reserve(Path(db_path).with_name("outbox.reserve"), reserve_bytes)
         self._reserve_retry_at = 0.0
         self._give_up = threading.Event()
         self._disk_stuck = threading.Event()  # the disk refuses even after the reserve was released
         self._dropped = 0  # submitted while stuck with a full queue: counted, seqs skipped by the writer
-        self.publisher = Publisher(settings, node, self.outbox, version)
+        self.publisher = Publisher(settings, node, self.outbox, version, signer=signer)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._writer: threading.Thread | None = None
         self._submitted = 0
@@ -199,7 +200,7 @@ class OutboxService:
         """Send the daemon's stats (QoS 0, not stored) with this node's outbox figures added."""
         msg = {"v": SCHEMA_VERSION, "node": self.node, "ts": round(time.time(), 3),
                "uptime_s": round(time.monotonic() - self._started, 1), **stats, "outbox": self.stats()}
-        self.publisher.send_stats(dumps(msg))
+        self.publisher.send_stats(self.signer.seal("stats", msg) if self.signer is not None else dumps(msg))
 
     def stop(self, drain_timeout: float = 30.0) -> bool:
         """Store what is queued, wait up to ``drain_timeout`` for delivery, say ``offline``, disconnect.

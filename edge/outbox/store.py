@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..payload import fit_event_message
+from ..signing import seal_event
 from .seqfile import SeqFile
 
 log = logging.getLogger("edge.outbox")
@@ -95,8 +96,9 @@ class Outbox:
     """Event rows keyed by per-node seq; thread-safe (one connection behind a lock)."""
 
     def __init__(self, db_path: Path, node: str, max_rows: int = 200_000, max_bytes: int = 64 * 1024 * 1024,
-                 max_age_s: float = 30 * 86400.0, end_to_end: EndToEnd = "auto") -> None:
+                 max_age_s: float = 30 * 86400.0, end_to_end: EndToEnd = "auto", signer: Any = None) -> None:
         self.node = node
+        self.signer = signer  # edge.signing.MessageSigner: the stored message is the signed one (#18.1)
         self.limits = OutboxLimits(max_rows, max_bytes, max_age_s)
         self.end_to_end = end_to_end
         self._lock = threading.Lock()
@@ -244,7 +246,10 @@ class Outbox:
         if seq + len(bodies) > self._reserved:
             self._reserve(seq + len(bodies) + SEQ_BLOCK)
         for body in bodies:
-            msg, trimmed = fit_event_message(body, self.node, seq + 1)
+            if self.signer is not None:
+                msg, trimmed = seal_event(body, self.node, seq + 1, self.signer)
+            else:
+                msg, trimmed = fit_event_message(body, self.node, seq + 1)
             if trimmed:
                 self._count_trim(body, trimmed)
             seq += 1

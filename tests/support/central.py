@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import payload
+from edge.central.trust import TrustPolicy
 from edge.types import Event, EventType, LineCrossing
 
 PG_USERS = ("postgres", "root")
@@ -48,6 +49,10 @@ def pg_schema(base: str) -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+# The migration window, open: these helpers publish unsigned v1 events for unregistered nodes (#18.1).
+LEGACY = TrustPolicy(accept_unsigned_until=float("inf"))
 
 
 def sqlite_url(tmp: Path) -> str:
