@@ -125,6 +125,7 @@ class Consumer:
         self._lag_max = 0.0
         self._quarantine_logged = 0  # warnings since the last progress line
         self.connected = threading.Event()
+        self._closed = threading.Event()  # set by on_disconnect: stop() waits for it before loop_stop()
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=10_000)
         self._stopping = threading.Event()
         self._halt = threading.Event()
@@ -172,6 +173,7 @@ class Consumer:
 
     def _on_disconnect(self, client: mqtt.Client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()
+        self._closed.set()
         if self._stopping.is_set():
             return
         up = None if self._connected_at is None else time.monotonic() - self._connected_at
@@ -229,7 +231,13 @@ class Consumer:
             if self._writer.is_alive():  # still busy under load: stop after the batch in hand
                 self._halt.set()
                 self._writer.join(30.0)
-        self._client.disconnect()
+        # paho writes queued packets on its network thread; loop_stop() right after disconnect() can end that
+        # thread before the last PUBACKs are on the wire, and the broker then redelivers messages that are
+        # already stored. on_disconnect runs once DISCONNECT, queued behind those PUBACKs, has been written.
+        self._closed.clear()
+        if self._client.disconnect() == mqtt.MQTT_ERR_SUCCESS and self.connected.is_set():
+            if not self._closed.wait(5.0):
+                log.warning("the broker connection did not close within 5 s; the last acks may be redelivered")
         self._client.loop_stop()
         if self._store is not None:
             self._store.close()
