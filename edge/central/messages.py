@@ -49,6 +49,13 @@ class EventRow:
     duration: float | None
     time_ok: bool
     raw: str
+    # identification fields of #16 (end events and updates), each optional
+    color: str | None = None
+    color_score: float | None = None
+    heading: str | None = None
+    plate: str | None = None
+    plate_score: float | None = None
+    best: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,9 @@ def parse_event(node: str, data: bytes) -> EventRow:
         box=json.dumps(box), zones=json.dumps(zones, ensure_ascii=False), clip=_str(obj, "clip", optional=True),
         line_name=line_name, line_dir=line_dir, duration=_num(obj, "duration", optional=True, lo=0.0, hi=MAX_DURATION),
         time_ok=time_ok, raw=data.decode("utf-8"),
+        color=_str(obj, "color", optional=True), color_score=_num(obj, "color_score", optional=True, lo=0.0, hi=1.0),
+        heading=_str(obj, "heading", optional=True), plate=_str(obj, "plate", optional=True),
+        plate_score=_num(obj, "plate_score", optional=True, lo=0.0, hi=1.0), best=_str(obj, "best", optional=True),
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from ..redact import redact_url
+from . import scale
 from .messages import EventRow, StatsRow, StatusRow
 
 MIGRATIONS: list[list[str]] = [
@@ -140,6 +141,10 @@ class SearchFilter:
     camera: str | None = None
     zone: str | None = None
     limit: int = 1000
+    color: str | None = None  # identification fields (#16.4)
+    heading: str | None = None
+    plate: str | None = None  # letters, digits and the wildcards * and ?; punctuation ignored
+    fuzzy: bool = False  # plate within one edit, best match first
 
 
 class Store:
@@ -148,6 +153,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.postgres = url.startswith(("postgresql://", "postgres://"))
+        self.partitioned = False  # PostgreSQL events partitioned by month (set by scale.migrate)
         try:
             self._conn: Any = self._connect_pg(url) if self.postgres else self._connect_sqlite(url)
             self._migrate()
@@ -233,6 +239,7 @@ class Store:
                 for ddl in MIGRATIONS[version - 1]:
                     self._execute(ddl)
                 self._execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            scale.migrate(self)  # named features after the numbered ones (#18.4, #16.4)
             self._commit()
         except BaseException:
             self._rollback()
@@ -300,10 +307,13 @@ class Store:
     def _insert_events(self, events: Sequence[EventRow], now: float) -> int:
         if not events:
             return 0
-        cols = ", ".join((*_EVENT_COLUMNS, "received_at"))
-        marks = ", ".join("?" * (len(_EVENT_COLUMNS) + 1))
-        sql = f"INSERT INTO events ({cols}) VALUES ({marks}) ON CONFLICT (node, seq) DO NOTHING"
-        return self._executemany(sql, ([getattr(e, c) for c in _EVENT_COLUMNS] + [now] for e in events))
+        names = (*_EVENT_COLUMNS, *scale.EXTRA_COLUMNS, "received_at")
+        rows = [[getattr(e, c) for c in _EVENT_COLUMNS] + scale.event_extras(e) + [now] for e in events]
+        if self.partitioned:  # idempotency through event_keys (see edge/central/scale.py)
+            return scale.insert_events(self, names, rows, events)
+        marks = ", ".join("?" * len(names))
+        sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({marks}) ON CONFLICT (node, seq) DO NOTHING"
+        return self._executemany(sql, rows)
 
     def _upsert_node(self, node: str, fields: dict[str, Any], overwrite: Sequence[str] = ()) -> None:
         """Insert or update a node row: ``last_seen`` only moves forward; other fields take the new value."""
@@ -404,7 +414,19 @@ class Store:
             if value is not None:
                 clauses.append(f"{col} {op} ?")
                 params.append(value)
-        if f.zone is not None:
+        for col, value in (("e.color", f.color), ("e.heading", f.heading)):
+            if value is not None:
+                clauses.append(f"{col} = ?")
+                params.append(value)
+        if f.plate is not None and not f.fuzzy:
+            clauses.append("e.plate_key LIKE ?")
+            params.append(scale.like_pattern(scale.plate_pattern(f.plate)))
+        if f.zone is not None and self.postgres:  # answered by the GIN index on zones (edge/central/scale.py)
+            import json
+
+            clauses.append("CAST(e.zones AS jsonb) @> CAST(? AS jsonb)")
+            params.append(json.dumps([f.zone], ensure_ascii=False))
+        elif f.zone is not None:
             escaped = f.zone.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', '\\\\"')
             clauses.append("e.zones LIKE ? ESCAPE '\\'")
             params.append(f'%"{escaped}"%')
@@ -435,10 +457,15 @@ class Store:
         every zone it was in, its line crossing and its clip (whichever message carried them).
         """
         where, params = self._where(f)
-        total = int(self._execute(f"SELECT COUNT(*) FROM (SELECT e.node, e.id FROM events e{where}"
-                                  " GROUP BY e.node, e.id) t", params).fetchone()[0])
-        keys = self._execute(f"SELECT e.node, e.id, MIN(e.ts) AS first_ts FROM events e{where} GROUP BY e.node, e.id"
-                             " ORDER BY first_ts DESC, e.node, e.id LIMIT ?", [*params, int(f.limit)]).fetchall()
+        distance: dict[tuple[str, str], int] = {}
+        if f.plate is not None and f.fuzzy:
+            keys, total, distance = self._fuzzy_keys(f, where, params)
+        else:
+            total = int(self._execute(f"SELECT COUNT(*) FROM (SELECT e.node, e.id FROM events e{where}"
+                                      " GROUP BY e.node, e.id) t", params).fetchone()[0])
+            keys = self._execute(f"SELECT e.node, e.id, MIN(e.ts) AS first_ts FROM events e{where}"
+                                 " GROUP BY e.node, e.id ORDER BY first_ts DESC, e.node, e.id LIMIT ?",
+                                 [*params, int(f.limit)]).fetchall()
         messages: dict[tuple[str, str], list[dict[str, Any]]] = {(k[0], k[1]): [] for k in keys}
         order = list(messages)
         for i in range(0, len(order), 200):
@@ -446,14 +473,32 @@ class Store:
             cond = " OR ".join("(e.node = ? AND e.id = ?)" for _ in chunk)
             cur = self._execute(
                 "SELECT e.node, e.seq, e.id, e.type, e.camera, e.label, e.score, e.ts, e.zones, e.clip,"
-                " e.line_name, e.line_dir, e.duration, e.time_ok, n.api_url"
+                " e.line_name, e.line_dir, e.duration, e.time_ok, n.api_url,"
+                " e.color, e.color_score, e.heading, e.plate, e.plate_score, e.best"
                 f" FROM events e LEFT JOIN nodes n ON n.node = e.node WHERE {cond} ORDER BY e.seq",
                 [v for key in chunk for v in key])
             names = [d[0] for d in cur.description]
             for r in cur.fetchall():
                 row = dict(zip(names, r, strict=True))
                 messages[(row["node"], row["id"])].append(row)
-        return [_tracked_object(messages[k]) for k in order], total
+        objects = [_tracked_object(messages[k]) for k in order]
+        if distance:
+            for obj in objects:
+                obj["plate_distance"] = distance[(obj["node"], obj["id"])]
+        return objects, total
+
+    def _fuzzy_keys(self, f: SearchFilter, where: str, params: list[Any]) -> tuple[list[Any], int,
+                                                                                  dict[tuple[str, str], int]]:
+        """Objects with a plate within one edit of ``f.plate``: SQL narrows by length, Python measures."""
+        pattern = scale.plate_pattern(f.plate or "")
+        lo, hi = scale.fuzzy_length_bounds(pattern)
+        cond = " AND e.plate_key IS NOT NULL AND LENGTH(e.plate_key) >= ?" + (" AND LENGTH(e.plate_key) <= ?"
+                                                                             if hi is not None else "")
+        extra = [lo] if hi is None else [lo, hi]
+        where = (where + cond) if where else " WHERE" + cond[len(" AND"):]
+        rows = self._execute(f"SELECT e.node, e.id, e.plate_key, e.ts FROM events e{where}", [*params, *extra])
+        ranked, total, distance = scale.fuzzy_keys(rows.fetchall(), pattern, int(f.limit))
+        return ranked, total, distance
 
     def line_counts(self, f: SearchFilter) -> list[dict[str, Any]]:
         """Directional line crossings per hour (UTC hour start, UNIX seconds), node, camera and line."""
@@ -495,6 +540,7 @@ def _tracked_object(msgs: list[dict[str, Any]]) -> dict[str, Any]:
         "seq": int(last["seq"]),  # the object's latest message (the contract's "node, seq, clip id")
         "seqs": [int(m["seq"]) for m in msgs],
         "api_url": last["api_url"],
+        **{k: next((m[k] for m in reversed(msgs) if m.get(k) is not None), None) for k in scale.SEARCH_COLUMNS},
     }
 
 
