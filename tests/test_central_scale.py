@@ -58,20 +58,24 @@ def test_pg_unpartitioned_table_of_today_migrates_with_its_rows(pg_url):
                 for ddl in ddls:
                     conn.execute(ddl)
                 conn.execute("INSERT INTO schema_version VALUES (%s)", (n,))
-            for seq, ts in ((1, JAN), (2, FEB), (3, FEB)):
-                e = row("old", seq, ts)
+            # seq 5: a time from before validation at the door (#14.11); it lands in the DEFAULT partition
+            for seq, ts in ((1, JAN), (2, FEB), (3, FEB), (5, 1e308)):
+                e = row("old", seq, min(ts, JAN))
                 conn.execute("INSERT INTO events (node, seq, id, type, camera, label, score, ts, box, zones,"
                              " time_ok, received_at, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s)",
-                             (e.node, e.seq, e.id, e.type, e.camera, e.label, e.score, e.ts, e.box, e.zones,
+                             (e.node, e.seq, e.id, e.type, e.camera, e.label, e.score, ts, e.box, e.zones,
                               e.time_ok, e.raw))
         with Store(url) as store:
             assert store.partitioned
-            assert store.seqs("old") == [1, 2, 3]
-            assert {202601, 202602} <= set(scale.partitions(store))
-            assert store.write_batch([row("old", 2, FEB), row("old", 4, FEB)], [], []) == 1
-            assert store.seqs("old") == [1, 2, 3, 4]
+            assert store.seqs("old") == [1, 2, 3, 5]
+            months = scale.partitions(store)
+            assert {202601, 202602} <= set(months) and len(months) <= 5  # its months and the ones ahead
+            where = store._execute("SELECT tableoid::regclass::text FROM events WHERE seq = 5").fetchall()
+            assert where == [("events_pother",)]
+            assert store.write_batch([row("old", 2, FEB), row("old", 4, FEB), row("old", 5, FEB)], [], []) == 1
+            assert store.seqs("old") == [1, 2, 3, 4, 5]
         with Store(url) as store:  # a second start changes nothing
-            assert store.seqs("old") == [1, 2, 3, 4]
+            assert store.seqs("old") == [1, 2, 3, 4, 5]
 
 
 def test_prune_drops_whole_months_and_leaves_no_false_gap(db_url):

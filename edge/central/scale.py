@@ -19,6 +19,7 @@ those months. SQLite (the small-site store) keeps one plain table.
 from __future__ import annotations
 
 import calendar
+import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
     from .messages import EventRow
     from .store import Store
 
+log = logging.getLogger(__name__)
+
 AHEAD_MONTHS = 2  # partitions kept ready beyond the current month
+SANE_AHEAD = 10 * 366 * 86400.0  # times past this get no month partition of their own (the door refuses them)
 _PART = re.compile(r"^events_p(\d{4})(\d{2})$")
 PARTITION_LOCK = 4242018  # advisory lock serialising partition creation between consumers
 
@@ -55,10 +59,8 @@ def migrate(store: Store) -> None:
         _APPLY[name](store)
         store._execute("INSERT INTO schema_features (name, at) VALUES (?, ?)", (name, time.time()))
     store.partitioned = store.postgres and _is_partitioned(store)
-    if store.partitioned:  # partitions ahead, on this connection: the migration transaction holds events
-        store._execute("SELECT pg_advisory_xact_lock(?)", (PARTITION_LOCK,))
-        for month in ahead(time.time()):
-            store._execute(_create_partition_sql(month))
+    if store.partitioned:  # partitions ahead (this month and the next ones), made before they are needed
+        ensure_partitions(store, ahead(time.time()), main=True)
 
 
 def _search_fields(store: Store) -> None:
@@ -96,12 +98,16 @@ def _pg_partitions(store: Store) -> None:
                    " PARTITION BY RANGE (ts)")
     store._execute("""CREATE TABLE IF NOT EXISTS event_keys (
         node TEXT NOT NULL, seq BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL, PRIMARY KEY (node, seq))""")
-    lo, hi = store._execute("SELECT MIN(ts), MAX(ts) FROM events_unpartitioned").fetchone()
-    months = set(ahead(time.time()))
-    if lo is not None:
-        months.update(months_between(float(lo), float(hi)))
+    # The months present (each one, not every month between: an unsynchronised node's 1970 must not make
+    # 56 years of partitions); rows from before validation at the door (#14.11) with impossible times go
+    # to the DEFAULT partition, which also catches anything that ever misses its month.
+    present = store._execute(
+        "SELECT DISTINCT CAST(to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYYMM') AS INTEGER)"
+        " FROM events_unpartitioned WHERE ts >= 0 AND ts < ?", (time.time() + SANE_AHEAD,)).fetchall()
+    months = set(ahead(time.time())) | {int(r[0]) for r in present}
     for month in sorted(months):
         store._execute(_create_partition_sql(month))
+    store._execute("CREATE TABLE IF NOT EXISTS events_pother PARTITION OF events DEFAULT")
     store._execute("INSERT INTO event_keys (node, seq, ts) SELECT node, seq, ts FROM events_unpartitioned")
     store._execute("INSERT INTO events SELECT * FROM events_unpartitioned")
     store._execute("DROP TABLE events_unpartitioned")
@@ -110,6 +116,12 @@ def _pg_partitions(store: Store) -> None:
 
 
 _APPLY = {"search-fields": _search_fields, "pg-month-partitions": _pg_partitions}
+
+
+def _owns_events(store: Store) -> bool:
+    row = store._execute("SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c"
+                         " WHERE c.oid = to_regclass('events')").fetchone()
+    return bool(row and row[0])
 
 
 def _is_partitioned(store: Store) -> bool:
@@ -167,24 +179,57 @@ def partitions(store: Store) -> list[int]:
     return sorted(int(m.group(1) + m.group(2)) for (name,) in rows if (m := _PART.match(name)))
 
 
-def ensure_partitions(store: Store, months: Iterable[int]) -> None:
+def ensure_partitions(store: Store, months: Iterable[int], main: bool = False) -> None:
     """Create missing month partitions on a connection of their own (committed at once, so a batch that
-    rolls back cannot take a partition with it that the cache believes in)."""
+    rolls back cannot take a partition with it that the cache believes in). ``main``: in the migration's
+    transaction on the store's own connection (which may hold ``events`` locked: another one would wait)."""
     known: set[int] = store.__dict__.setdefault("_months", set())
     if not known:
         known.update(partitions(store))
     missing = sorted(set(months) - known)
     if not missing:
         return
+    if main:
+        if not _owns_events(store):
+            return  # not ours to create; ensure_partitions on demand says so once per month
+        store._execute("SELECT pg_advisory_xact_lock(?)", (PARTITION_LOCK,))
+        for month in missing:
+            _add_partition(store._conn, month)
+        known.update(missing)
+        return
     import psycopg
 
     from .store import pg_conninfo
 
-    with psycopg.connect(pg_conninfo(store.url), autocommit=True, connect_timeout=10) as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+    with psycopg.connect(pg_conninfo(store.url), autocommit=True, connect_timeout=10) as conn:
         for month in missing:
-            conn.execute(_create_partition_sql(month))
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+                    _add_partition(conn, month)
+            except psycopg.errors.InsufficientPrivilege as err:
+                # Central's role does not own ``events``: the month's rows go to the DEFAULT partition (nothing
+                # is lost), and the owner's next start (or ``central prune``) gives them their month.
+                log.warning("events of %d go to the default partition: cannot create events_p%d (%s);"
+                            " run `edgecam central` once as the tables' owner", month, month,
+                            str(err).strip().splitlines()[0])
     known.update(missing)
+
+
+def _add_partition(conn: Any, month: int) -> None:
+    """Create one month's partition; rows of that month already in the DEFAULT partition move into it."""
+    start, end = month_bounds(month)
+    name = f"events_p{month}"
+    if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None:
+        return
+    stray = conn.execute("SELECT 1 FROM events_pother WHERE ts >= %s AND ts < %s LIMIT 1", (start, end)).fetchone()
+    if stray is None:
+        conn.execute(_create_partition_sql(month))
+        return
+    conn.execute(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    conn.execute(f"INSERT INTO {name} SELECT * FROM events_pother WHERE ts >= %s AND ts < %s", (start, end))
+    conn.execute("DELETE FROM events_pother WHERE ts >= %s AND ts < %s", (start, end))
+    conn.execute(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})")
 
 
 def insert_events(store: Store, cols: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -221,24 +266,24 @@ def prune(store: Store, before_month: int) -> tuple[list[int], int]:
         if store.partitioned:
             months = [m for m in partitions(store) if m < before_month]
             tables = [f"events_p{m}" for m in months]
-            union = " UNION ALL ".join(f"SELECT node, seq FROM {t}" for t in tables)
+            union = " UNION ALL ".join([*(f"SELECT node, seq FROM {t}" for t in tables),
+                                        f"SELECT node, seq FROM events_pother WHERE ts < {cut}"])
         else:
-            lo, hi = store._execute("SELECT MIN(ts), MAX(ts) FROM events WHERE ts < ?", (cut,)).fetchone()
-            months = [] if lo is None else months_between(float(lo), float(hi))
-            union = f"SELECT node, seq FROM events WHERE ts < {cut}" if months else ""
-        dropped = 0
-        if union:
-            dropped = int(store._execute(f"SELECT COUNT(*) FROM ({union}) t").fetchone()[0])
-            top = store._execute(f"SELECT node, MAX(seq) FROM ({union}) t GROUP BY node").fetchall()
-            for node, mx in top:
-                store._execute("UPDATE nodes SET baseline_seq = ? WHERE node = ? AND"
-                               " (baseline_seq IS NULL OR baseline_seq < ?)", (int(mx), node, int(mx)))
+            present = store._execute("SELECT DISTINCT CAST(strftime('%Y%m', ts, 'unixepoch') AS INTEGER)"
+                                     " FROM events WHERE ts >= 0 AND ts < ?", (cut,)).fetchall()
+            months = sorted(int(r[0]) for r in present if r[0] is not None)
+            union = f"SELECT node, seq FROM events WHERE ts < {cut}"
+        dropped = int(store._execute(f"SELECT COUNT(*) FROM ({union}) t").fetchone()[0])
+        for node, mx in store._execute(f"SELECT node, MAX(seq) FROM ({union}) t GROUP BY node").fetchall():
+            store._execute("UPDATE nodes SET baseline_seq = ? WHERE node = ? AND"
+                           " (baseline_seq IS NULL OR baseline_seq < ?)", (int(mx), node, int(mx)))
         if store.partitioned:
             for t in tables:
                 store._execute(f"DROP TABLE {t}")
             store._execute("DELETE FROM event_keys WHERE ts < ?", (cut,))
             store.__dict__.get("_months", set()).difference_update(months)
-        elif months:
+            store._execute("DELETE FROM events_pother WHERE ts < ?", (cut,))
+        else:
             store._execute("DELETE FROM events WHERE ts < ?", (cut,))
         store._commit()
     except BaseException:
