@@ -177,3 +177,33 @@ def test_edit_distance(pattern, text, d):
     assert scale.edit_distance(pattern, text) == d
 
 
+
+
+def test_pg_a_role_that_cannot_create_partitions_loses_nothing(pg_url):
+    """central's role owns no table: a month without partition goes to DEFAULT; the owner's start moves it."""
+    if pg_url is None:
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
+    import uuid
+
+    import psycopg
+
+    role = "central_scale_" + uuid.uuid4().hex[:8]
+    with pg_schema(pg_url) as admin_url, psycopg.connect(pg_url, autocommit=True) as admin:
+        schema = admin_url.split("search_path%3D", 1)[1]
+        Store(admin_url).close()
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            admin.execute(f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}")
+            admin.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}")
+            url = admin_url.replace("://postgres@", f"://{role}@").replace("://root@", f"://{role}@")
+            with Store(url) as store:
+                assert store.write_batch([row("n1", 1, JAN), row("n1", 2, JAN)], [], []) == 2
+                assert store.write_batch([row("n1", 1, JAN)], [], []) == 0
+            with Store(admin_url) as store:
+                assert 202601 in scale.partitions(store)
+                where = store._execute("SELECT tableoid::regclass::text, seq FROM events ORDER BY seq").fetchall()
+                assert where == [("events_p202601", 1), ("events_p202601", 2)]
+                assert store.write_batch([row("n1", 2, JAN), row("n1", 3, JAN)], [], []) == 1
+        finally:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")

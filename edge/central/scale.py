@@ -59,8 +59,12 @@ def migrate(store: Store) -> None:
         _APPLY[name](store)
         store._execute("INSERT INTO schema_features (name, at) VALUES (?, ?)", (name, time.time()))
     store.partitioned = store.postgres and _is_partitioned(store)
-    if store.partitioned:  # partitions ahead (this month and the next ones), made before they are needed
-        ensure_partitions(store, ahead(time.time()), main=True)
+    if store.partitioned:  # partitions ahead (this month and the next ones), made before they are needed,
+        # and the months whose rows wait in the DEFAULT partition (stored while central's role could not create)
+        waiting = store._execute(
+            "SELECT DISTINCT CAST(to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYYMM') AS INTEGER)"
+            " FROM events_pother WHERE ts >= 0 AND ts < ?", (time.time() + SANE_AHEAD,)).fetchall()
+        ensure_partitions(store, [*ahead(time.time()), *(int(r[0]) for r in waiting)], main=True)
 
 
 def _search_fields(store: Store) -> None:
@@ -211,7 +215,7 @@ def ensure_partitions(store: Store, months: Iterable[int], main: bool = False) -
                 # Central's role does not own ``events``: the month's rows go to the DEFAULT partition (nothing
                 # is lost), and the owner's next start (or ``central prune``) gives them their month.
                 log.warning("events of %d go to the default partition: cannot create events_p%d (%s);"
-                            " run `edgecam central` once as the tables' owner", month, month,
+                            " any `edgecam central` command run as the tables' owner moves them", month, month,
                             str(err).strip().splitlines()[0])
     known.update(missing)
 
