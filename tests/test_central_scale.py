@@ -135,6 +135,17 @@ def test_search_by_plate_colour_heading(db_url):
         assert obj["seqs"] == [1, 2]
 
 
+def test_malformed_identification_fields_keep_the_event(db_url):
+    """A plate that is no string, a score out of range: the event is stored, those columns stay empty."""
+    with Store(db_url) as store:
+        bad = row("n1", 1, JAN, plate=12345, plate_score=7, color="", color_score=float("1e400"),
+                  heading="x" * 300, best=["b"])
+        assert store.write_batch([bad], [], []) == 1
+        obj = store.search_objects(SearchFilter())[0][0]
+        assert [obj[k] for k in scale.SEARCH_COLUMNS] == [None] * 6
+        assert json.loads(store._execute("SELECT raw FROM events").fetchone()[0])["plate"] == 12345
+
+
 def test_search_cli_plate_json_and_bad_words(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'central.db'}"
     with Store(url) as store:

@@ -177,10 +177,28 @@ def parse_event(node: str, data: bytes) -> EventRow:
         box=json.dumps(box), zones=json.dumps(zones, ensure_ascii=False), clip=_str(obj, "clip", optional=True),
         line_name=line_name, line_dir=line_dir, duration=_num(obj, "duration", optional=True, lo=0.0, hi=MAX_DURATION),
         time_ok=time_ok, raw=data.decode("utf-8"),
-        color=_str(obj, "color", optional=True), color_score=_num(obj, "color_score", optional=True, lo=0.0, hi=1.0),
-        heading=_str(obj, "heading", optional=True), plate=_str(obj, "plate", optional=True),
-        plate_score=_num(obj, "plate_score", optional=True, lo=0.0, hi=1.0), best=_str(obj, "best", optional=True),
+        color=_extra_text(obj, "color"), color_score=_extra_score(obj, "color_score"),
+        heading=_extra_text(obj, "heading"), plate=_extra_text(obj, "plate"),
+        plate_score=_extra_score(obj, "plate_score"), best=_extra_text(obj, "best"),
     )
+
+
+def _extra_text(obj: dict[str, Any], key: str) -> str | None:
+    """An identification field (#16) as a searchable column, or None when it is absent or malformed: the
+    event itself is still stored (with the field in ``raw``), it only cannot be found by that field."""
+    value = obj.get(key)
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_TEXT else None
+
+
+def _extra_score(obj: dict[str, Any], key: str) -> float | None:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if 0.0 <= number <= 1.0 else None
 
 
 def _line(line: Any) -> tuple[str | None, str | None]:
