@@ -140,7 +140,7 @@ class Central:
                        f'shared_group = "fleet"\n\n[database]\nurl = "{self.url}"\n')
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         log = open(self.work / f"central{i}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "edge", "central", "run", "-c", str(cfg)],
+        return subprocess.Popen([sys.executable, "-m", "edge", "central", "run", "-c", str(cfg)],  # our own nice
                                 stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=ROOT)
 
     def kill_and_restart(self, i: int, pause: float) -> None:
@@ -187,7 +187,7 @@ def one_run(args: argparse.Namespace, consumers: int) -> dict[str, object]:
             if count <= 0:
                 break
             workers.append(subprocess.Popen(
-                ["nice", "-n", "10", sys.executable, __file__, "--worker", "--first", str(first), "--count",
+                [sys.executable, __file__, "--worker", "--first", str(first), "--count",
                  str(count), "--port", str(port), "--seconds", str(args.seconds), "--t0", str(t0),
                  "--dir", str(work / "nodes"), "--out", str(work / f"worker{w}.json"), "--drain", "120"],
                 env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT))
