@@ -66,7 +66,7 @@ def lines(nodes: int, per_node: int, days: float, node_from: int = 0):
             yield (f"{node}\t{seq}\t{oid}\t{typ}\t{cam}\t{label}\t0.87\t{ts}\t[0.1, 0.2, 0.3, 0.4]\t[\"drive\"]\t"
                    f"{n_}\t{n_}\t{n_}\t{n_ if typ == 'start' else 4.5}\tt\t{raw}\t"
                    f"{color or n_}\t{0.8 if color else n_}\t{heading or n_}\t{plate or n_}\t{pkey or n_}\t"
-                   f"{0.95 if plate else n_}\t{n_}\t{ts + 0.5}\n"), f"{node}\t{seq}\t{ts}\n"
+                   f"{0.95 if plate else n_}\t{n_}\t{ts + 0.5}\n"), f"{node}\t{seq}\t{ts}\t{ts + 0.5}\n"
 
 
 def bulk_load(url: str, nodes: int, per_node: int, days: float, chunk_nodes: int) -> list[dict[str, float]]:
@@ -88,7 +88,7 @@ def bulk_load(url: str, nodes: int, per_node: int, days: float, chunk_nodes: int
                             cp.write("".join(buf))
                             buf.clear()
                     cp.write("".join(buf))
-                with cur.copy("COPY event_keys (node, seq, ts) FROM STDIN") as cp:
+                with cur.copy("COPY event_keys (node, seq, ts, received_at) FROM STDIN") as cp:
                     for i in range(0, len(keys), 50000):
                         cp.write("".join(keys[i:i + 50000]))
             dt = time.perf_counter() - t

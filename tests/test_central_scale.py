@@ -36,6 +36,10 @@ def test_pg_events_are_partitioned_by_month_and_a_redelivery_does_nothing(pg_url
         # the same (node, seq) with another time: still the first row only (the key table, not the partition)
         assert store.write_batch([row("n1", 2, FEB), row("n1", 4, FEB), row("n1", 4, FEB)], [], []) == 1
         assert store.count_events("n1") == 4
+        assert store.write_batch([row("n1", 6, FEB)], [], []) == 1
+        assert store.seq_table == "event_keys"  # gaps and acks read one index, not every month's partition
+        assert [(g.first, g.last) for g in store.gaps("n1").gaps] == [(5, 5)]
+        assert store.count_events("n1") == 5 == store.count_events()
         ts = store._execute("SELECT ts FROM events WHERE node = 'n1' AND seq = 2").fetchall()
         assert ts == [(MAR,)]
         rows = store._execute("SELECT tableoid::regclass::text FROM events WHERE seq = 1").fetchall()

@@ -100,8 +100,11 @@ def _pg_partitions(store: Store) -> None:
         store._execute(f"DROP INDEX IF EXISTS {index}")
     store._execute("CREATE TABLE events (LIKE events_unpartitioned INCLUDING DEFAULTS, PRIMARY KEY (node, seq, ts))"
                    " PARTITION BY RANGE (ts)")
+    # received_at too: gap reports and acks read only (node, seq, received_at), so they stay on this one index
+    # instead of probing every month's partition
     store._execute("""CREATE TABLE IF NOT EXISTS event_keys (
-        node TEXT NOT NULL, seq BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL, PRIMARY KEY (node, seq))""")
+        node TEXT NOT NULL, seq BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (node, seq))""")
     # The months present (each one, not every month between: an unsynchronised node's 1970 must not make
     # 56 years of partitions); rows from before validation at the door (#14.11) with impossible times go
     # to the DEFAULT partition, which also catches anything that ever misses its month.
@@ -112,7 +115,8 @@ def _pg_partitions(store: Store) -> None:
     for month in sorted(months):
         store._execute(_create_partition_sql(month))
     store._execute("CREATE TABLE IF NOT EXISTS events_pother PARTITION OF events DEFAULT")
-    store._execute("INSERT INTO event_keys (node, seq, ts) SELECT node, seq, ts FROM events_unpartitioned")
+    store._execute("INSERT INTO event_keys (node, seq, ts, received_at)"
+                   " SELECT node, seq, ts, received_at FROM events_unpartitioned")
     store._execute("INSERT INTO events SELECT * FROM events_unpartitioned")
     store._execute("DROP TABLE events_unpartitioned")
     for ddl in PG_INDEXES:
@@ -241,9 +245,11 @@ def insert_events(store: Store, cols: Sequence[str], rows: Sequence[Sequence[Any
     """Insert the rows whose (node, seq) is new; ``rows[i]`` holds ``events[i]``'s values of ``cols``."""
     ensure_partitions(store, {month_of(e.ts) for e in events})
     cur = store._conn.cursor()
-    cur.execute("INSERT INTO event_keys (node, seq, ts) SELECT * FROM unnest(%s::text[], %s::bigint[], %s::float8[])"
+    at = cols.index("received_at")
+    cur.execute("INSERT INTO event_keys (node, seq, ts, received_at)"
+                " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::float8[], %s::float8[])"
                 " ON CONFLICT (node, seq) DO NOTHING RETURNING node, seq",
-                ([e.node for e in events], [e.seq for e in events], [e.ts for e in events]))
+                ([e.node for e in events], [e.seq for e in events], [e.ts for e in events], [r[at] for r in rows]))
     new = {(n, int(s)) for n, s in cur.fetchall()}
     fresh = []
     for e, row in zip(events, rows, strict=True):

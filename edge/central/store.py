@@ -184,6 +184,12 @@ class Store:
             raise StoreError("PostgreSQL needs psycopg: pip install 'psycopg[binary]'") from None
         return psycopg.connect(pg_conninfo(url), autocommit=True, connect_timeout=10)
 
+    @property
+    def seq_table(self) -> str:
+        """Where (node, seq, received_at) are read from: ``event_keys`` on partitioned PostgreSQL (one index, not
+        one probe per month partition), else ``events`` itself."""
+        return "event_keys" if self.partitioned else "events"
+
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
 
@@ -366,10 +372,11 @@ class Store:
     def count_events(self, node: str | None = None) -> int:
         if node is None:
             return int(self._execute("SELECT COUNT(*) FROM events").fetchone()[0])
-        return int(self._execute("SELECT COUNT(*) FROM events WHERE node = ?", (node,)).fetchone()[0])
+        return int(self._execute(f"SELECT COUNT(*) FROM {self.seq_table} WHERE node = ?", (node,)).fetchone()[0])
 
     def seqs(self, node: str) -> list[int]:
-        return [int(r[0]) for r in self._execute("SELECT seq FROM events WHERE node = ? ORDER BY seq", (node,))]
+        return [int(r[0]) for r in self._execute(f"SELECT seq FROM {self.seq_table} WHERE node = ? ORDER BY seq",
+                                                 (node,))]
 
     def nodes(self) -> list[dict[str, Any]]:
         """Every known node (from messages or registration), with its last status and stats."""
@@ -394,11 +401,11 @@ class Store:
                  SELECT seq, LAG(seq, 1, CAST(? AS BIGINT)) OVER (ORDER BY seq) AS prev,
                         MIN(received_at) OVER (ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
                           AS known
-                 FROM events WHERE node = ? AND seq > ?) t
+                 FROM """ + self.seq_table + """ WHERE node = ? AND seq > ?) t
                WHERE seq > prev + 1 ORDER BY seq""",
             (mark, node, mark),
         ).fetchall()
-        top = self._execute("SELECT MAX(seq) FROM events WHERE node = ?", (node,)).fetchone()[0]
+        top = self._execute(f"SELECT MAX(seq) FROM {self.seq_table} WHERE node = ?", (node,)).fetchone()[0]
         max_seq = int(top or 0)
         gaps = tuple(Gap(int(a), int(b), float(k)) for a, b, k in holes)
         contiguous = gaps[0].first - 1 if gaps else max(max_seq, mark)
