@@ -222,3 +222,37 @@ def test_pg_a_role_that_cannot_create_partitions_loses_nothing(pg_url):
         finally:
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE {role}")
+
+
+def test_pg_two_consumers_with_crossing_batches_do_not_deadlock(pg_url):
+    """Two writers, each batch touching the same nodes in opposite orders (events, statuses, redeliveries)."""
+    if pg_url is None:
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
+    import threading
+
+    from edge.central.messages import StatusRow
+
+    nodes = [f"n{i:02d}" for i in range(20)]
+    errors: list[BaseException] = []
+
+    def writer(url: str, reverse: bool) -> None:
+        order = nodes[::-1] if reverse else nodes
+        try:
+            with Store(url) as store:
+                for b in range(20):
+                    events = [row(n, b + 1, JAN + b) for n in order]
+                    statuses = [StatusRow(n, "online", JAN, "1", False) for n in reversed(order)]
+                    store.write_batch(events, statuses, [])
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    with pg_schema(pg_url) as url:
+        Store(url).close()
+        threads = [threading.Thread(target=writer, args=(url, r)) for r in (False, True, False, True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == []
+        with Store(url) as store:
+            assert store.count_events() == 20 * 20
