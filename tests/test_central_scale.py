@@ -256,3 +256,48 @@ def test_pg_two_consumers_with_crossing_batches_do_not_deadlock(pg_url):
         assert errors == []
         with Store(url) as store:
             assert store.count_events() == 20 * 20
+
+
+def test_pg_crossing_node_orders_of_two_consumers_do_not_deadlock(pg_url):
+    """A: events of n1, then statuses of n3 and n2; B: events of n2, then the status of n1. With n3 held
+    elsewhere, A holds n1 and waits; B takes n2 and waits for n1; n3 freed, A wants n2: a deadlock, unless
+    each batch takes its node rows in one order first."""
+    if pg_url is None:
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
+    import threading
+    import time
+
+    import psycopg
+
+    from edge.central.messages import StatusRow
+
+    def status(node):
+        return StatusRow(node, "online", JAN, "1", False)
+
+    with pg_schema(pg_url) as url:
+        with Store(url) as store:
+            store.write_batch([row("n1", 1, JAN), row("n2", 1, JAN), row("n3", 1, JAN)], [], [])
+        errors: list[BaseException] = []
+
+        def batch(events, statuses):
+            try:
+                with Store(url) as store:
+                    store.write_batch(events, statuses, [])
+            except BaseException as err:  # noqa: BLE001 - reported below
+                errors.append(err)
+
+        schema = url.rsplit("%3D", 1)[1]
+        with psycopg.connect(pg_url) as holder:
+            holder.execute(f"SELECT node FROM {schema}.nodes WHERE node = 'n3' FOR UPDATE")
+            a = threading.Thread(target=batch, args=([row("n1", 2, JAN)], [status("n3"), status("n2")]))
+            a.start()
+            time.sleep(1.5)  # A holds n1 and waits for n3
+            b = threading.Thread(target=batch, args=([row("n2", 2, JAN)], [status("n1")]))
+            b.start()
+            time.sleep(1.5)  # B holds n2 (without the fix) and waits for n1
+            holder.rollback()
+        a.join(30)
+        b.join(30)
+        assert [type(e).__name__ for e in errors] == []
+        with Store(url) as store:
+            assert store.seqs("n1") == [1, 2] and store.seqs("n2") == [1, 2]

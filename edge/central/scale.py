@@ -246,6 +246,8 @@ def insert_events(store: Store, cols: Sequence[str], rows: Sequence[Sequence[Any
     ensure_partitions(store, {month_of(e.ts) for e in events})
     cur = store._conn.cursor()
     at = cols.index("received_at")
+    order = sorted(range(len(events)), key=lambda i: (events[i].node, events[i].seq))  # one lock order for all
+    events, rows = [events[i] for i in order], [rows[i] for i in order]
     cur.execute("INSERT INTO event_keys (node, seq, ts, received_at)"
                 " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::float8[], %s::float8[])"
                 " ON CONFLICT (node, seq) DO NOTHING RETURNING node, seq",

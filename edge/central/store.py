@@ -263,6 +263,8 @@ class Store:
         now = time.time() if now is None else now
         self._begin()
         try:
+            if self.postgres:  # several consumers: take every node row this batch touches in one order (#18.3)
+                self._lock_nodes(events, statuses, stats, quarantined)
             inserted = self._insert_events(events, now)
             for node in sorted({e.node for e in events}):
                 mine = [e for e in events if e.node == node]
@@ -287,6 +289,16 @@ class Store:
             self._rollback()
             raise
         return inserted
+
+    def _lock_nodes(self, events: Sequence[EventRow], statuses: Sequence[StatusRow], stats: Sequence[StatsRow],
+                    quarantined: Sequence[Quarantined]) -> None:
+        """Lock the batch's node rows in node order before touching any: a batch updates them for its events,
+        then its statuses and stats, and two ``$share`` consumers doing that in crossing orders deadlocked
+        (seen in benchmarks/fleet.py with 4 consumers)."""
+        touched = sorted({*(e.node for e in events), *(st.node for st in statuses), *(sr.node for sr in stats),
+                          *(q.node for q in quarantined if q.node is not None)})
+        if touched:
+            self._execute("SELECT node FROM nodes WHERE node = ANY(?) ORDER BY node FOR UPDATE", (touched,))
 
     def _quarantine(self, items: Sequence[Quarantined], now: float) -> None:
         self._executemany("INSERT INTO quarantine (received_at, node, topic, reason, payload) VALUES (?, ?, ?, ?, ?)",
