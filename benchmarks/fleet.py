@@ -54,20 +54,36 @@ def cpu_seconds(pid: int) -> float:
 
 # -- the simulated nodes (one worker process holds many) ------------------------------------------
 
+def node_names(first: int, count: int) -> list[str]:
+    return [f"fleet{i:05d}" for i in range(first, first + count)]
+
+
+def register_fleet(store, base: Path, count: int) -> None:
+    """Give every simulated node its Ed25519 key and register it, as `register-node` would (#18.1)."""
+    from edge.clips.evidence import NodeKey
+
+    for node in node_names(0, count):
+        key = NodeKey.load_or_create(base / node / "keys")
+        store.register_node(node, key.public_text(), None)
+
+
 def worker(args: argparse.Namespace) -> int:
+    from edge.clips.evidence import NodeKey
     from edge.outbox.publisher import MqttSettings
     from edge.outbox.service import OutboxService
+    from edge.signing import MessageSigner
     from edge.types import Event, EventType
 
     base = Path(args.dir)
-    nodes = [f"fleet{i:05d}" for i in range(args.first, args.first + args.count)]
+    nodes = node_names(args.first, args.count)
     services = []
     for node in nodes:
         (base / node).mkdir(parents=True, exist_ok=True)
+        signer = MessageSigner(NodeKey.load_or_create(base / node / "keys"), node)  # made by register_fleet
         svc = OutboxService(base / node / "outbox.db", node,
                             MqttSettings(port=args.port, client_id=f"edgecam-{node}", reconnect_min=0.5,
                                          reconnect_max=2.0),
-                            reserve_bytes=0)
+                            reserve_bytes=0, signer=signer)
         svc.start()
         services.append(svc)
     sent = dict.fromkeys(nodes, 0)
@@ -177,7 +193,8 @@ def one_run(args: argparse.Namespace, consumers: int) -> dict[str, object]:
         time.sleep(0.5)
         from edge.central.store import Store
 
-        Store(url).close()  # the schema once, before the consumers race for it
+        with Store(url) as store:  # the schema once, before the consumers race for it
+            register_fleet(store, work / "nodes", args.nodes)  # central stores only what a registered key signed
         central = Central(work, port, url, consumers)
         time.sleep(4.0)  # consumers subscribed before the first event (a shared group keeps no backlog before)
         t0 = time.time() + 5.0 + args.nodes * 0.01
