@@ -71,3 +71,22 @@ def test_close_and_reopen_set_what_retention_may_delete(tmp_path: Path, capsys) 
     finally:
         book.close()
         log.close()
+
+
+def test_a_cases_db_from_before_close_gains_the_column_and_keeps_its_cases(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "cases.db")
+    db.execute("""CREATE TABLE cases (name TEXT PRIMARY KEY, created_ts REAL NOT NULL, created_by TEXT NOT NULL,
+                  notes TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'open')""")
+    db.execute("INSERT INTO cases VALUES ('K-OLD', 1.0, 'ines', 'from before', 'open')")
+    db.commit()
+    db.close()
+    book = CaseBook(tmp_path / "cases.db")
+    try:
+        assert book.require("K-OLD").notes == "from before"
+        assert book.close_case("K-OLD", now=50.0).state == "closed"
+        book.new("K-NEW", "ines")
+        assert [c.name for c in book.cases()] == ["K-NEW", "K-OLD"]
+    finally:
+        book.close()
