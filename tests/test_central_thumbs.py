@@ -1,5 +1,6 @@
 """Central's thumbnail cache: a node that accepts the connection but never answers costs one bounded wait,
-then answers "no thumbnail" at once until the negative cache expires; a real JPEG is cached by content."""
+then answers "no thumbnail" at once for every clip of that node until the negative cache expires; a real JPEG
+is cached by content."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def test_a_silent_node_costs_one_bounded_wait_then_none_at_once(tmp_path: Path) 
         assert cache.get(node, "cam-1") is None
         first = time.monotonic() - t0
         t0 = time.monotonic()
-        assert cache.get(node, "cam-1") is None
+        assert cache.get(node, "cam-1") is None and cache.get(node, "cam-2") is None  # any row of that node
         again = time.monotonic() - t0
     assert 0.4 <= first < 2.0, first
     assert again < 0.05, again

@@ -3,7 +3,7 @@
 The node serves each clip's thumbnail (``GET /api/v1/clips/<id>/thumb.jpg``, taken at the first detection with
 its box drawn). The desk asks for it only when a row's image is requested, over the node's API with the token
 registered for central, with a short timeout so a slow or unreachable node costs one bounded wait (and then
-``NEGATIVE_TTL`` seconds of immediate "no thumbnail"), never the search itself.
+``NEGATIVE_TTL`` seconds of immediate "no thumbnail" for every row of that node), never the search itself.
 
 The cache is *not* evidence: it lives under ``[evidence] path``/``thumbs/`` apart from the evidence store
 (``sha256/…``, ``clips/…``), content addressed (``thumbs/sha256/ab/<sha>.jpg``, written once by atomic
@@ -27,7 +27,7 @@ from ..errors import UserError
 from .fetch import read_node_token
 
 TIMEOUT = 3.0  # seconds one node may take to answer a thumbnail request
-NEGATIVE_TTL = 60.0  # seconds a failed (node, clip) answers "no thumbnail" without asking the node again
+NEGATIVE_TTL = 60.0  # seconds a failed node (or a clip it has no thumbnail of) is not asked again
 MAX_BYTES = 2 * 1024 * 1024
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -75,16 +75,23 @@ class ThumbCache:
         have = self.cached(name, clip)
         if have is not None or not node.get("api_url") or not _ID.match(clip):
             return have
+        now = time.monotonic()
         with self._lock:
-            if self._failed.get((name, clip), 0.0) > time.monotonic():
+            if max(self._failed.get((name, ""), 0.0), self._failed.get((name, clip), 0.0)) > now:
                 return None
         try:
             jpeg = self._pull(node["api_url"], read_node_token(self.evidence_root, name), clip)
-        except UserError:
+            key = (name, clip)  # the node answered: this clip has no thumbnail (or not a JPEG)
+        except UserError as err:
             jpeg = None
+            # unreachable, silent or refusing us: every row of this node gets the placeholder at once for a while,
+            # rather than each one waiting out the timeout; a clip the node does not have is that clip's alone
+            key = (name, clip) if str(err).startswith("not found on node") else (name, "")
         if jpeg is None:
             with self._lock:
-                self._failed[(name, clip)] = time.monotonic() + self.negative_ttl
+                if len(self._failed) > 10_000:
+                    self._failed = {k: t for k, t in self._failed.items() if t > now}
+                self._failed[key] = now + self.negative_ttl
             return None
         return self.put(name, clip, jpeg)
 
