@@ -235,6 +235,13 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="the case number")
     p.add_argument("-o", "--output", required=True, help="FILE.zip")
     p.set_defaults(handler="edge.central.cases:case_export_command")
+    for action, text in (("close", "close a case: retention may delete its clips once --older-than has passed"
+                                   " since the close"), ("reopen", "reopen a closed case: its clips are held again")):
+        p = case.add_parser(action, help=text)
+        _add_config(p, default="central.toml")
+        p.add_argument("name", help="the case number")
+        p.add_argument("--reason", help="kept in the custody log")
+        p.set_defaults(handler=f"edge.central.cases:case_{action}_command")
     evidence = central.add_parser("evidence", help="central's evidence store").add_subparsers(
         dest="evidence_command", metavar="ACTION")
     evidence.required = True
