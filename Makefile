@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] && echo "" || (command -v sudo >/dev/null &&
 # On a Pi, picamera2 comes from apt: the venv must see system site-packages there.
 VENV_FLAGS := $(shell [ -e /usr/lib/python3/dist-packages/picamera2 ] && echo --system-site-packages)
 
-.PHONY: venv install system-deps assets model demo test e2e faults soak bench lint clean
+.PHONY: venv install system-deps assets model demo test e2e faults soak bench bench-fleet bench-central-pg lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV_FLAGS) $(VENV)
@@ -58,6 +58,17 @@ soak: system-deps venv
 
 bench: install assets
 	$(BIN)/python benchmarks/run_all.py
+
+# Fleet (#18.3): 1,000 simulated nodes x 10 min into 1, 2 and 4 shared consumers on PostgreSQL (PG_URL).
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+bench-fleet: install
+	PYTHONPATH=. nice -n 10 $(BIN)/python benchmarks/fleet.py --nodes 1000 --seconds 600 --consumers 1,2,4 \
+		--server $(PG_URL) --write benchmarks/fleet.md
+
+# Central on PostgreSQL with 10 million events (#18.4): load, search, status.
+bench-central-pg: install
+	PYTHONPATH=. nice -n 10 $(BIN)/python benchmarks/central_pg.py --events 10000000 --server $(PG_URL) \
+		--write benchmarks/central_pg.md
 
 # ruff, the import contracts (who may import whom, docs/architecture.md) and mypy on edge/ at zero errors.
 lint: venv

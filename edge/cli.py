@@ -184,7 +184,17 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--json", action="store_true")
     p.add_argument("--raw", action="store_true", help="one row per message (start/update/end), not per object")
+    # wiring: identification search (#16.4)
+    p.add_argument("--plate", help="plate, punctuation ignored; * any run, ? one character")
+    p.add_argument("--fuzzy", action="store_true", help="with --plate: also plates within one edit, best first")
+    p.add_argument("--color", help="white, black, grey, red, blue, green, yellow or brown")
+    p.add_argument("--heading", help="up, up-right, right, down-right, down, down-left, left or up-left")
     p.set_defaults(handler=central_cmd.search)
+    # wiring: retention by month (#18.4)
+    p = central.add_parser("prune", help="drop every event of the months before --before (whole partitions)")
+    _add_config(p, default="central.toml")
+    p.add_argument("--before", required=True, metavar="YYYY-MM", help="first month kept")
+    p.set_defaults(handler=central_cmd.prune)
     p = central.add_parser("register-node", help="record a node's public key")
     _add_config(p, default="central.toml")
     p.add_argument("--node", required=True)
@@ -232,6 +242,13 @@ def _add_central_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="the case number")
     p.add_argument("-o", "--output", required=True, help="FILE.zip")
     p.set_defaults(handler=central_cmd.case_export)
+    for action, text in (("close", "close a case: retention may delete its clips once --older-than has passed"
+                                   " since the close"), ("reopen", "reopen a closed case: its clips are held again")):
+        p = case.add_parser(action, help=text)
+        _add_config(p, default="central.toml")
+        p.add_argument("name", help="the case number")
+        p.add_argument("--reason", help="kept in the custody log")
+        p.set_defaults(handler=getattr(central_cmd, f"case_{action}"))
     evidence = central.add_parser("evidence", help="central's evidence store").add_subparsers(
         dest="evidence_command", metavar="ACTION")
     evidence.required = True

@@ -183,6 +183,33 @@ def test_viewer_sees_no_fetch_and_gets_403(browser, desk) -> None:
 
 
 @pytest.mark.browser
+def test_search_rows_show_the_nodes_thumbnails_and_a_placeholder_for_an_unreachable_node(browser, desk) -> None:
+    """A viewer's rows: gate-node's (reachable) show the node's own JPEG, pulled by central over the node's API
+    and cached apart from the evidence; yard-node's (no API central can reach) shows the placeholder."""
+    server, store, yard = desk
+    d = Desk(browser, server.url, DESKTOP, "thumbs")
+    d.sign_in("victor")
+    page = d.page
+    page.wait_for_function("() => document.querySelectorAll('#results .row').length === 3")
+    for clip in store.list_clips():
+        page.wait_for_selector(f".row[data-clip='{clip.id}'] .thumb[data-state=loaded] img", timeout=15000)
+        width = page.evaluate(f"document.querySelector(\".row[data-clip='{clip.id}'] .thumb img\").naturalWidth")
+        assert width >= 64, width
+        node_jpeg = store.thumbnail_path(clip.id).read_bytes()
+        got = page.evaluate(f"fetch('/api/thumbs/gate-node/{clip.id}.jpg').then(r => r.arrayBuffer())"
+                            ".then(b => Array.from(new Uint8Array(b)))")
+        assert bytes(got) == node_jpeg and node_jpeg[:3] == b"\xff\xd8\xff"
+        assert server.thumbs.cached("gate-node", clip.id).read_bytes() == node_jpeg
+    yard_clip = yard.list_clips()[0].id
+    page.wait_for_selector(f".row[data-clip='{yard_clip}'] .thumb[data-state=none]", timeout=15000)
+    assert page.inner_text(f".row[data-clip='{yard_clip}'] .thumb") == "no thumbnail"
+    assert not (server.root / "thumbs" / "index" / "yard-node").exists()
+    assert not list((server.root / "sha256").rglob("*.jpg"))  # the cache is not in the evidence store
+    d.shot("1-rows")
+    d.close()
+
+
+@pytest.mark.browser
 def test_cross_site_form_post_is_refused(browser, desk) -> None:
     server, store, _yard = desk
     d = Desk(browser, server.url, DESKTOP, "xsite")

@@ -262,3 +262,39 @@ def test_kept_rows_stay_within_the_outbox_limits_and_evictions_are_counted(tmp_p
     ob = Outbox(tmp_path / "o.db", "n1", max_rows=100, end_to_end=True)
     assert (ob.depth(), ob.unsent(), ob.evicted_total) == (100, 20, 150)
     ob.close()
+
+
+def test_rows_central_skipped_over_are_resent_without_a_further_ack(tmp_path: Path, broker, monkeypatch) -> None:
+    """A quiet node after a broker restart: central's last statement says it has 4-5 but not 1-3 (they were lost
+    between broker and central). No further acks come; the node must still resend 1-3 (found by
+    benchmarks/fleet.py: the check ran only when an acks message arrived, so those rows waited for the next event)."""
+    import edge.outbox.publisher as publisher
+
+    monkeypatch.setattr(publisher, "RESEND_AFTER_S", 1.0)
+    seen: list[int] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="watch-" + uuid.uuid4().hex[:6])
+    sub.on_message = lambda _c, _u, m: seen.append(json.loads(m.payload)["seq"])
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe(payload.events_topic("edgecam", "n1"), qos=1)
+    sub.loop_start()
+    svc = OutboxService(tmp_path / "outbox.db", "n1", settings(broker.port, end_to_end=True))
+    svc.start()
+    try:
+        for i in range(5):
+            svc.submit(event(i))
+        wait_until(lambda: sorted(set(seen)) == [1, 2, 3, 4, 5], 10, "first delivery")
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-central-" + uuid.uuid4().hex[:6])
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        mark = {"v": 1, "node": "n1", "seq": 0, "from": 4, "max": 5, "missing": [], "ts": 0}
+        c.publish(payload.acks_topic("edgecam", "n1"), json.dumps(mark).encode(), qos=1).wait_for_publish(5)
+        wait_until(lambda: svc.depth() == 3, 5, "4 and 5 confirmed")
+        wait_until(lambda: sorted(seen).count(1) >= 2 and seen.count(2) >= 2 and seen.count(3) >= 2, 10,
+                   "1-3 resent with no further acks message")
+        assert seen.count(4) == 1 and seen.count(5) == 1  # what central has is not resent
+        c.disconnect()
+        c.loop_stop()
+    finally:
+        assert svc.stop(3.0)
+        sub.disconnect()
+        sub.loop_stop()

@@ -41,7 +41,7 @@ def contiguous(store: Store, node: str) -> int:
     row = ex("SELECT contiguous_seq FROM nodes WHERE node = ?", (node,)).fetchone()
     mark = int(row[0]) if row else 0
     start = mark
-    for (seq,) in ex("SELECT seq FROM events WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?",
+    for (seq,) in ex(f"SELECT seq FROM {store.seq_table} WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?",
                      (node, mark, WINDOW_ROWS)).fetchall():
         if int(seq) != mark + 1:
             break
@@ -58,7 +58,7 @@ def watermark(store: Store, node: str, lo: int | None = None, hi: int | None = N
     if lo is not None and hi is not None and hi > low:
         lo = max(lo, low + 1)
         seqs = [int(r[0]) for r in store._execute(  # noqa: SLF001
-            "SELECT seq FROM events WHERE node = ? AND seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+            f"SELECT seq FROM {store.seq_table} WHERE node = ? AND seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
             (node, lo, hi, WINDOW_ROWS)).fetchall()]
         if seqs:
             missing: list[list[int]] = []

@@ -1,7 +1,7 @@
 """Cases on central: a case number collecting stored clips, with notes; kept in ``cases.db`` (SQLite, WAL).
 
 A case is ``open`` until closed; while open, nothing it holds may be deleted from the evidence store
-(``EvidenceStore`` retention asks ``held_shas``). Commands: ``edgecam central case new|add|export``.
+(``EvidenceStore`` retention asks ``held_shas``). Commands: ``edgecam central case new|add|export|close|reopen``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ class CaseBook:
         self.db.execute("""CREATE TABLE IF NOT EXISTS case_items (name TEXT NOT NULL REFERENCES cases(name),
             node TEXT NOT NULL, clip TEXT NOT NULL, sha256 TEXT NOT NULL, added_ts REAL NOT NULL,
             added_by TEXT NOT NULL, note TEXT NOT NULL, PRIMARY KEY (name, node, clip))""")
+        if "closed_ts" not in {r[1] for r in self.db.execute("PRAGMA table_info(cases)")}:
+            # cases.db made before close/reopen: the column is added in place (NULL = open or never closed)
+            self.db.execute("ALTER TABLE cases ADD COLUMN closed_ts REAL")
 
     def close(self) -> None:
         self.db.close()
@@ -58,7 +61,8 @@ class CaseBook:
             raise UserError(f"case {name!r}: a case number is 1..64 letters, digits, _ . - (starting with one"
                             " letter or digit)")
         try:
-            self.db.execute("INSERT INTO cases VALUES (?,?,?,?, 'open')", (name, time.time(), who, notes))
+            self.db.execute("INSERT INTO cases (name, created_ts, created_by, notes, state) VALUES (?,?,?,?, 'open')",
+                            (name, time.time(), who, notes))
         except sqlite3.IntegrityError:
             raise UserError(f"case {name!r} exists already") from None
         case = self.get(name)
@@ -98,6 +102,32 @@ class CaseBook:
         self.require(name)
         self.db.execute("UPDATE cases SET state = ? WHERE name = ?", (state, name))
 
+    def close_case(self, name: str, now: float | None = None) -> Case:
+        """Close an open case: its clips become deletable by retention, counted from this moment."""
+        if self.require(name).state == "closed":
+            raise UserError(f"case {name!r} is closed already")
+        self.db.execute("UPDATE cases SET state = 'closed', closed_ts = ? WHERE name = ?",
+                        (time.time() if now is None else now, name))
+        return self.require(name)
+
+    def reopen_case(self, name: str) -> Case:
+        """Reopen a closed case: retention holds its clips again, whatever their age."""
+        if self.require(name).state == "open":
+            raise UserError(f"case {name!r} is open already")
+        self.db.execute("UPDATE cases SET state = 'open', closed_ts = NULL WHERE name = ?", (name,))
+        return self.require(name)
+
+    def closed_since(self) -> dict[str, float]:
+        """sha256 -> when the last closed case holding it was closed, for clips in no open case.
+
+        Retention counts such a clip's age from that close, not from when it was stored: a clip stored two
+        years ago in a case closed yesterday is one day old for ``evidence prune``.
+        """
+        held = self.held_shas()
+        return {sha: ts for sha, ts in self.db.execute(
+            "SELECT i.sha256, MAX(COALESCE(c.closed_ts, 0)) FROM case_items i JOIN cases c ON c.name = i.name"
+            " WHERE c.state = 'closed' GROUP BY i.sha256") if sha not in held}
+
     def held_shas(self) -> set[str]:
         """Every sha256 in an open case: retention must keep these."""
         return {r[0] for r in self.db.execute(
@@ -136,6 +166,34 @@ def case_new_command(args: argparse.Namespace) -> int:
         log.close()
     print(f"case {args.name} opened")
     return 0
+
+
+def _set_state_command(args: argparse.Namespace, closing: bool) -> int:
+    _cfg, _root, book, log, who = _context(args)
+    try:
+        if closing:
+            book.close_case(args.name)
+        else:
+            book.reopen_case(args.name)
+        what = "closed" if closing else "reopened"
+        log.append(who, "case", f"case:{args.name}", _where(), what + (f": {args.reason}" if args.reason else ""))
+    finally:
+        book.close()
+        log.close()
+    print(f"case {args.name} {what}")
+    return 0
+
+
+@_disk
+def case_close_command(args: argparse.Namespace) -> int:
+    """Close a case: retention may delete its clips once they are older than prune's age since the close."""
+    return _set_state_command(args, closing=True)
+
+
+@_disk
+def case_reopen_command(args: argparse.Namespace) -> int:
+    """Reopen a closed case: its clips are held again (never deleted while open)."""
+    return _set_state_command(args, closing=False)
 
 
 @_disk

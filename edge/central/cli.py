@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import UserError
 from ..mqttclient import read_password
 from ..redact import redact_url
+from . import scale
 from .config import CentralConfig, load_central_config, window_end
 from .consumer import BrokerSettings, Consumer
 from .fleet import fleet_rows, format_fleet
@@ -151,7 +152,8 @@ def search_command(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UserError("--limit must be at least 1")
     f = SearchFilter(since=parse_time(args.since, "--since"), until=parse_time(args.until, "--until"),
-                     label=args.label, node=args.node, camera=args.camera, zone=args.zone, limit=args.limit)
+                     label=args.label, node=args.node, camera=args.camera, zone=args.zone, limit=args.limit,
+                     **identification_filter(args))
     store = _open_store(cfg)
     try:
         if args.count_by == "line":
@@ -194,12 +196,13 @@ def _print_objects(rows: list[dict[str, Any]], as_json: bool) -> None:
         return
     zone = zone_name()
     table = [(f"FIRST SEEN ({zone})", "UTC", "LAST SEEN", "NODE", "CAMERA", "LABEL", "BEST", "ZONES", "LINE",
-              "CLIP", "API", "ID")]
+              "COLOR", "HEADING", "PLATE", "CLIP", "BEST SHOT", "API", "ID")]
     for r in rows:
         line = f"{r['line']['name']}:{r['line']['dir']}" if r["line"] else "-"
         table.append((local_text(r["first_ts"]), utc_iso(r["first_ts"]) or "", local_text(r["last_ts"]),
                       r["node"], r["camera"], r["label"], f"{r['score']:.2f}", ",".join(r["zones"]) or "-", line,
-                      r["clip"] or "-", r["api_url"] or "-", r["id"]))
+                      r.get("color") or "-", r.get("heading") or "-", r.get("plate") or "-",
+                      r["clip"] or "-", r.get("best") or "-", r["api_url"] or "-", r["id"]))
     print(_table(table))
     print(_zone_note(), file=sys.stderr)
 
@@ -360,4 +363,43 @@ def ack_gap_command(args: argparse.Namespace) -> int:
     with quiet_pipe():
         print(f"acknowledged {args.node} seqs {args.first}-{args.last} ({covered} missing now) by"
               f" {printable(who)}: {printable(reason)}")
+    return 0
+
+
+COLORS = ("white", "black", "grey", "red", "blue", "green", "yellow", "brown")
+HEADINGS = ("up", "up-right", "right", "down-right", "down", "down-left", "left", "up-left")
+
+
+def identification_filter(args: argparse.Namespace) -> dict[str, Any]:
+    """``--plate/--fuzzy/--color/--heading`` checked against the words the nodes send (#16.4)."""
+    plate, fuzzy = getattr(args, "plate", None), bool(getattr(args, "fuzzy", False))
+    color, heading = getattr(args, "color", None), getattr(args, "heading", None)
+    if fuzzy and plate is None:
+        raise UserError("--fuzzy needs --plate")
+    if plate is not None and not scale.plate_pattern(plate).strip("*"):
+        raise UserError(f"--plate: {plate!r} has no letter or digit to match")
+    if color is not None and color.lower() not in COLORS:
+        raise UserError(f"--color: {color!r} is not one of {', '.join(COLORS)}")
+    if heading is not None and heading.lower() not in HEADINGS:
+        raise UserError(f"--heading: {heading!r} is not one of {', '.join(HEADINGS)}")
+    return {"plate": plate, "fuzzy": fuzzy, "color": color and color.lower(), "heading": heading and heading.lower()}
+
+
+def prune_command(args: argparse.Namespace) -> int:
+    """Retention: every event of the months before ``--before`` goes (PostgreSQL: whole partitions dropped)."""
+    cfg = load_central_config(args.config)
+    try:
+        month = scale.parse_month(args.before)
+    except ValueError:
+        raise UserError(f"--before: {args.before!r} is not a month (YYYY-MM, e.g. 2026-01)") from None
+    if month > scale.month_of(time.time()):
+        raise UserError(f"--before: {args.before} is after this month; that would drop events still arriving")
+    store = _open_store(cfg)
+    try:
+        months, rows = scale.prune(store, month)
+    finally:
+        store.close()
+    names = ", ".join(f"{m // 100}-{m % 100:02d}" for m in months) or "none"
+    with quiet_pipe():
+        print(f"dropped {rows} event(s) before {args.before} (months: {names})")
     return 0

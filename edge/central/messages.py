@@ -49,6 +49,13 @@ class EventRow:
     duration: float | None
     time_ok: bool
     raw: str
+    # identification fields of #16 (end events and updates), each optional
+    color: str | None = None
+    color_score: float | None = None
+    heading: str | None = None
+    plate: str | None = None
+    plate_score: float | None = None
+    best: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,28 @@ def parse_event(node: str, data: bytes) -> EventRow:
         box=json.dumps(box), zones=json.dumps(zones, ensure_ascii=False), clip=_str(obj, "clip", optional=True),
         line_name=line_name, line_dir=line_dir, duration=_num(obj, "duration", optional=True, lo=0.0, hi=MAX_DURATION),
         time_ok=time_ok, raw=data.decode("utf-8"),
+        color=_extra_text(obj, "color"), color_score=_extra_score(obj, "color_score"),
+        heading=_extra_text(obj, "heading"), plate=_extra_text(obj, "plate"),
+        plate_score=_extra_score(obj, "plate_score"), best=_extra_text(obj, "best"),
     )
+
+
+def _extra_text(obj: dict[str, Any], key: str) -> str | None:
+    """An identification field (#16) as a searchable column, or None when it is absent or malformed: the
+    event itself is still stored (with the field in ``raw``), it only cannot be found by that field."""
+    value = obj.get(key)
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_TEXT else None
+
+
+def _extra_score(obj: dict[str, Any], key: str) -> float | None:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if 0.0 <= number <= 1.0 else None
 
 
 def _line(line: Any) -> tuple[str | None, str | None]:

@@ -1,6 +1,7 @@
 """``edgecam central evidence prune --older-than DAYS``: retention of central's evidence store.
 
-A clip in an open case is never deleted, whatever its age; every deletion is a custody entry.
+A clip in an open case is never deleted, whatever its age; a clip in a closed case (and in no open one) only once
+the age has passed since the case was closed; every deletion is a custody entry.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ def prune(store: EvidenceStore, book: CaseBook, log: CustodyLog, older_than: flo
     """Delete clips stored before ``now - older_than`` that no open case holds; (deleted, kept by a case)."""
     cutoff = (time.time() if now is None else now) - older_than
     held = book.held_shas()
+    closed = book.closed_since()
     deleted, kept = [], 0
     for e in list(store.entries()):
-        if e.stored_ts >= cutoff:
+        if max(e.stored_ts, closed.get(e.sha256, 0.0)) >= cutoff:
             continue
         if e.sha256 in held:
             kept += 1

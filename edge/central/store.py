@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from ..redact import redact_url
+from . import scale
 from .messages import EventRow, StatsRow, StatusRow
 
 MIGRATIONS: list[list[str]] = [
@@ -156,6 +157,10 @@ class SearchFilter:
     camera: str | None = None
     zone: str | None = None
     limit: int = 1000
+    color: str | None = None  # identification fields (#16.4)
+    heading: str | None = None
+    plate: str | None = None  # letters, digits and the wildcards * and ?; punctuation ignored
+    fuzzy: bool = False  # plate within one edit, best match first
 
 
 class Store:
@@ -164,6 +169,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.postgres = url.startswith(("postgresql://", "postgres://"))
+        self.partitioned = False  # PostgreSQL events partitioned by month (set by scale.migrate)
         try:
             self._conn: Any = self._connect_pg(url) if self.postgres else self._connect_sqlite(url)
             self._migrate()
@@ -193,6 +199,12 @@ class Store:
         except ImportError:
             raise StoreError("PostgreSQL needs psycopg: pip install 'psycopg[binary]'") from None
         return psycopg.connect(pg_conninfo(url), autocommit=True, connect_timeout=10)
+
+    @property
+    def seq_table(self) -> str:
+        """Where (node, seq, received_at) are read from: ``event_keys`` on partitioned PostgreSQL (one index, not
+        one probe per month partition), else ``events`` itself."""
+        return "event_keys" if self.partitioned else "events"
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
@@ -249,6 +261,7 @@ class Store:
                 for ddl in MIGRATIONS[version - 1]:
                     self._execute(ddl)
                 self._execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            scale.migrate(self)  # named features after the numbered ones (#18.4, #16.4)
             self._commit()
         except BaseException:
             self._rollback()
@@ -267,6 +280,8 @@ class Store:
         self.last_conflicts: list[Quarantined] = []
         self._begin()
         try:
+            if self.postgres:  # several consumers: take every node row this batch touches in one order (#18.3)
+                self._lock_nodes(events, statuses, stats, quarantined)
             inserted = self._insert_events(events, now)
             if inserted < len(events):  # some (node, seq) were stored already: the same message, or a conflict
                 conflicts = self._conflicts(events)
@@ -319,6 +334,15 @@ class Store:
                                        " different content; this second message is kept here, not stored",
                                        quarantine_text(e.raw.encode()), kind="conflict"))
         return out
+    def _lock_nodes(self, events: Sequence[EventRow], statuses: Sequence[StatusRow], stats: Sequence[StatsRow],
+                    quarantined: Sequence[Quarantined]) -> None:
+        """Lock the batch's node rows in node order before touching any: a batch updates them for its events,
+        then its statuses and stats, and two ``$share`` consumers doing that in crossing orders deadlocked
+        (seen in benchmarks/fleet.py with 4 consumers)."""
+        touched = sorted({*(e.node for e in events), *(st.node for st in statuses), *(sr.node for sr in stats),
+                          *(q.node for q in quarantined if q.node is not None)})
+        if touched:
+            self._execute("SELECT node FROM nodes WHERE node = ANY(?) ORDER BY node FOR UPDATE", (touched,))
 
     def _quarantine(self, items: Sequence[Quarantined], now: float) -> None:
         self._executemany("INSERT INTO quarantine (received_at, node, topic, reason, payload, kind)"
@@ -353,10 +377,13 @@ class Store:
     def _insert_events(self, events: Sequence[EventRow], now: float) -> int:
         if not events:
             return 0
-        cols = ", ".join((*_EVENT_COLUMNS, "received_at"))
-        marks = ", ".join("?" * (len(_EVENT_COLUMNS) + 1))
-        sql = f"INSERT INTO events ({cols}) VALUES ({marks}) ON CONFLICT (node, seq) DO NOTHING"
-        return self._executemany(sql, ([getattr(e, c) for c in _EVENT_COLUMNS] + [now] for e in events))
+        names = (*_EVENT_COLUMNS, *scale.EXTRA_COLUMNS, "received_at")
+        rows = [[getattr(e, c) for c in _EVENT_COLUMNS] + scale.event_extras(e) + [now] for e in events]
+        if self.partitioned:  # idempotency through event_keys (see edge/central/scale.py)
+            return scale.insert_events(self, names, rows, events)
+        marks = ", ".join("?" * len(names))
+        sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({marks}) ON CONFLICT (node, seq) DO NOTHING"
+        return self._executemany(sql, rows)
 
     def _upsert_node(self, node: str, fields: dict[str, Any], overwrite: Sequence[str] = ()) -> None:
         """Insert or update a node row: ``last_seen`` only moves forward; other fields take the new value."""
@@ -461,10 +488,11 @@ class Store:
     def count_events(self, node: str | None = None) -> int:
         if node is None:
             return int(self._execute("SELECT COUNT(*) FROM events").fetchone()[0])
-        return int(self._execute("SELECT COUNT(*) FROM events WHERE node = ?", (node,)).fetchone()[0])
+        return int(self._execute(f"SELECT COUNT(*) FROM {self.seq_table} WHERE node = ?", (node,)).fetchone()[0])
 
     def seqs(self, node: str) -> list[int]:
-        return [int(r[0]) for r in self._execute("SELECT seq FROM events WHERE node = ? ORDER BY seq", (node,))]
+        return [int(r[0]) for r in self._execute(f"SELECT seq FROM {self.seq_table} WHERE node = ? ORDER BY seq",
+                                                 (node,))]
 
     def nodes(self) -> list[dict[str, Any]]:
         """Every known node (from messages or registration), with its last status and stats."""
@@ -489,11 +517,11 @@ class Store:
                  SELECT seq, LAG(seq, 1, CAST(? AS BIGINT)) OVER (ORDER BY seq) AS prev,
                         MIN(received_at) OVER (ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
                           AS known
-                 FROM events WHERE node = ? AND seq > ?) t
+                 FROM """ + self.seq_table + """ WHERE node = ? AND seq > ?) t
                WHERE seq > prev + 1 ORDER BY seq""",
             (mark, node, mark),
         ).fetchall()
-        top = self._execute("SELECT MAX(seq) FROM events WHERE node = ?", (node,)).fetchone()[0]
+        top = self._execute(f"SELECT MAX(seq) FROM {self.seq_table} WHERE node = ?", (node,)).fetchone()[0]
         max_seq = int(top or 0)
         gaps = tuple(Gap(int(a), int(b), float(k)) for a, b, k in holes)
         contiguous = gaps[0].first - 1 if gaps else max(max_seq, mark)
@@ -509,7 +537,19 @@ class Store:
             if value is not None:
                 clauses.append(f"{col} {op} ?")
                 params.append(value)
-        if f.zone is not None:
+        for col, value in (("e.color", f.color), ("e.heading", f.heading)):
+            if value is not None:
+                clauses.append(f"{col} = ?")
+                params.append(value)
+        if f.plate is not None and not f.fuzzy:
+            clauses.append("e.plate_key LIKE ?")
+            params.append(scale.like_pattern(scale.plate_pattern(f.plate)))
+        if f.zone is not None and self.postgres:  # answered by the GIN index on zones (edge/central/scale.py)
+            import json
+
+            clauses.append("CAST(e.zones AS jsonb) @> CAST(? AS jsonb)")
+            params.append(json.dumps([f.zone], ensure_ascii=False))
+        elif f.zone is not None:
             escaped = f.zone.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', '\\\\"')
             clauses.append("e.zones LIKE ? ESCAPE '\\'")
             params.append(f'%"{escaped}"%')
@@ -540,10 +580,15 @@ class Store:
         every zone it was in, its line crossing and its clip (whichever message carried them).
         """
         where, params = self._where(f)
-        total = int(self._execute(f"SELECT COUNT(*) FROM (SELECT e.node, e.id FROM events e{where}"
-                                  " GROUP BY e.node, e.id) t", params).fetchone()[0])
-        keys = self._execute(f"SELECT e.node, e.id, MIN(e.ts) AS first_ts FROM events e{where} GROUP BY e.node, e.id"
-                             " ORDER BY first_ts DESC, e.node, e.id LIMIT ?", [*params, int(f.limit)]).fetchall()
+        distance: dict[tuple[str, str], int] = {}
+        if f.plate is not None and f.fuzzy:
+            keys, total, distance = self._fuzzy_keys(f, where, params)
+        else:
+            total = int(self._execute(f"SELECT COUNT(*) FROM (SELECT e.node, e.id FROM events e{where}"
+                                      " GROUP BY e.node, e.id) t", params).fetchone()[0])
+            keys = self._execute(f"SELECT e.node, e.id, MIN(e.ts) AS first_ts FROM events e{where}"
+                                 " GROUP BY e.node, e.id ORDER BY first_ts DESC, e.node, e.id LIMIT ?",
+                                 [*params, int(f.limit)]).fetchall()
         messages: dict[tuple[str, str], list[dict[str, Any]]] = {(k[0], k[1]): [] for k in keys}
         order = list(messages)
         for i in range(0, len(order), 200):
@@ -551,14 +596,32 @@ class Store:
             cond = " OR ".join("(e.node = ? AND e.id = ?)" for _ in chunk)
             cur = self._execute(
                 "SELECT e.node, e.seq, e.id, e.type, e.camera, e.label, e.score, e.ts, e.zones, e.clip,"
-                " e.line_name, e.line_dir, e.duration, e.time_ok, n.api_url"
+                " e.line_name, e.line_dir, e.duration, e.time_ok, n.api_url,"
+                " e.color, e.color_score, e.heading, e.plate, e.plate_score, e.best"
                 f" FROM events e LEFT JOIN nodes n ON n.node = e.node WHERE {cond} ORDER BY e.seq",
                 [v for key in chunk for v in key])
             names = [d[0] for d in cur.description]
             for r in cur.fetchall():
                 row = dict(zip(names, r, strict=True))
                 messages[(row["node"], row["id"])].append(row)
-        return [_tracked_object(messages[k]) for k in order], total
+        objects = [_tracked_object(messages[k]) for k in order]
+        if distance:
+            for obj in objects:
+                obj["plate_distance"] = distance[(obj["node"], obj["id"])]
+        return objects, total
+
+    def _fuzzy_keys(self, f: SearchFilter, where: str, params: list[Any]) -> tuple[list[Any], int,
+                                                                                  dict[tuple[str, str], int]]:
+        """Objects with a plate within one edit of ``f.plate``: SQL narrows by length, Python measures."""
+        pattern = scale.plate_pattern(f.plate or "")
+        lo, hi = scale.fuzzy_length_bounds(pattern)
+        cond = " AND e.plate_key IS NOT NULL AND LENGTH(e.plate_key) >= ?" + (" AND LENGTH(e.plate_key) <= ?"
+                                                                             if hi is not None else "")
+        extra = [lo] if hi is None else [lo, hi]
+        where = (where + cond) if where else " WHERE" + cond[len(" AND"):]
+        rows = self._execute(f"SELECT e.node, e.id, e.plate_key, e.ts FROM events e{where}", [*params, *extra])
+        ranked, total, distance = scale.fuzzy_keys(rows.fetchall(), pattern, int(f.limit))
+        return ranked, total, distance
 
     def line_counts(self, f: SearchFilter) -> list[dict[str, Any]]:
         """Directional line crossings per hour (UTC hour start, UNIX seconds), node, camera and line."""
@@ -600,6 +663,7 @@ def _tracked_object(msgs: list[dict[str, Any]]) -> dict[str, Any]:
         "seq": int(last["seq"]),  # the object's latest message (the contract's "node, seq, clip id")
         "seqs": [int(m["seq"]) for m in msgs],
         "api_url": last["api_url"],
+        **{k: next((m[k] for m in reversed(msgs) if m.get(k) is not None), None) for k in scale.SEARCH_COLUMNS},
     }
 
 

@@ -35,6 +35,7 @@ from .fetchqueue import FetchQueue, FetchWorker
 from .fleet import fleet_rows
 from .push import UploadSlots
 from .store import SearchFilter, Store
+from .thumbs import ThumbCache
 from .users import Session, UserBook, role_at_least
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class DeskServer:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="desk-io")
         self._db_lock = threading.Lock()  # the desk's SQLite handles are shared by the pool's threads
         self.slots = UploadSlots(self.root)
+        self.thumbs = ThumbCache(self.root)
+        # thumbnails wait on nodes: their own threads, so a slow node never holds the desk's database pool
+        self._thumb_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="desk-thumb")
         self._upload_locks: dict[str, asyncio.Lock] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,6 +101,7 @@ class DeskServer:
                 pass
             self._thread.join(10)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._thumb_pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
@@ -125,7 +130,7 @@ class DeskServer:
             r("/api/session", self.me), r("/api/fleet", self.fleet), r("/api/search", self.search),
             web.post("/api/fleet/{node}/ack", self.ack_gap),
             r("/api/fetches", self.fetches), web.post("/api/fetches", self.fetch),
-            r("/api/clips/{node}/{clip}", self.clip),
+            r("/api/clips/{node}/{clip}", self.clip), r("/api/thumbs/{node}/{clip}", self.thumb),
             r("/api/cases", self.cases), web.post("/api/cases", self.case_new),
             web.post("/api/cases/{name}/clips", self.case_add), web.post("/api/cases/{name}/export", self.export),
             web.put("/api/upload/{token}/meta", self.upload_meta), web.head("/api/upload/{token}", self.upload_head),
@@ -310,6 +315,23 @@ class DeskServer:
             await self._io(self._custody, sess.user, "view", f"{node}/{name[:-4]}", request.remote or "?",
                            f"sha256 {stored.sha256}")
         return web.FileResponse(stored.path, headers={"Content-Type": "video/mp4"})
+
+    async def thumb(self, request: web.Request) -> web.StreamResponse:
+        """A search row's thumbnail (viewer): central's cached copy, else pulled from the node within
+        ``thumbs.TIMEOUT`` s; 404 (the page's placeholder) when the node has none or cannot be reached."""
+        self._need(request, "viewer")
+        node, name = request.match_info["node"], request.match_info["clip"]
+        if not name.endswith(".jpg") or not _ID.match(node) or not _ID.match(name[:-4]):
+            raise web.HTTPNotFound(text="not found")
+        clip = name[:-4]
+        path = self.thumbs.cached(node, clip)
+        if path is None:
+            row = await self._io(self._with_store, lambda s: s.node(node))
+            if row is not None:
+                path = await asyncio.get_running_loop().run_in_executor(self._thumb_pool, self.thumbs.get, row, clip)
+        if path is None:
+            return _err(404, f"no thumbnail for {node}/{clip} (node unreachable or clip without one)")
+        return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=3600"})
 
     # --- fetch -----------------------------------------------------------------------------------------
 

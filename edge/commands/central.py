@@ -88,6 +88,27 @@ def case_export(args: argparse.Namespace) -> int:
     return int(cases.case_export_command(args) or 0)
 
 
+def case_close(args: argparse.Namespace) -> int:
+    """``edgecam central case close``: retention may delete its clips once their age has passed since the close."""
+    from ..central import cases
+
+    return int(cases.case_close_command(args) or 0)
+
+
+def case_reopen(args: argparse.Namespace) -> int:
+    """``edgecam central case reopen``: its clips are held again."""
+    from ..central import cases
+
+    return int(cases.case_reopen_command(args) or 0)
+
+
+def prune(args: argparse.Namespace) -> int:
+    """``edgecam central prune``: drop the events of the months before ``--before`` (whole partitions)."""
+    from ..central import cli
+
+    return int(cli.prune_command(args) or 0)
+
+
 def evidence_prune(args: argparse.Namespace) -> int:
     """``edgecam central evidence prune``."""
     from ..central import retention

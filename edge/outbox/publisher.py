@@ -166,6 +166,7 @@ class Publisher:
         self.acks_bad = 0
         self.resent_total = 0
         self._passed_over_since: float | None = None
+        self._central_top = 0  # the highest seq central's last acks message spoke of
         self._resend_upto = 0  # set by an acks message: resend kept rows up to this seq in the session
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -259,7 +260,8 @@ class Publisher:
                 raise ValueError("not an acks message for this node")
             self.outbox.confirm(mark)
             self.acks_received += 1
-            self._check_passed_over(max(mark["seq"], mark.get("max") or 0))
+            self._central_top = max(self._central_top, mark["seq"], mark.get("max") or 0)
+            self._check_passed_over(self._central_top)
         except (ValueError, sqlite3.Error) as err:  # JSONDecodeError too; a lost ack only delays the clean-up
             self.acks_bad += 1
             if self.acks_bad == 1 or self.acks_bad % 100 == 0:
@@ -292,6 +294,7 @@ class Publisher:
         client.on_publish = on_publish
         client.on_disconnect = on_disconnect
         sent_upto, more, last_ack = 0, True, time.monotonic()
+        last_check = last_ack
         self._resend_upto = 0  # a new session resends every kept row anyway
         while up[0] and not self._stop.is_set():
             if self._wake.is_set():
@@ -315,6 +318,11 @@ class Publisher:
                     inflight[client.publish(self._events_topic, msg, qos=1).mid] = (seq, msg, False)
                     sent_upto = seq
             self._flush_stats(client)
+            if self._central_top and time.monotonic() - last_check >= 1.0:
+                # also when no further acks come (a quiet node after a broker restart): rows central skipped
+                # over are resent RESEND_AFTER_S later, not left until the node's next event
+                last_check = time.monotonic()
+                self._check_passed_over(self._central_top)
             busy = (more or replay) and room > 0
             if client.loop(0.0 if busy else 0.05) != mqtt.MQTT_ERR_SUCCESS:
                 up[0] = False

@@ -87,6 +87,7 @@
     const list = $('results'); list.replaceChildren();
     for (const r of data.rows) {
       const li = el('li', 'row'); li.dataset.id = r.id; li.dataset.clip = r.clip || '';
+      li.append(thumb(r));
       li.append(el('div', '', `${local(r.first_ts)} (${utc(r.first_ts)})`));
       li.append(el('div', '', `${r.label} on ${r.node} / ${r.camera}` + (r.zones.length ? ` in ${r.zones.join(', ')}` : '')
         + (r.line ? `, line ${r.line.name} ${r.line.dir}` : '')));
@@ -103,6 +104,20 @@
         say(`${r.clip} added to case ${name}`, true); await cases(); }));
       li.append(acts); list.append(li);
     }
+  }
+  // The row's thumbnail, asked of the desk only as the row scrolls into view (the desk pulls it from the node
+  // within a few seconds); a node that cannot be reached leaves the placeholder.
+  function thumb(r) {
+    const box = el('div', 'thumb'); box.append(el('span', 'noimg', 'no thumbnail'));
+    if (!r.clip) return box;
+    const img = document.createElement('img');
+    img.alt = `${r.label} on ${r.node} / ${r.camera}`; img.loading = 'lazy'; img.decoding = 'async';
+    // in the box from the start (a lazy image outside the document never loads), over the placeholder
+    img.addEventListener('load', () => { box.replaceChildren(img); box.dataset.state = 'loaded'; });
+    img.addEventListener('error', () => { img.remove(); box.dataset.state = 'none'; });
+    img.src = `/api/thumbs/${encodeURIComponent(r.node)}/${encodeURIComponent(r.clip)}.jpg`;
+    box.append(img);
+    return box;
   }
   function play(node, clip) {
     $('player').hidden = false; $('playing').textContent = clip;
