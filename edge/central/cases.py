@@ -199,23 +199,15 @@ def case_reopen_command(args: argparse.Namespace) -> int:
 @_disk
 def case_add_command(args: argparse.Namespace) -> int:
     """Add a clip to a case; a clip not yet in the evidence store is fetched (and verified) first."""
-    from .cli import _open_store
     from .evidence import EvidenceStore
-    from .fetch import fetch_pull
+    from .fetch import fetch_pull, registered_node
 
     cfg, root, book, log, who = _context(args)
     try:
         book.require(args.name)
         stored = EvidenceStore.at(root).get(args.node, args.clip)
         if stored is None:
-            db = _open_store(cfg)
-            try:
-                node = db.node(args.node)
-            finally:
-                db.close()
-            if node is None:
-                raise UserError(f"--node: {args.node!r} is not registered (`edgecam central register-node`)")
-            stored, _new = fetch_pull(cfg, node, args.clip, 0.0, who, _where())
+            stored, _new = fetch_pull(cfg, registered_node(cfg, args.node), args.clip, 0.0, who, _where())
         added = book.add(args.name, args.node, args.clip, stored.sha256, who, args.note or "")
         if added:
             log.append(who, "case", f"{args.node}/{args.clip}", _where(),

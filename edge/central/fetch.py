@@ -160,21 +160,29 @@ def init_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def registered_node(cfg: CentralConfig, name: str) -> dict:
+    """The node's registry row (key, API URL), or one line saying how to register it."""
+    from .cli import _open_store
+
+    db = _open_store(cfg)
+    try:
+        node = db.node(name)
+    finally:
+        db.close()
+    if node is None:
+        raise UserError(f"--node: {name!r} is not registered (`edgecam central register-node`)")
+    return node
+
+
 @storage_errors
 def fetch_command(args: argparse.Namespace) -> int:
     """Exit 0 once the clip is verified in the store; prints ``<sha256>  <path>`` (sha256sum's format)."""
-    from .cli import _login_user, _open_store
+    from .cli import _login_user
 
     cfg = load_central_config(args.config)
     if args.wait < 0:
         raise UserError("--wait must be 0 or more seconds")
-    db = _open_store(cfg)
-    try:
-        node = db.node(args.node)
-    finally:
-        db.close()
-    if node is None:
-        raise UserError(f"--node: {args.node!r} is not registered (`edgecam central register-node`)")
+    node = registered_node(cfg, args.node)
     where = f"cli@{socket.gethostname()}"
     if args.via == "push":
         from .push import push_fetch

@@ -205,14 +205,8 @@ def _extra_text(obj: dict[str, Any], key: str) -> str | None:
 
 
 def _extra_score(obj: dict[str, Any], key: str) -> float | None:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if 0.0 <= number <= 1.0 else None
+    number = _plain(obj.get(key))
+    return number if number is not None and 0.0 <= number <= 1.0 else None
 
 
 def _line(line: Any) -> tuple[str | None, str | None]:
