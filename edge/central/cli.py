@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import UserError
 from ..mqttclient import read_password
 from ..redact import redact_url
+from ..signals import deferred
 from . import scale
 from .config import CentralConfig, load_central_config, window_end
 from .consumer import BrokerSettings, Consumer
@@ -60,7 +61,7 @@ def run_command(args: argparse.Namespace) -> int:
                         trust=TrustPolicy(window_end(cfg.trust.accept_unsigned_until)))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, deferred(stop.set))
     try:
         consumer.start()
     except StoreError as err:

@@ -558,6 +558,7 @@ def web_command(args: Any) -> int:
     """``edgecam central web -c C``: the desk alone (``central run`` serves it too when ``[web] listen`` is set)."""
     import signal
 
+    from ..signals import deferred
     from .config import load_central_config
 
     cfg = load_central_config(args.config)
@@ -566,7 +567,7 @@ def web_command(args: Any) -> int:
     server.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, deferred(stop.set))
     print(f"desk: {server.url}", flush=True)
     try:
         stop.wait()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..config import Config, doubtful, load_config, unusable
 from ..sdnotify import Notifier
+from ..signals import deferred
 from ..types import CameraState, Frame
 from . import build
 from .build import CameraRuntime, StartupError
@@ -271,9 +272,9 @@ class Daemon:
         return True
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
+        for sig in (signal.SIGTERM, signal.SIGINT):  # deferred: Event.set() in a handler can deadlock
+            signal.signal(sig, deferred(self.request_stop))
+        signal.signal(signal.SIGHUP, deferred(self.request_reload))
         try:
             self.start()
         except StartupError as err:
