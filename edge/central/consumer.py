@@ -235,6 +235,9 @@ class Consumer:
         # thread before the last PUBACKs are on the wire, and the broker then redelivers messages that are
         # already stored. on_disconnect runs once DISCONNECT, queued behind those PUBACKs, has been written.
         self._closed.clear()
+        flushed = time.monotonic() + 5.0
+        while self.connected.is_set() and self._client.want_write() and time.monotonic() < flushed:
+            time.sleep(0.01)  # the PUBACKs still queued in paho go out before DISCONNECT is queued
         if self._client.disconnect() == mqtt.MQTT_ERR_SUCCESS and self.connected.is_set():
             if not self._closed.wait(5.0):
                 log.warning("the broker connection did not close within 5 s; the last acks may be redelivered")
