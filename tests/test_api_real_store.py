@@ -14,35 +14,18 @@ from pathlib import Path
 
 import pytest
 from support.apinode import TOKEN, request
-from support.assets import video_path
 from support.clipcat import StillView
-from support.packets import demux, event
+from support.recorded import record_node
 
 from edge.api.auth import hash_line
 from edge.api.server import ApiServer
-from edge.clips.evidence import NodeKey
-from edge.clips.recorder import ClipRecorder
-from edge.clips.store import ClipStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("node")
-    key = NodeKey.load_or_create(root / "keys")
-    store = ClipStore(root, key, node="api-node")
-    recorder = ClipRecorder("cam", store, 2.0, 2.0, 60.0, lossless=True)
-    recorder.start()
-    info, packets = demux(video_path("highway"))
-    recorder.start_stream(info)
-    marks = {6.0: event("start", 6.0, "a"), 9.0: event("end", 9.0, "a"),
-             16.0: event("start", 16.0, "b", "bus"), 18.0: event("end", 18.0, "b", "bus")}
-    for p in packets:
-        recorder.feed(p)
-        for t in [t for t in marks if p.time >= t]:
-            recorder.on_event(marks.pop(t))
-    recorder.close(60)
+    store, key = record_node(tmp_path_factory.mktemp("node"), node="api-node")  # two real clips: car, bus
     server = ApiServer(store, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
     server.start()
     yield server, store, key
