@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.faults import tmpfs
 
 from edge.outbox.publisher import MqttSettings
 from edge.outbox.seqfile import SeqFile
@@ -121,19 +122,8 @@ def test_seq_file_takes_the_valid_newer_slot_and_survives_a_torn_write(tmp_path:
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A real 24 MiB tmpfs (root only); unmounted afterwards."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(where)], capture_output=True,
-                              text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        pytest.skip(f"cannot mount a tmpfs here: {err}")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
+    with tmpfs(tmp_path / "disk", "24m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
 
 
 def wait_for(pred, timeout: float) -> bool:
