@@ -41,6 +41,18 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+class StillSource(Protocol):
+    """Full-resolution stills of a camera's record stream, decoded on demand, never on the hot path.
+
+    Implemented by the recorder (it holds the record stream's packet ring): it
+    decodes from the keyframe at or before ``mono`` up to the frame nearest to
+    it. Called from a worker thread (best shots, snapshots); may take tens to
+    hundreds of ms; returns None when the ring no longer (or never) held it.
+    """
+
+    def still_at(self, mono: float) -> np.ndarray | None: ...
+
+
 class Gate(Protocol):
     """Which decoded pictures capture converts and hands to analysis (``vision.pipeline.FrameGate``)."""
 

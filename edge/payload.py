@@ -77,6 +77,11 @@ def event_body(event: Event) -> dict[str, Any]:
         body["color_score"] = round(float(event.color_score or 0.0), 3)
     if event.heading is not None:
         body["heading"] = event.heading
+    if event.best is not None:
+        body["best"] = event.best
+    if event.plate is not None:
+        body["plate"] = event.plate
+        body["plate_score"] = round(float(event.plate_score or 0.0), 3)
     return body
 
 

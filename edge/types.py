@@ -151,6 +151,32 @@ class Event:
     color: str | None = None  # on end: one of edge.vision.attributes.COLORS
     color_score: float | None = None
     heading: str | None = None  # on end: up, up-right, ... (edge.vision.attributes.HEADINGS)
+    best: str | None = None  # on end: id of the object's best-shot JPEG (GET /api/v1/best/<id>.jpg), or None
+    plate: str | None = None  # on end (or a later update): normalised plate text, e.g. "29-B1 123.45"
+    plate_score: float | None = None
+
+
+@dataclass(frozen=True)
+class BestShot:
+    """The moment a tracked object was seen best, chosen by the analysis side (#16).
+
+    ``image`` is the whole analysed frame (a reference, never copied on the hot
+    path); whoever crops and encodes it does so on its own thread, and asks a
+    ``StillSource`` for the record stream's full-resolution frame at ``mono``
+    first (two-stream cameras, #20). ``box`` is normalised 0..1, so it holds on
+    either stream.
+    """
+
+    object_id: str  # the tracked object's id (Event.id)
+    camera: str
+    label: str
+    score: float
+    quality: float  # what the choice ranked by (bigger is better)
+    time: float  # source time of the analysed frame
+    mono: float  # monotonic capture time: lines the two streams of one camera up
+    wall: float
+    box: tuple[float, float, float, float]  # normalised 0..1
+    image: np.ndarray  # BGR analysed frame, HxWx3, uint8 (read-only by convention)
 
 
 class CameraState(str, enum.Enum):
