@@ -53,6 +53,18 @@ class StillSource(Protocol):
     def still_at(self, mono: float) -> np.ndarray | None: ...
 
 
+class BestShotSink(Protocol):
+    """Where encoded best shots go (the clip store): kept, signed and deleted with their clip (#16)."""
+
+    def add_best(self, best_id: str, object_id: str, camera: str, clip_id: str | None, jpeg: bytes,
+                 box: tuple[float, float, float, float], wall: float, label: str) -> str | None:
+        """Store atomically; return the JPEG's sha256, or None (logged) when it could not be stored.
+
+        ``box`` is the object's box normalised to the JPEG (the crop has a margin around it).
+        Called from a worker thread, never from the hot path.
+        """
+
+
 class Gate(Protocol):
     """Which decoded pictures capture converts and hands to analysis (``vision.pipeline.FrameGate``)."""
 
