@@ -130,7 +130,7 @@ class MotionDetector:
         self._frames += 1
         step = self._exposure_step() if self.low_light and changed > _EXPOSURE_CHECK * self._pixels else 1.0
         if _EXPOSURE_STEP <= abs(step - 1.0) and 1.0 / _EXPOSURE_JUMP <= step <= _EXPOSURE_JUMP:
-            cv2.multiply(self._bg, step, dst=self._bg)  # type: ignore[call-overload]  # stubs lack the scalar form; new exposure
+            cv2.multiply(self._bg, step, dst=self._bg)  # type: ignore[call-overload, unused-ignore]  # stubs lack the scalar form; new exposure
             self.exposure_steps += 1
             changed = self._changed()
         if changed > self.lightning_threshold * self._pixels or not 1.0 / _EXPOSURE_JUMP <= step <= _EXPOSURE_JUMP:
@@ -157,7 +157,7 @@ class MotionDetector:
             self._noise_floor()
         if self.low_light and self.gain > 1.0:
             cv2.convertScaleAbs(self._noise_map, dst=self._thr8, alpha=_PIXEL_NOISE_K)
-            cv2.max(self._thr8, self.effective_threshold, dst=self._thr8)  # type: ignore[call-overload]  # scalar form
+            cv2.max(self._thr8, self.effective_threshold, dst=self._thr8)  # type: ignore[call-overload, unused-ignore]  # scalar form
             cv2.compare(self._diff, self._thr8, cv2.CMP_GT, dst=self._mask8)
             # Learn noise only where nothing changed: a crowd or traffic must not teach it that people are noise.
             cv2.bitwise_not(self._mask8, dst=self._thr8)
