@@ -13,7 +13,16 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .config_words import NAME_PATTERN, NODE_ID_PATTERN, did_you_mean, pattern_words, quoted_hint
 
@@ -244,8 +253,13 @@ class EncodeConfig(_Section):
     encoder: str = "libx264"
 
 
+DECODER_NAME = re.compile(r"^[a-z0-9_]{1,40}$")
+
+
 class CameraConfig(_Section):
-    source: str
+    source: str  # the stream that is recorded (and analysed too, unless detect_source is given)
+    detect_source: str | None = None  # a second stream (the camera's sub stream) decoded for analysis only
+    decode: str = "software"  # "auto" (hardware where FFmpeg has it), "software" or an FFmpeg decoder name
     enabled: bool = True
     realtime: bool = False
     detect_fps: Annotated[float, Field(gt=0, le=60)] = 5.0
@@ -264,6 +278,37 @@ class CameraConfig(_Section):
     def _source_not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("source must not be empty")
+        return v
+
+    @field_validator("decode")
+    @classmethod
+    def _decoder_name(cls, v: str) -> str:
+        if not DECODER_NAME.match(v):
+            raise ValueError('must be "auto", "software" or an FFmpeg decoder name such as "h264_v4l2m2m"')
+        return v
+
+    @field_validator("detect_source")
+    @classmethod
+    def _detect_source_is_a_stream(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """A stream or a video file PyAV reads: a raw camera (USB, Pi camera) has one stream, a typo'd scheme
+        would otherwise be taken for a file name and fail only at run time."""
+        from .capture import LIVE_PREFIXES, source_kind
+
+        if v is None:
+            return v
+        if not v.strip() or _CONTROL.search(v):
+            raise ValueError("must be a stream URL (rtsp://...) or a video file, not empty")
+        if source_kind(v) in ("usb", "picamera2"):
+            raise ValueError("must be a network stream or a video file: a USB or Pi camera has one stream")
+        if "://" in v and not v.startswith(LIVE_PREFIXES) and not v.startswith("file://"):
+            scheme = v.split("://", 1)[0]
+            raise ValueError(f"unknown scheme {scheme!r}: use one of "
+                             f"{', '.join(p.removesuffix('://') for p in LIVE_PREFIXES)} or a file path")
+        source = info.data.get("source")
+        if v == source:
+            raise ValueError("is the same as source: leave detect_source out for a one-stream camera")
+        if source is not None and source_kind(source) in ("usb", "picamera2"):
+            raise ValueError("needs source to be a network stream or a file: a USB or Pi camera has one stream")
         return v
 
 

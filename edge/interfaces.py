@@ -88,6 +88,10 @@ class ClipSink(Protocol):
     def start_stream(self, info: StreamInfo) -> None:
         """A (re)connected source: packets that follow belong to this stream."""
 
+    def end_stream(self, reason: str) -> None:
+        """The record stream is down (two-stream cameras): close the open clip; events get no clip until
+        ``start_stream``; ``reason`` shows in ``stats``."""
+
     def feed(self, packet: Packet) -> None: ...
 
     def on_event(self, event: Event) -> str | None:

@@ -26,13 +26,14 @@ class SourceError(Exception):
         self.retryable = retryable
 
 
+LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
 def source_kind(url: str) -> str:
     if url.startswith("picamera2:"):
         return "picamera2"
     if url.startswith("/dev/video") or url.startswith("usb:"):
         return "usb"
-    from .pyav import LIVE_PREFIXES
-
     return "stream" if url.startswith(LIVE_PREFIXES) else "file"
 
 
@@ -45,8 +46,15 @@ def open_source(
     open_timeout: float = 10.0,
     read_timeout: float = 5.0,
     encode: dict | None = None,
+    packets: bool = True,
+    pictures: bool = True,
+    decode: str = "software",
 ) -> Source:
-    """Build (not open) the adapter for ``url``: file, RTSP/HTTP stream, USB device or Pi camera."""
+    """Build (not open) the adapter for ``url``: file, RTSP/HTTP stream, USB device or Pi camera.
+
+    ``packets``/``pictures`` (PyAV sources): a two-stream camera's record stream is opened for packets only
+    (never decoded), its detect stream for pictures only. ``decode`` picks the decoder (see ``PyavSource``).
+    """
     kind = source_kind(url)
     if kind == "picamera2":
         from .picam import PicameraSource
@@ -58,4 +66,5 @@ def open_source(
         return UsbSource(name, url.removeprefix("usb:"), read_timeout=read_timeout)
     from .pyav import PyavSource
 
-    return PyavSource(name, url, realtime=realtime, loop=loop, open_timeout=open_timeout, read_timeout=read_timeout)
+    return PyavSource(name, url, realtime=realtime, loop=loop, open_timeout=open_timeout, read_timeout=read_timeout,
+                      packets=packets, pictures=pictures, decode=decode)

@@ -10,19 +10,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 from fractions import Fraction
 
 import av
 import numpy as np
 
 from ..types import Packet, StreamInfo
-from . import SourceError
+from . import LIVE_PREFIXES, SourceError
 from .plain import plain_error
 
 log = logging.getLogger(__name__)
 
 TIME_BASE_FALLBACK = Fraction(1, 90000)  # a stream that states no time base: the MPEG clock
-LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+__all__ = ["LIVE_PREFIXES", "PyavPicture", "PyavSource", "hardware_decoders"]
+# Hardware decoders FFmpeg names per codec, in the order "auto" tries them: V4L2 memory-to-memory (Raspberry
+# Pi), NVDEC through cuvid (Jetson, NVIDIA), Quick Sync (Intel). PyAV's wheel has no VAAPI device; on Intel
+# QSV is the named decoder that reaches the same hardware.
+HARDWARE_SUFFIXES = ("v4l2m2m", "cuvid", "qsv")
+
+
+def hardware_decoders(codec: str) -> list[str]:
+    """The hardware decoders this PyAV's FFmpeg was built with for ``codec``, in the order "auto" tries them."""
+    have = av.codecs_available
+    return [f"{codec}_{suffix}" for suffix in HARDWARE_SUFFIXES if f"{codec}_{suffix}" in have]
 
 
 class PyavPicture:
@@ -59,8 +70,18 @@ class PyavSource:
         loop: bool = False,
         open_timeout: float = 10.0,
         read_timeout: float = 5.0,
+        *,
+        packets: bool = True,
+        pictures: bool = True,
+        decode: str = "software",
     ) -> None:
         self.name = name
+        self.packets = packets  # False: a detect stream whose packets nobody records (not copied out)
+        self.pictures = pictures  # False: a record stream, never decoded on the hot path
+        self.decode = decode  # "software", "auto" (hardware where FFmpeg has one) or an FFmpeg decoder name
+        self.decoder = "none" if not pictures else "software"  # the decoder in use (``check`` names it)
+        self._hw: Any = None  # the hardware decoder context (the stubs type create() as the base class)
+        self._hw_failed = False  # a hardware decoder failed once: software from then on, said once
         self.url = url
         self.live = url.startswith(LIVE_PREFIXES)
         self.realtime = realtime and not self.live
@@ -129,6 +150,37 @@ class PyavSource:
             extradata=bytes(ctx.extradata) if ctx.extradata else None,
         )
         self._container, self._stream = container, stream
+        if self.pictures:
+            self._choose_decoder(ctx)
+
+    def _choose_decoder(self, stream_ctx: av.CodecContext) -> None:
+        """Open the configured hardware decoder, or fall back to software with one log line per source."""
+        self._hw, self.decoder = None, "software"
+        if self.decode == "software" or self._hw_failed:
+            return
+        names = hardware_decoders(stream_ctx.name) if self.decode == "auto" else [self.decode]
+        tried: list[str] = []
+        for name in names:
+            try:
+                hw: Any = av.CodecContext.create(name, "r")
+                if stream_ctx.extradata:
+                    hw.extradata = stream_ctx.extradata
+                hw.open()
+            except (av.error.FFmpegError, ValueError, KeyError, NotImplementedError) as err:
+                tried.append(f"{name}: {' '.join(str(err).split())[:80] or type(err).__name__}")
+                continue
+            self._hw, self.decoder = hw, name
+            log.info("%s: decoding with %s (hardware)", self.name, name)
+            return
+        why = "; ".join(tried) if tried else f"this FFmpeg has no hardware decoder for {stream_ctx.name}"
+        self._fall_back(f"decode = {self.decode!r}: {why}")
+
+    def _fall_back(self, why: str) -> None:
+        """Software decoding from now on; the one line that says so (not repeated at each reconnect)."""
+        self._hw, self.decoder = None, "software"
+        if not self._hw_failed:
+            self._hw_failed = True
+            log.warning("%s: hardware decode unavailable, decoding in software (%s)", self.name, why)
 
     def items(self) -> Iterator[Packet | PyavPicture]:
         while True:
@@ -175,11 +227,17 @@ class PyavSource:
                     wall = open_wall + (t - (first_time or 0.0))
                 self._last_time = max(self._last_time, t)
                 self._last_mono = mono
-                yield self._packet(pkt, t, mono, wall)  # recorded as received, even if it will not decode
+                if self.packets:
+                    yield self._packet(pkt, t, mono, wall)  # recorded as received, even if it will not decode
+                elif pkt.pts is not None:
+                    self._last_pts = max(self._last_pts, pkt.pts + self._pts_offset)
+                if not self.pictures:
+                    continue
                 for frame in self._decode(pkt):
                     yield self._picture(frame, tb, start_pts, mono, wall)
-            for frame in stream.codec_context.decode(None):
-                yield self._picture(frame, tb, start_pts, time.monotonic(), open_wall + self._last_time)
+            if self.pictures:
+                for frame in (self._hw or stream.codec_context).decode(None):
+                    yield self._picture(frame, tb, start_pts, time.monotonic(), open_wall + self._last_time)
         except av.error.FFmpegError as err:
             if self.live:
                 log.warning("%s: stream read failed (%s)", self.name, _reason(err, self.url))
@@ -188,6 +246,12 @@ class PyavSource:
 
     def _decode(self, pkt: av.Packet) -> list[av.VideoFrame]:
         """The packet's frames; a packet the decoder refuses is skipped and counted, never the end of the camera."""
+        if self._hw is not None:
+            try:
+                return self._hw.decode(pkt)
+            except av.error.FFmpegError as err:
+                # a decoder that opened but cannot decode this stream (size, profile): software, said once
+                self._fall_back(f"{self.decoder} failed on the stream: {_reason(err, self.url)}")
         try:
             return pkt.decode()
         except av.error.FFmpegError as err:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import av
+import numpy as np
 
 from ..interfaces import ClipWriter
 from ..payload import event_body
@@ -29,12 +30,14 @@ from ..types import Event, EventType, Finished, Packet, StreamInfo
 from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
 from .ring import PacketRing
+from .still import decode_still
 from .thumbs import shot_jpeg
 
 log = logging.getLogger(__name__)
 _STOP = object()
 HOUSEKEEPING_S = 600.0  # retention by age while nothing is recorded (deletes only; no writes when idle)
 PAUSED_CHECK_S = 10.0  # how often a paused store looks for free space again
+STILL_SLACK_S = 1.0  # a still asked for up to this long after the newest packet gets the newest frame
 
 
 @dataclass
@@ -83,8 +86,10 @@ class ClipRecorder:
         self._q: queue.Queue[Any] = queue.Queue()
         self._max_queued = max(8, int(queue_packets))
         self._lock = threading.Lock()
+        self._ring_lock = threading.Lock()  # the writer pushes, ``still_at`` (another thread) copies a GOP out
         self._thread: threading.Thread | None = None
         self._streaming = False
+        self._down_reason = ""  # why there is no record stream now ("" while streaming or before the first)
         self._waiting_key = False
         self._info: StreamInfo | None = None
         self._cur: _Open | None = None
@@ -102,8 +107,20 @@ class ClipRecorder:
     def start_stream(self, info: StreamInfo) -> None:
         with self._lock:
             self._streaming = True
+            self._down_reason = ""
             self._q.put(info)  # first: the writer switches stream; the open clip keeps its own
             self._put(self._planner.on_stream(time.time()))
+
+    def end_stream(self, reason: str) -> None:
+        """The record stream is gone (a two-stream camera's record loop lost it): close the open clip, refuse
+        new ones (their events get ``clip = null``) until ``start_stream``; the reason goes in ``stats``."""
+        with self._lock:
+            if self._streaming:
+                log.warning("clips %s: record stream down (%s): events get no clip until it is back",
+                            self.camera, reason)
+            self._streaming = False
+            self._down_reason = reason
+            self._put(self._planner.finish())
 
     def feed(self, packet: Packet) -> None:
         while self._lossless and self._q.qsize() >= self._max_queued and self._writer_alive():
@@ -153,7 +170,20 @@ class ClipRecorder:
         cur = self._cur
         return {**self._counts, "queued": self._q.qsize(), "ring_s": round(self._ring.seconds, 2),
                 "ring_bytes": self._ring.bytes, "recording": cur.id if cur else None,
-                "paused": self._store.paused}
+                "paused": self._store.paused, "streaming": self._streaming, "down": self._down_reason or None}
+
+    def still_at(self, mono: float) -> np.ndarray | None:
+        """``StillSource``: the record stream's frame nearest to ``mono`` (BGR, full size), from the ring.
+
+        Called from worker threads, never the hot path: the GOP is copied out under a lock the writer holds
+        only to push, then decoded here with a short-lived decoder. None when the ring does not hold ``mono``.
+        """
+        with self._ring_lock:
+            info = self._info
+            gop = self._ring.gop_at(mono)
+        if info is None or not gop or mono > gop[-1].mono + STILL_SLACK_S:
+            return None
+        return decode_still(info, gop, mono)
 
     def _writer_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -185,12 +215,14 @@ class ClipRecorder:
     def _handle(self, item: Any) -> None:
         if isinstance(item, Packet):
             self._counts["packets"] += 1
-            self._ring.push(item)
+            with self._ring_lock:
+                self._ring.push(item)
             if self._cur is not None:
                 self._cur.writer.write(item)
         elif isinstance(item, StreamInfo):
-            self._info = item
-            self._ring.clear()
+            with self._ring_lock:
+                self._info = item
+                self._ring.clear()
         elif isinstance(item, Attach):
             self._attach(item)
         elif isinstance(item, Open):

@@ -53,6 +53,17 @@ class PacketRing:
             out.extend(self._gops[i])
         return out
 
+    def gop_at(self, mono: float) -> list[Packet]:
+        """A copy of the packets from the last keyframe captured at or before ``mono`` (monotonic arrival
+        time) to the end of its GOP; empty when ``mono`` is older than the ring."""
+        found: list[Packet] | None = None
+        for gop in self._gops:
+            if gop[0].mono <= mono:
+                found = gop
+            else:
+                break
+        return list(found) if found is not None else []
+
     def clear(self) -> None:
         """Forget everything (a new stream: old packets belong to other parameter sets)."""
         self._gops.clear()

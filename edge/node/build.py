@@ -20,7 +20,7 @@ from ..capture import open_source, source_kind
 from ..config import CameraConfig, Config, DetectorConfig, MqttConfig
 from ..outbox.store import OutboxLimits
 from ..vision.pipeline import AnalyzerSettings, EventSettings, MotionSettings, TrackerSettings
-from .loops import AnalysisLoop, CaptureLoop, FrameSlot
+from .loops import AnalysisLoop, CaptureLoop, FrameSlot, StreamClock, translate
 
 if TYPE_CHECKING:
     from ..api.server import ApiServer
@@ -161,7 +161,8 @@ class CameraRuntime:
     capture: CaptureLoop
     analysis: AnalysisLoop
     recorder: ClipRecorder | None
-    threads: list[threading.Thread] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)  # capture (detect stream), analysis, record
+    record: CaptureLoop | None = None  # a two-stream camera's record-stream loop; ``capture`` is its detect loop
 
     @property
     def done(self) -> bool:
@@ -170,14 +171,21 @@ class CameraRuntime:
 
 def camera(name: str, cam: CameraConfig, cfg: Config, shared: Any, store: ClipStore | None,
            events: EventSink, clock_ok: Callable[[], bool], stop: threading.Event) -> CameraRuntime:
-    """Source, recorder, analyzer, the two loops and their (not started) threads of one camera."""
+    """Source(s), recorder, analyzer, the loops and their (not started) threads of one camera.
+
+    One stream: one capture loop decodes it and feeds the recorder. Two streams (``detect_source``): a
+    record loop reads ``source`` for packets only (never decoded) into the recorder, a detect loop decodes
+    ``detect_source`` for analysis; each reconnects on its own, and their clocks are lined up by arrival time.
+    """
     from ..vision.pipeline import CameraAnalyzer, FrameGate
 
+    two = cam.detect_source is not None
     kind = source_kind(cam.source)
     source = open_source(
         name, cam.source, realtime=cam.realtime, loop=cam.loop,
         open_timeout=cam.open_timeout, read_timeout=cam.read_timeout,
         encode=cam.encode.model_dump() if kind == "picamera2" else None,
+        pictures=not two, decode=cam.decode,
     )
     live = kind != "file"
     recorder = None
@@ -190,16 +198,37 @@ def camera(name: str, cam: CameraConfig, cfg: Config, shared: Any, store: ClipSt
                                 thumbnails=c.thumbnails, lossless=not live and not cam.realtime)
         recorder.start()
     analyzer = CameraAnalyzer(name, shared, analyzer_settings(cam, cfg))
-    # A file read flat out waits for analysis (deterministic); a live camera never waits.
-    slot = FrameSlot(size=2, block=not live and not cam.realtime)
-    capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max,
-                          encoder_factory=raw_encoder(cam) if kind == "usb" else None, gate=FrameGate(cam.detect_fps))
-    analysis = AnalysisLoop(name, slot, analyzer, recorder, events, clock_ok)
-    runtime = CameraRuntime(name, cam, capture, analysis, recorder)
+    gate = FrameGate(cam.detect_fps)
+    if not two:
+        # A file read flat out waits for analysis (deterministic); a live camera never waits.
+        slot = FrameSlot(size=2, block=not live and not cam.realtime)
+        capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max,
+                              encoder_factory=raw_encoder(cam) if kind == "usb" else None, gate=gate)
+        analysis = AnalysisLoop(name, slot, analyzer, recorder, events, clock_ok)
+        runtime = CameraRuntime(name, cam, capture, analysis, recorder)
+    else:
+        assert cam.detect_source is not None
+        detect_live = source_kind(cam.detect_source) != "file"
+        detect_source = open_source(
+            name, cam.detect_source, realtime=cam.realtime, loop=cam.loop, open_timeout=cam.open_timeout,
+            read_timeout=cam.read_timeout, packets=False, decode=cam.decode,
+        )
+        record_clock, detect_clock = StreamClock(), StreamClock()
+        slot = FrameSlot(size=2, block=not detect_live and not cam.realtime)
+        capture = CaptureLoop(name, detect_source, slot, None, live=detect_live or cam.loop,
+                              reconnect_max=cam.reconnect_max, gate=gate, role="detect", clock=detect_clock)
+        record = CaptureLoop(name, source, None, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max,
+                             gate=None, role="record", clock=record_clock)
+        analysis = AnalysisLoop(name, slot, analyzer, recorder, events, clock_ok,
+                                record_time=translate(detect_clock, record_clock))
+        runtime = CameraRuntime(name, cam, capture, analysis, recorder, record=record)
     runtime.threads = [
         threading.Thread(target=capture.run, args=(stop,), name=f"capture-{name}", daemon=True),
         threading.Thread(target=analysis.run, args=(stop,), name=f"analysis-{name}", daemon=True),
     ]
+    if runtime.record is not None:
+        runtime.threads.append(threading.Thread(target=runtime.record.run, args=(stop,), name=f"record-{name}",
+                                                daemon=True))
     return runtime
 
 

@@ -97,6 +97,8 @@ class Daemon:
             self.requests = start_request_handler(self.cfg, self.clip_store)
         for runtime in self.cameras.values():
             runtime.capture.opened.wait(timeout=runtime.config.open_timeout + 2)
+            if runtime.record is not None:
+                runtime.record.opened.wait(timeout=runtime.config.open_timeout + 2)
         self.notifier.send("READY=1", f"STATUS={self.summary()}")
         log.info("edgecam %s node %s running with %d camera(s)", __version__, self.cfg.node.id, len(self.cameras))
 
@@ -168,18 +170,24 @@ class Daemon:
     def stalled_stage(self) -> str | None:
         now = time.monotonic()
         for cam in self.cameras.values():
-            for thread in cam.threads:
-                if not thread.is_alive() and cam.capture.state not in (CameraState.FINISHED, CameraState.FAILED):
+            for i, thread in enumerate(cam.threads):
+                loop = cam.record if i == 2 and cam.record is not None else cam.capture
+                if not thread.is_alive() and loop.state not in (CameraState.FINISHED, CameraState.FAILED):
                     return thread.name
             if cam.threads[1].is_alive() and now - cam.analysis.heartbeat > STALL_LIMIT_S:
                 return f"analysis-{cam.name}"
             reading = cam.capture.state is CameraState.RUNNING and cam.threads[0].is_alive()
             if reading and now - cam.capture.heartbeat > STALL_LIMIT_S:
                 return f"capture-{cam.name}"
+            rec = cam.record
+            if rec is not None and rec.state is CameraState.RUNNING and cam.threads[2].is_alive() and (
+                    now - rec.heartbeat > STALL_LIMIT_S):
+                return f"record-{cam.name}"
         return None
 
     def summary(self) -> str:
-        parts = [f"{c.name}:{c.capture.state.value}" for c in self.cameras.values()]
+        parts = [f"{c.name}:{c.capture.state.value}"
+                 + (f"/record:{c.record.state.value}" if c.record is not None else "") for c in self.cameras.values()]
         depth = self.outbox.depth() if self.outbox is not None else 0
         return f"{' '.join(parts) or 'no cameras'}; outbox {depth}"
 
@@ -188,13 +196,14 @@ class Daemon:
             if cam.capture.state is CameraState.RUNNING:
                 latest = cam.analysis.latest
                 log.info("camera %s: %.1f s of video, %d frames analysed, %d dropped, %d events", cam.name,
-                         latest.time if latest else 0.0, cam.analysis.analysed, cam.capture.slot.dropped,
+                         latest.time if latest else 0.0, cam.analysis.analysed, cam.analysis.slot.dropped,
                          sum(cam.analysis.event_counts.values()))
 
     def status(self) -> NodeStatus:
         """One frozen snapshot of the node: what MQTT stats, ``/api/v1/health`` and the page report."""
         cams = tuple(CameraStatus(c.name, c.capture.snapshot(), c.analysis.snapshot(),
-                                  c.recorder.stats() if c.recorder is not None else None)
+                                  c.recorder.stats() if c.recorder is not None else None,
+                                  c.record.snapshot() if c.record is not None else None)
                      for c in self.cameras.values())
         return collect(self.cfg.node.id, self.stop_event.is_set(), self.started, cams,
                        self.outbox.depth() if self.outbox is not None else 0, self.cfg.storage.path,
@@ -251,7 +260,7 @@ class Daemon:
         for cam in self.cameras.values():
             counts = ", ".join(f"{k}={v}" for k, v in sorted(cam.analysis.event_counts.items())) or "no events"
             log.info("summary %s: %s; %d frames analysed, %d dropped, %d reconnects; %s", cam.name,
-                     cam.capture.state.value, cam.analysis.analysed, cam.capture.slot.dropped,
+                     cam.capture.state.value, cam.analysis.analysed, cam.analysis.slot.dropped,
                      cam.capture.reconnects, counts)
 
     def request_reload(self, *_: Any) -> None:

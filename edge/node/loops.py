@@ -27,6 +27,42 @@ from .status import AnalysisStatus, CaptureStatus
 log = logging.getLogger("edge.camera")  # the name the journal has always shown for these lines
 
 END = object()  # put in a FrameSlot when capture is finished for good
+GAP = object()  # put in a FrameSlot when a two-stream camera's detect stream drops: analysis ends its tracks
+CLOCK_DECAY = 0.02  # per observation: how fast a StreamClock follows a stream that arrives later than before
+
+
+class StreamClock:
+    """One stream's source time against monotonic arrival time: lines a camera's two streams up.
+
+    The offset is ``time - mono`` of the least-delayed arrivals (a packet held up in the network only makes
+    it smaller), following slowly when the stream as a whole arrives later (a reconnect). Two floats, no
+    allocation: ``observe`` runs per packet on the capture thread, the others read it from analysis.
+    """
+
+    def __init__(self) -> None:
+        self.offset: float | None = None
+
+    def observe(self, time_s: float, mono: float) -> None:
+        d = time_s - mono
+        off = self.offset
+        self.offset = d if off is None or d > off else off + (d - off) * CLOCK_DECAY
+
+    def to_mono(self, time_s: float) -> float | None:
+        off = self.offset
+        return None if off is None else time_s - off
+
+    def to_time(self, mono: float) -> float | None:
+        off = self.offset
+        return None if off is None else mono + off
+
+
+def translate(detect: StreamClock, record: StreamClock) -> Callable[[float], float]:
+    """Detect-stream source time → record-stream source time, through monotonic arrival time."""
+    def to_record(time_s: float) -> float:
+        mono = detect.to_mono(time_s)
+        out = record.to_time(mono) if mono is not None else None
+        return time_s if out is None else out
+    return to_record
 
 
 class FrameSlot:
@@ -70,10 +106,15 @@ class FrameSlot:
 class CaptureLoop:
     """Open, read, reconnect with capped exponential backoff and jitter; never raise."""
 
-    def __init__(self, name: str, source: Source, slot: FrameSlot, recorder: ClipSink | None,
+    def __init__(self, name: str, source: Source, slot: FrameSlot | None, recorder: ClipSink | None,
                  live: bool, reconnect_max: float, encoder_factory: Callable[[], Any] | None = None, *,
-                 gate: Gate) -> None:
+                 gate: Gate | None, role: str = "both", clock: StreamClock | None = None) -> None:
+        """``role``: "both" (a one-stream camera), "record" (a two-stream camera's record stream: packets to
+        the recorder, no slot, no gate) or "detect" (its detect stream: frames to the slot, nothing recorded).
+        ``clock`` observes this stream's source time against arrival time (two-stream cameras)."""
         self.name = name
+        self.role = role
+        self.clock = clock
         self.encoder_factory = encoder_factory  # for raw sources (USB): encode once so clips still work
         self._encoder: Any = None
         self.source = source
@@ -90,6 +131,8 @@ class CaptureLoop:
         self.reconnects = 0
         self.last_error = ""
         self.resolution: tuple[int, int] | None = None
+        self.fps = 0.0
+        self.codec: str | None = None
 
     def run(self, stop: threading.Event) -> None:
         backoff = 1.0
@@ -109,15 +152,27 @@ class CaptureLoop:
                     backoff = 1.0
                 self.reconnects += 1
                 self._set_state(CameraState.RECONNECTING, "stream ended; reconnecting")
+                self._lost("stream ended", stop)
         finally:
             self.opened.set()
-            self.slot.put(END, stop)
+            if self.slot is not None:
+                self.slot.put(END, stop)
+
+    def _lost(self, why: str, stop: threading.Event) -> None:
+        """Two-stream cameras: the other stream goes on alone. The recorder closes its clip and refuses new
+        ones; analysis ends its tracks (their clips finish with their post-roll while recording goes on)."""
+        if self.role == "record" and self.recorder is not None:
+            self.recorder.end_stream(why)
+        elif self.role == "detect" and self.slot is not None:
+            self.slot.put(GAP, stop)
 
     def snapshot(self) -> CaptureStatus:
         """This loop's counters now (read from another thread: each field is one atomic read)."""
         return CaptureStatus(state=self.state, reconnects=self.reconnects,
-                             bad_packets=getattr(self.source, "bad_packets", 0), dropped=self.slot.dropped,
-                             last_error=self.last_error, resolution=self.resolution)
+                             bad_packets=getattr(self.source, "bad_packets", 0),
+                             dropped=self.slot.dropped if self.slot is not None else 0,
+                             last_error=self.last_error, resolution=self.resolution,
+                             decoder=getattr(self.source, "decoder", None), fps=self.fps, codec=self.codec)
 
     def _open(self) -> bool:
         try:
@@ -125,6 +180,8 @@ class CaptureLoop:
         except SourceError as err:
             self.last_error = str(err)
             self._set_state(CameraState.RECONNECTING if err.retryable else CameraState.FAILED, str(err))
+            if self.role == "record" and self.recorder is not None:
+                self.recorder.end_stream(str(err))
             self.opened.set()
             return False
         if info is None and self.recorder is not None and self.encoder_factory is not None:
@@ -132,6 +189,7 @@ class CaptureLoop:
             info = self._encoder.info()
         if info is not None:
             self.resolution = (info.width, info.height)
+            self.fps, self.codec = info.fps, info.codec
             if self.recorder is not None:
                 self.recorder.start_stream(info)
         detail = f" {info.width}x{info.height} {info.fps:.2f} fps" if info else ""
@@ -141,15 +199,20 @@ class CaptureLoop:
 
     def _read(self, stop: threading.Event) -> bool:
         """Pump one connection; True when the source is finished for good (end of file)."""
-        gate, slot, recorder, name = self.gate, self.slot, self.recorder, self.name
+        gate, slot, name, clock = self.gate, self.slot, self.name, self.clock
+        recorder = self.recorder if self.role != "detect" else None
         try:
             for item in self.source.items():
                 self.heartbeat = time.monotonic()
                 if isinstance(item, Packet):
                     self.packets += 1
+                    if clock is not None:
+                        clock.observe(item.time, item.mono)
                     if recorder is not None:
                         recorder.feed(item)
-                else:
+                elif slot is not None and gate is not None:
+                    if clock is not None:
+                        clock.observe(item.time, item.mono)
                     if self._encoder is not None:
                         self._record_raw(item)
                     if gate.should_analyse(item.time):
@@ -162,6 +225,7 @@ class CaptureLoop:
         except SourceError as err:
             self.last_error = str(err)
             self._set_state(CameraState.FAILED, str(err))
+            self._lost(str(err), stop)
             return True
         finally:
             self.source.close()
@@ -192,8 +256,12 @@ class AnalysisLoop:
     """Frames → analyzer → events, each event told to the recorder, then handed to the outbox."""
 
     def __init__(self, name: str, slot: FrameSlot, analyzer: Analyzer, recorder: ClipSink | None,
-                 events: EventSink, clock_ok: Callable[[], bool]) -> None:
+                 events: EventSink, clock_ok: Callable[[], bool],
+                 record_time: Callable[[float], float] | None = None) -> None:
+        """``record_time`` (two-stream cameras): an event's source time on the detect stream → the record
+        stream's, so the recorder's pre-roll and the clip's event times refer to the video it records."""
         self.name = name
+        self.record_time = record_time
         self.slot = slot
         self.analyzer = analyzer
         self.recorder = recorder
@@ -214,6 +282,11 @@ class AnalysisLoop:
                 continue
             if item is END:
                 break
+            if item is GAP:  # the detect stream dropped: end its tracks, so open clips end with their post-roll
+                for event in self.analyzer.flush(last_time, last_wall):
+                    self._route(event)
+                self.latest = None
+                continue
             frame: Frame = item  # type: ignore[assignment]
             self.latest = frame
             self.analysed += 1
@@ -233,7 +306,10 @@ class AnalysisLoop:
         # time facts first: the recorder copies the event into the clip's signed record, which must never
         # claim a synchronised clock the node did not have (an event built with time_ok=False stays False)
         event = replace(event, time_ok=event.time_ok and self.clock_ok())
-        clip = self.recorder.on_event(event) if self.recorder is not None else None
+        clip = None
+        if self.recorder is not None:
+            told = event if self.record_time is None else replace(event, time=self.record_time(event.time))
+            clip = self.recorder.on_event(told)
         if event.type is EventType.END and clip:
             event = replace(event, clip=clip)
         if clip and clip != self._thumbed and image is not None and event.type is not EventType.END:

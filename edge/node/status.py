@@ -72,6 +72,9 @@ class CaptureStatus:
     dropped: int
     last_error: str
     resolution: tuple[int, int] | None
+    decoder: str | None = None  # "software", a hardware decoder's name, "none" (a record stream), None (raw)
+    fps: float = 0.0  # nominal rate the stream states
+    codec: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,29 @@ class AnalysisStatus:
 @dataclass(frozen=True)
 class CameraStatus:
     name: str
-    capture: CaptureStatus
+    capture: CaptureStatus  # the stream that is analysed (a two-stream camera's detect stream)
     analysis: AnalysisStatus
     recorder: Mapping[str, Any] | None  # ClipRecorder.stats(), published as it is
+    record: CaptureStatus | None = None  # a two-stream camera's record stream; None: one stream does both
+
+    @property
+    def blind(self) -> bool:
+        """No frames to analyse: the (detect) stream is not running."""
+        return self.capture.state is not CameraState.RUNNING
+
+    @property
+    def record_down(self) -> str | None:
+        """Why events get no clip now, when the record stream of a two-stream camera is down; else None."""
+        if self.record is None or self.record.state is CameraState.RUNNING:
+            return None
+        return redact_url(self.record.last_error) or f"record stream {self.record.state.value}"
+
+
+def stream_body(c: CaptureStatus) -> dict[str, Any]:
+    """One stream of a two-stream camera, as stats and health show it."""
+    return {"state": c.state.value, "error": redact_url(c.last_error) or None, "resolution": c.resolution,
+            "fps": round(c.fps, 2), "codec": c.codec, "decoder": c.decoder, "reconnects": c.reconnects,
+            "bad_packets": c.bad_packets}
 
 
 @dataclass(frozen=True)
@@ -130,7 +153,12 @@ def stats_body(s: NodeStatus) -> dict[str, Any]:
             "reconnects": cam.capture.reconnects,
             "bad_packets": cam.capture.bad_packets,
             "lines": {k: dict(v) for k, v in cam.analysis.lines.items()},
+            "blind": cam.blind,
+            "decoder": cam.capture.decoder,
         }
+        if cam.record is not None:
+            cameras[cam.name]["streams"] = {"record": stream_body(cam.record), "detect": stream_body(cam.capture)}
+            cameras[cam.name]["record_down"] = cam.record_down
         if cam.recorder is not None:
             cameras[cam.name]["recorder"] = dict(cam.recorder)
     disk: dict[str, int] = {}
@@ -157,13 +185,21 @@ def health_body(s: NodeStatus) -> dict[str, Any]:
         "state": "stopping" if s.stopping else "running",
         "version": s.version,
         "uptime": round(s.uptime_s, 1),
-        "cameras": {c.name: {"state": c.capture.state.value, "error": redact_url(c.capture.last_error) or None,
-                             "resolution": c.capture.resolution} for c in s.cameras},
+        "cameras": {c.name: _camera_health(c) for c in s.cameras},
         "outbox": {"depth": s.outbox_depth},
         "disk": {"total": d.total, "used": d.used, "free": d.free},
         "clips": dict(s.clips) if s.clips is not None else {},
         "time_ok": s.time_ok,
     }
+
+
+def _camera_health(c: CameraStatus) -> dict[str, Any]:
+    body: dict[str, Any] = {"state": c.capture.state.value, "error": redact_url(c.capture.last_error) or None,
+                            "resolution": c.capture.resolution, "blind": c.blind}
+    if c.record is not None:  # two streams: each on its own, and why clips are off while the record one is down
+        body["streams"] = {"record": stream_body(c.record), "detect": stream_body(c.capture)}
+        body["record_down"] = c.record_down
+    return body
 
 
 class DaemonView:
