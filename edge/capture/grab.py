@@ -49,12 +49,15 @@ class Grab:
     codec: str  # e.g. "h264", "v4l2", "picamera2"
     seconds: float  # from open to the first frame
     live: bool
+    decoder: str = "software"  # the decoder that gave the frame: "software", a hardware decoder's name, or raw
 
 
-def grab_frame(source: str, timeout: float = 10.0, width: int = 1280, height: int = 720) -> Grab:
+def grab_frame(source: str, timeout: float = 10.0, width: int = 1280, height: int = 720,
+               decode: str = "software") -> Grab:
     """One frame from ``source`` within ``timeout`` seconds, or ``GrabError``.
 
-    ``width``/``height`` are asked of the Pi camera (as the daemon asks it, from ``[cameras.X.encode]``).
+    ``width``/``height`` are asked of the Pi camera (as the daemon asks it, from ``[cameras.X.encode]``);
+    ``decode`` picks the decoder as ``[cameras.X] decode`` does (hardware, or software with one log line).
     """
     kind = source_kind(source)
     if kind == "file" and "://" not in source and not Path(source).is_file():
@@ -70,7 +73,7 @@ def grab_frame(source: str, timeout: float = 10.0, width: int = 1280, height: in
                 "on a Pi: `apt install python3-picamera2`, and a venv made with --system-site-packages",
             ) from None
     encode = {"width": width, "height": height} if kind == "picamera2" else None
-    src = open_source("grab", source, open_timeout=timeout, read_timeout=timeout, encode=encode)
+    src = open_source("grab", source, open_timeout=timeout, read_timeout=timeout, encode=encode, decode=decode)
     return _with_deadline(lambda: _grab(src, kind, timeout), timeout + 1.0, source)
 
 
@@ -92,7 +95,8 @@ def _grab(src: Source, kind: str, timeout: float) -> Grab:
         nominal = info.fps if info is not None else 0.0
         fps = _measure_rate(first.time, pictures, started + timeout) if live else nominal
         codec = CODEC_OF_RAW.get(kind) or (info.codec if info is not None else kind)
-        return Grab(image, image.shape[1], image.shape[0], fps or nominal, codec, seconds, live)
+        decoder = getattr(src, "decoder", None) or CODEC_OF_RAW.get(kind, "software")
+        return Grab(image, image.shape[1], image.shape[0], fps or nominal, codec, seconds, live, decoder)
     except SourceError as err:
         raise GrabError(str(err)) from None
     finally:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np

@@ -14,7 +14,7 @@ from ..config import Config, doubtful, unusable
 from ..node.build import settings_from_config
 from ..redact import redact_url
 from .broker import probe_broker
-from .host import probe_api_port, probe_camera, probe_clock, probe_storage
+from .host import decoder_result, probe_api_port, probe_camera, probe_clock, probe_storage
 from .model import probe_model
 from .result import FAIL, OK, SKIP, WARN, Result
 from .scene import probe_scene
@@ -48,7 +48,17 @@ def run_checks(cfg: Config, timeout: float) -> list[Result]:
             results.append(Result(f"camera {name}", SKIP, "enabled = false"))
             continue
         grabbed: list = []
-        results.append(probe_camera(name, cam.source, timeout, (cam.encode.width, cam.encode.height), grabbed))
+        size = (cam.encode.width, cam.encode.height)
+        decoders: list[str] = []
+        if cam.detect_source is None:
+            results.append(probe_camera(name, cam.source, timeout, size, grabbed, decode=cam.decode,
+                                        decoders=decoders))
+        else:  # two streams: the recorded one (never decoded by the daemon) and the analysed one
+            results.append(probe_camera(name, cam.source, timeout, size, stream="record"))
+            results.append(probe_camera(name, cam.detect_source, timeout, size, grabbed, stream="detect",
+                                        decode=cam.decode, decoders=decoders))
+        if cam.decode != "software" or cam.detect_source is not None:
+            results.append(decoder_result(name, cam.decode, decoders[0] if decoders else None))
         if grabbed:
             m = cam.motion
             results.append(probe_scene(name, grabbed[0], m.height, m.threshold, m.low_light))

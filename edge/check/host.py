@@ -26,21 +26,45 @@ CAMERA_ADVICE = {
 
 
 def probe_camera(name: str, source: str, timeout: float, size: tuple[int, int],
-                 frames: list[np.ndarray] | None = None) -> Result:
-    """One frame from the camera within ``timeout``; its size and rate. The frame goes into ``frames``
-    when given (the scene check reads it without opening the camera twice)."""
-    label = f"camera {name}"
+                 frames: list[np.ndarray] | None = None, *, stream: str = "", decode: str = "software",
+                 decoders: list[str] | None = None) -> Result:
+    """One frame from the camera within ``timeout``; its size, rate and codec. The frame goes into ``frames``
+    when given (the scene check reads it without opening the camera twice). ``stream`` ("record", "detect")
+    names one stream of a two-stream camera; the decoder that gave the frame goes into ``decoders``."""
+    label = f"camera {name}" + (f" {stream}" if stream == "detect" else "")
+    key = "detect_source" if stream == "detect" else "source"
     try:
-        grab = grab_frame(source, timeout, width=size[0], height=size[1])
+        grab = grab_frame(source, timeout, width=size[0], height=size[1], decode=decode)
     except GrabError as err:
-        return Result(label, FAIL, str(err), err.advice or CAMERA_ADVICE[source_kind(source)].format(name=name))
+        advice = CAMERA_ADVICE[source_kind(source)].format(name=name).replace(".source", f".{key}")
+        return Result(label, FAIL, (f"{stream} stream: " if stream else "") + str(err), err.advice or advice)
+    if decoders is not None:
+        decoders.append(grab.decoder)
     if frames is not None:
         frames.append(grab.image)
     rate = f"{grab.fps:.2f} fps" + (" seen" if grab.live else "") if grab.fps else "rate unknown"
     detail = f"{grab.width}x{grab.height}, {rate} ({grab.codec}), first frame in {grab.seconds:.2f} s"
+    if stream:
+        detail = f"{stream} stream: {detail}"
     data = {"width": grab.width, "height": grab.height, "fps": round(grab.fps, 2), "codec": grab.codec,
-            "first_frame_s": round(grab.seconds, 3)}
+            "first_frame_s": round(grab.seconds, 3), "decoder": grab.decoder}
+    if stream:
+        data["stream"] = stream
     return Result(label, OK, detail, data=data)
+
+
+def decoder_result(name: str, decode: str, used: str | None) -> Result:
+    """The decoder the camera's analysed stream is decoded with, as ``decode`` asked for it."""
+    label = f"decoder {name}"
+    if used is None:
+        return Result(label, SKIP, "no frame decoded")
+    hardware = used not in ("software", "v4l2", "picamera2")
+    if decode == "software" or hardware:
+        return Result(label, OK, f"{used}{' (hardware)' if hardware else ''} (decode = {decode!r})",
+                      data={"decoder": used, "decode": decode})
+    return Result(label, WARN, f"software: decode = {decode!r} found no hardware decoder that works here",
+                  "the log line 'hardware decode unavailable' says why; decode = \"software\" silences this",
+                  data={"decoder": used, "decode": decode})
 
 
 def _mount_of(path: Path) -> tuple[str, str]:

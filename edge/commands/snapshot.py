@@ -18,6 +18,7 @@ from ..fsutil import write_atomic
 if TYPE_CHECKING:  # OpenCV and numpy load when a snapshot is taken, not for `edgecam --help`
     import numpy as np
 
+    from ..capture.grab import Grab
     from ..types import Detection
 
 
@@ -73,22 +74,34 @@ def overlay_for(cam: CameraConfig, image: np.ndarray, detections: list[Detection
     )
 
 
+def _stream_words(grab: Grab) -> str:
+    return f"{grab.width}x{grab.height} {grab.fps:.2f} fps {grab.codec}"
+
+
 def snapshot(args: argparse.Namespace) -> int:
     """``edgecam snapshot -c CONFIG -o FILE [--camera NAME] [--overlay]``."""
     from ..capture.grab import GrabError, grab_frame
 
     cfg = load_config(args.config)
     name, cam = pick_camera(cfg, args.camera)
-    try:
+    try:  # the recorded stream: full size, what clips and evidence show
         grab = grab_frame(cam.source, timeout=cam.open_timeout, width=cam.encode.width, height=cam.encode.height)
     except GrabError as err:
         raise UserError(f"camera {name}: {err}") from None
+    streams = ""
+    if cam.detect_source is not None:  # two streams: say what the analysed one is, too
+        try:
+            sub = grab_frame(cam.detect_source, timeout=cam.open_timeout, decode=cam.decode)
+            analysed = f"detect stream {_stream_words(sub)}, decoder {sub.decoder}"
+        except GrabError as err:
+            analysed = f"detect stream: {err}"
+        streams = f"; record stream {_stream_words(grab)}; {analysed}"
     image, note = grab.image, ""
     if args.overlay:
         detections, note = detect(cfg.detector, image)
         image = overlay_for(cam, image, detections)
     out = Path(args.output)
     write_jpeg(out, image)
-    print(f"wrote {out} ({grab.width}x{grab.height}, camera {name}" + (f"; {note})" if note else ")"))
+    print(f"wrote {out} ({grab.width}x{grab.height}, camera {name}{streams}" + (f"; {note})" if note else ")"))
     sys.stdout.flush()
     return 0

@@ -90,7 +90,8 @@ class Daemon:
             for thread in runtime.threads:
                 thread.start()
         if self.cfg.api.enabled and self.clip_store is not None:
-            self.api = build.api(self.cfg, self.clip_store, DaemonView(self.status, self.latest_frame))
+            self.api = build.api(self.cfg, self.clip_store, DaemonView(self.status, self.latest_frame,
+                                                                           self.still_at))
         if self.clip_store is not None:  # wiring: requests (push fetch from central, edge/fetchrequests.py)
             from ..fetchrequests import start_request_handler
 
@@ -216,6 +217,13 @@ class Daemon:
         """The last analysed frame of ``camera`` (the page's live view), None before the first."""
         cam = self.cameras.get(camera)
         return cam.analysis.latest if cam is not None else None
+
+    def still_at(self, camera: str, mono: float) -> Any:
+        """A two-stream camera's record-stream frame at ``mono`` (full size, decoded now), else None."""
+        cam = self.cameras.get(camera)
+        if cam is None or cam.record is None or cam.recorder is None:
+            return None
+        return cam.recorder.still_at(mono)
 
     # ---- stop --------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:

@@ -205,9 +205,13 @@ def _camera_health(c: CameraStatus) -> dict[str, Any]:
 class DaemonView:
     """The LAN API's read-only window on the running node (edge.interfaces.NodeView)."""
 
-    def __init__(self, status: Callable[[], NodeStatus], latest: Callable[[str], Frame | None]) -> None:
+    def __init__(self, status: Callable[[], NodeStatus], latest: Callable[[str], Frame | None],
+                 still: Callable[[str, float], Any] | None = None) -> None:
+        """``still(camera, mono)``: the record stream's full-size frame at ``mono`` (two-stream cameras), or
+        None; the latest analysed frame is the fallback."""
         self._status = status
         self._latest = latest
+        self._still = still
 
     def latest_jpeg(self, camera: str) -> bytes | None:
         import cv2
@@ -215,7 +219,8 @@ class DaemonView:
         frame = self._latest(camera)
         if frame is None:
             return None
-        ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        image = self._still(camera, frame.mono) if self._still is not None else None  # an API worker thread
+        ok, buf = cv2.imencode(".jpg", frame.image if image is None else image, [cv2.IMWRITE_JPEG_QUALITY, 85])
         return buf.tobytes() if ok else None
 
     def health(self) -> dict[str, Any]:

@@ -27,19 +27,29 @@ def rtsp_available() -> bool:
 
 
 class RtspServer:
-    def __init__(self, video: Path, port: int | None = None, path: str = "/cam") -> None:
+    """One server process; ``mounts`` ({"/main": A, "/sub": B}) serves several streams from it instead."""
+
+    def __init__(self, video: Path | None = None, port: int | None = None, path: str = "/cam",
+                 mounts: dict[str, Path] | None = None) -> None:
         self.video = video
         self.port = port or free_port()
         self.path = path
+        self.mounts = dict(mounts or {})
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}{self.path}"
+        return f"rtsp://127.0.0.1:{self.port}{self.path if self.video is not None else next(iter(self.mounts))}"
+
+    def url_of(self, mount: str) -> str:
+        return f"rtsp://127.0.0.1:{self.port}{mount}"
 
     def start(self, timeout: float = 15.0) -> RtspServer:
+        args = ["--path", self.path, "--video", str(self.video)] if self.video is not None else []
+        for mount, video in self.mounts.items():
+            args += ["--mount", f"{mount}={video}"]
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), "--path", self.path, "--video", str(self.video)],
+            [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         deadline = time.monotonic() + timeout

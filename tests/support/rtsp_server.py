@@ -5,6 +5,8 @@ An ffmpeg child paces the file in real time (``-re``, looping, stream copy) into
 MPEG-TS over local UDP; gst-rtsp-server re-serves that one live stream to every
 client. ``tsdemux ignore-pcr=true`` keeps clients at full rate (NOTES.md).
 Prints ``READY <url>`` when it accepts clients. The ffmpeg child dies with us.
+``--mount /main=A.mp4 --mount /sub=B.mp4`` serves several mounts from one
+process (a camera's main and sub stream), each looping its own file.
 """
 
 import argparse
@@ -38,41 +40,51 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--path", default="/cam")
-    ap.add_argument("--video", required=True)
+    ap.add_argument("--video")
+    ap.add_argument("--mount", action="append", default=[], metavar="/PATH=FILE")
     args = ap.parse_args()
+    mounts = [tuple(m.split("=", 1)) for m in args.mount]
+    if args.video:
+        mounts.insert(0, (args.path, args.video))
+    if not mounts:
+        ap.error("give --video FILE or --mount /PATH=FILE")
 
     Gst.init(None)
-    udp = _udp_port()
-    feeder = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-         "-i", args.video, "-map", "0:v:0", "-c", "copy", "-f", "mpegts", f"udp://127.0.0.1:{udp}?pkt_size=1316"],
-        preexec_fn=_die_with_parent,
-    )
-    pipeline = (
-        f'( udpsrc address=127.0.0.1 port={udp} caps="video/mpegts,systemstream=(boolean)true" '
-        "! tsdemux ignore-pcr=true ! queue ! h264parse config-interval=-1 "
-        "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
-    )
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
-    factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(pipeline)
-    factory.set_shared(True)
-    factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
-    server.get_mount_points().add_factory(args.path, factory)
+    feeders = []
+    for path, video in mounts:
+        udp = _udp_port()
+        feeders.append(subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+             "-i", video, "-map", "0:v:0", "-c", "copy", "-f", "mpegts", f"udp://127.0.0.1:{udp}?pkt_size=1316"],
+            preexec_fn=_die_with_parent,
+        ))
+        pipeline = (
+            f'( udpsrc address=127.0.0.1 port={udp} caps="video/mpegts,systemstream=(boolean)true" '
+            "! tsdemux ignore-pcr=true ! queue ! h264parse config-interval=-1 "
+            "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(pipeline)
+        factory.set_shared(True)
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
+        server.get_mount_points().add_factory(path, factory)
     if server.attach(None) == 0:
         print("attach failed (port busy?)", file=sys.stderr)
-        feeder.kill()
+        for feeder in feeders:
+            feeder.kill()
         sys.exit(2)
-    print(f"READY rtsp://127.0.0.1:{args.port}{args.path}", flush=True)
+    print(f"READY rtsp://127.0.0.1:{args.port}{mounts[0][0]}", flush=True)
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
     try:
         loop.run()
     finally:
-        feeder.kill()
+        for feeder in feeders:
+            feeder.kill()
 
 
 if __name__ == "__main__":
