@@ -169,3 +169,29 @@ def test_a_corrupt_packet_in_a_file_is_skipped_and_counted(tmp_path: Path) -> No
     assert 0 < source.bad_packets < 50
     assert int(expected["nb_read_frames"]) - 50 < len(pictures) < int(expected["nb_read_frames"])
     assert pictures[-1].time > 19.0  # the 20 s file was read to its end
+
+
+@pytest.mark.parametrize("decode", ["auto", "h264_v4l2m2m", "h264_nonexistent"])
+def test_hardware_decode_falls_back_to_software_with_one_line(decode: str, caplog) -> None:
+    """No decoder hardware here: whatever is asked for, every frame still decodes, in software, said once."""
+    path = video_path("street")
+    plain_packets, plain_pictures = read_all(PyavSource("plain", str(path)))
+    with caplog.at_level("WARNING", logger="edge.capture.pyav"):
+        source = PyavSource("gate", str(path), decode=decode)
+        packets, pictures = read_all(source)
+        source.open()  # a reconnect: the fallback is remembered, not tried and said again
+        source.close()
+    assert source.decoder == "software"
+    assert len(packets) == len(plain_packets) and len(pictures) == len(plain_pictures) > 0
+    lines = [r.getMessage() for r in caplog.records if "hardware decode unavailable" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0] and lines[0].startswith("gate: "), lines
+
+
+def test_a_record_stream_is_never_decoded() -> None:
+    """``pictures=False`` (a two-stream camera's record stream): every packet, no picture, decoder "none"."""
+    path = video_path("street")
+    plain_packets, _ = read_all(PyavSource("plain", str(path)))
+    source = PyavSource("main", str(path), pictures=False)
+    packets, pictures = read_all(source)
+    assert source.decoder == "none" and pictures == []
+    assert [p.data for p in packets] == [p.data for p in plain_packets]
