@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .types import ClipRecord, Event, Finished, Frame, Packet, StreamInfo
+from .types import BestShot, ClipRecord, Event, Finished, Frame, Packet, StreamInfo
 
 
 class Picture(Protocol):
@@ -79,7 +79,20 @@ class Analyzer(Protocol):
     def flush(self, time: float, wall: float) -> list[Event]:
         """End every open track (end of file, shutdown) and return their ``end`` events."""
 
+    def take_shots(self) -> list[BestShot]:
+        """Best-shot candidates of the last ``process`` call (empty unless best shots are on)."""
+
     def stats(self) -> dict[str, Any]: ...
+
+
+class BestShots(Protocol):
+    """The node's best-shot worker as the analysis loop sees it (``vision.bestshot.BestShotWorker``)."""
+
+    def offer(self, shot: BestShot) -> None:
+        """A candidate (never blocks: dropped and counted when the worker is behind)."""
+
+    def finish(self, end: Event) -> None:
+        """The object's ``end`` event as routed (with its clip): store its best shot, read its plate."""
 
 
 class ClipSink(Protocol):
@@ -180,6 +193,9 @@ class ClipCatalog(Protocol):
         """The finished clip's file, guaranteed inside the store; None for unknown or lost ids."""
 
     def thumbnail_path(self, clip_id: str) -> Path | None: ...
+
+    def best_path(self, best_id: str) -> Path | None:
+        """A stored best shot's JPEG (``GET /api/v1/best/<id>.jpg``); None when unknown."""
 
     def meta(self, clip_id: str) -> dict[str, Any] | None:
         """The signed record (what ``edgecam clips verify --meta`` checks) plus the clip's events."""

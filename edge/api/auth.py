@@ -174,7 +174,7 @@ class LogBudget:
 
 
 TICKET_PATH = re.compile(
-    r"^/api/v1/(clips/[A-Za-z0-9_.-]{1,128}(\.mp4|/thumb\.jpg)|snapshot/[A-Za-z0-9_.-]{1,128}\.jpg)$"
+    r"^/api/v1/(clips/[A-Za-z0-9_.-]{1,128}(\.mp4|/thumb\.jpg)|(snapshot|best)/[A-Za-z0-9_.-]{1,128}\.jpg)$"
 )
 
 

@@ -128,6 +128,7 @@ class Handlers:
             web.get("/api/v1/clips/{id}.mp4", self.clip_file),
             web.get("/api/v1/clips/{id}/meta", self.clip_meta),
             web.get("/api/v1/clips/{id}/thumb.jpg", self.clip_thumb),
+            web.get("/api/v1/best/{id}.jpg", self.best_shot),
             web.post("/api/v1/clips/{id}/hold", self.hold),
             web.delete("/api/v1/clips/{id}/hold", self.release),
             web.get("/api/v1/snapshot/{camera}.jpg", self.snapshot),
@@ -167,7 +168,8 @@ class Handlers:
         name = request.get(TOKEN_NAME, "-")
         issued = self.tickets.issue(path, name)
         if issued is None:
-            raise web.HTTPBadRequest(reason="Bad Request", text="path: not a clip, thumbnail or snapshot path")
+            raise web.HTTPBadRequest(reason="Bad Request",
+                                     text="path: not a clip, thumbnail, best shot or snapshot path")
         ticket, expiry = issued
         return web.json_response({"url": f"{path}?ticket={ticket}", "expires": expiry})
 
@@ -205,6 +207,17 @@ class Handlers:
 
     async def clip_thumb(self, request: web.Request) -> web.Response:
         path = await self._call(self.catalog.thumbnail_path, self._clip_id(request))
+        if path is None:
+            raise _not_found()
+        try:
+            body = await self._call(_read_small, path)
+        except OSError:
+            raise _not_found() from None
+        return web.Response(body=body, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    async def best_shot(self, request: web.Request) -> web.Response:
+        """One tracked object's best shot (the ``best`` of its ``end`` event): same auth and tickets as clips."""
+        path = await self._call(self.catalog.best_path, self._clip_id(request))
         if path is None:
             raise _not_found()
         try:

@@ -29,6 +29,7 @@ from ..fsutil import write_atomic
 from ..types import ClipRecord, Finished
 from . import evidence, sidecar
 from .ageclock import AgeClock
+from .bestshots import BestShotFiles
 from .evidence import NodeKey
 from .mux import finalise, probe_duration
 from .retention import Budget, Kept, choose_expired
@@ -90,6 +91,7 @@ class ClipStore:
                 raise UserError(f"{self.db_path}: {err} (the daemon sets it aside and rebuilds it at start)") from None
             self.set_aside = (self._set_aside(err), str(err))
             self._db = self._open(check=False)
+        self.best = BestShotFiles(self.root, self._db, self._lock)
         with self._lock:
             self.age_clock = AgeClock(self._db, **(clock or {}))
             if signer is not None:  # rows from before the age clock start ageing now (never early)
@@ -185,6 +187,9 @@ class ClipStore:
                 }
                 if brk is not None:
                     record["break"] = brk
+                shots = self.best.for_clip(clip_id)
+                if shots:  # best shots that arrived while the clip was open are signed with it
+                    record["best"] = [{"id": b["id"], "sha256": b["sha256"]} for b in shots]
                 signature = self.signer.sign(record)
                 # the signed record goes beside the file before the index row commits: a lost index loses nothing
                 sidecar.write_sidecar(self.sidecar_path(clip_id), sidecar.sidecar_bytes(
@@ -197,6 +202,8 @@ class ClipStore:
                     (fin.start_ts, fin.end_ts, fin.start_mono, fin.end_mono, fin.duration, int(fin.time_ok),
                      json.dumps(record["labels"]), json.dumps(fin.events), size, digest, seq,
                      json.dumps(record), signature, evidence.record_hash(record), self.age_clock.now(), clip_id))
+                if shots:
+                    self.best.mark_signed(clip_id)
                 if brk is not None:
                     self._db.execute("DELETE FROM chain_state WHERE k = 'pending_break'")
                     log.warning("clips: chain break recorded in seq %d (%s)", seq, brk["reason"])
@@ -260,6 +267,17 @@ class ClipStore:
         for path in (self.tmp_path(clip_id), self.final_path(clip_id)):
             path.unlink(missing_ok=True)
 
+    def add_best(self, best_id: str, object_id: str, camera: str, clip_id: str | None, jpeg: bytes,
+                 box: tuple[float, float, float, float], wall: float, label: str) -> str | None:
+        """``BestShotSink``: one object's best shot, kept and signed with its clip (``bestshots.py``)."""
+        with self._lock:
+            born = self.age_clock.now()
+        return self.best.add(best_id, object_id, camera, clip_id, jpeg, box, wall, label, born)
+
+    def best_path(self, best_id: str) -> Path | None:
+        """The JPEG of a stored best shot (``GET /api/v1/best/<id>.jpg``), None when unknown."""
+        return self.best.file(best_id)
+
     def set_thumbnail(self, clip_id: str, jpeg: bytes) -> None:
         if not CLIP_ID.match(clip_id):
             return
@@ -295,6 +313,9 @@ class ClipStore:
                     path.unlink(missing_ok=True)
                 removed.append(cid)
             victims = removed
+            self.best.delete_for_clips(victims)
+            if age_ok:
+                self.best.expire_clipless(now, self.budget.max_age_s)
         if victims:
             log.info("retention: removed %d clip(s), oldest %s", len(victims), victims[0])
         return victims
@@ -564,6 +585,7 @@ class ClipStore:
             "events": json.loads(row["events"]),
             "held": bool(row["held"]),
             "status": row["status"],
+            "best": self.best.for_clip(clip_id),
         }
 
     def hold(self, clip_id: str) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__, assets
@@ -169,8 +169,38 @@ class CameraRuntime:
         return all(not t.is_alive() for t in self.threads)
 
 
+def plates_models(cfg: Config) -> Any:
+    """Where the plate models are when ``[plates]`` is on and the extra loads; else None (one line why)."""
+    if not cfg.plates.enabled:
+        return None
+    from ..vision.plates import PlatesUnavailable, model_dir
+
+    try:
+        return model_dir()
+    except PlatesUnavailable as err:
+        log.warning("plates: %s; the node runs on without plates", err)
+        return None
+
+
+def best_shots(cfg: Config, store: ClipStore, still_at: Callable[[str, float], Any], events: EventSink) -> Any:
+    """The node's best-shot worker (started), with the plate reader behind it when ``[plates]`` is on and
+    the extra loads; a missing or broken extra is one line, and best shots go on without plates."""
+    from ..vision.bestshot import BestShotWorker
+
+    worker = BestShotWorker(store, still_at, events)
+    root = plates_models(cfg)
+    if root is not None:
+        from ..vision.plate_worker import PlateWorker
+
+        worker.plates = PlateWorker(worker.on_plate, max_cpu=cfg.plates.max_cpu)
+        log.info("plates: reading the best shot of every vehicle (models in %s, max_cpu %.2f)", root,
+                 cfg.plates.max_cpu)
+    return worker
+
+
 def camera(name: str, cam: CameraConfig, cfg: Config, shared: Any, store: ClipStore | None,
-           events: EventSink, clock_ok: Callable[[], bool], stop: threading.Event) -> CameraRuntime:
+           events: EventSink, clock_ok: Callable[[], bool], stop: threading.Event,
+           shots: Any = None) -> CameraRuntime:
     """Source(s), recorder, analyzer, the loops and their (not started) threads of one camera.
 
     One stream: one capture loop decodes it and feeds the recorder. Two streams (``detect_source``): a
@@ -197,14 +227,17 @@ def camera(name: str, cam: CameraConfig, cfg: Config, shared: Any, store: ClipSt
         recorder = ClipRecorder(name, store, c.pre_roll, c.post_roll, c.max_clip,
                                 thumbnails=c.thumbnails, lossless=not live and not cam.realtime)
         recorder.start()
-    analyzer = CameraAnalyzer(name, shared, analyzer_settings(cam, cfg))
+    settings = analyzer_settings(cam, cfg)
+    if shots is not None:  # end events name a best shot only where a worker stores it
+        settings = replace(settings, events=replace(settings.events, best_shots=True))
+    analyzer = CameraAnalyzer(name, shared, settings)
     gate = FrameGate(cam.detect_fps)
     if not two:
         # A file read flat out waits for analysis (deterministic); a live camera never waits.
         slot = FrameSlot(size=2, block=not live and not cam.realtime)
         capture = CaptureLoop(name, source, slot, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max,
                               encoder_factory=raw_encoder(cam) if kind == "usb" else None, gate=gate)
-        analysis = AnalysisLoop(name, slot, analyzer, recorder, events, clock_ok)
+        analysis = AnalysisLoop(name, slot, analyzer, recorder, events, clock_ok, shots=shots)
         runtime = CameraRuntime(name, cam, capture, analysis, recorder)
     else:
         assert cam.detect_source is not None
@@ -220,7 +253,7 @@ def camera(name: str, cam: CameraConfig, cfg: Config, shared: Any, store: ClipSt
         record = CaptureLoop(name, source, None, recorder, live=live or cam.loop, reconnect_max=cam.reconnect_max,
                              gate=None, role="record", clock=record_clock)
         analysis = AnalysisLoop(name, slot, analyzer, recorder, events, clock_ok,
-                                record_time=translate(detect_clock, record_clock))
+                                record_time=translate(detect_clock, record_clock), shots=shots)
         runtime = CameraRuntime(name, cam, capture, analysis, recorder, record=record)
     runtime.threads = [
         threading.Thread(target=capture.run, args=(stop,), name=f"capture-{name}", daemon=True),

@@ -50,6 +50,7 @@ class Daemon:
         self.clip_store: ClipStore | None = None
         self.api: ApiServer | None = None
         self.requests: Any = None  # wiring: requests (edge.fetchrequests.RequestHandler)
+        self.best_shots: Any = None  # vision.bestshot.BestShotWorker (with the plate reader behind it)
         self.started = time.monotonic()
         self.clock = ClockCache()
         self.storage_lock: StorageLock | None = None
@@ -75,15 +76,17 @@ class Daemon:
         # wiring: signed messages (#18.1): every node has a key now, clips or not (events, status, stats signed)
         self.node_key = self._load_key()  # before anything starts: a corrupt key ends start-up in one line
         self.detector = build.detector(self.cfg)
-        self._report_plates()
         self.outbox = build.outbox(self.cfg, build.signer(self.cfg, self.node_key))  # wiring: signed messages
         self.outbox.start()
         if self.cfg.clips.enabled:
             self.clip_store = build.clip_store(self.cfg, self.node_key)
+            self.best_shots = build.best_shots(self.cfg, self.clip_store, self.still_at, self.outbox)
+        elif build.plates_models(self.cfg) is not None:
+            log.warning("plates: read from best shots, which live in the clip store: off while [clips] is off")
         for name, cam in self.cfg.cameras.items():
             if cam.enabled:
                 self.cameras[name] = build.camera(name, cam, self.cfg, self.detector, self.clip_store, self.outbox,
-                                                  self.clock.ok, self.stop_event)
+                                                  self.clock.ok, self.stop_event, shots=self.best_shots)
         if not self.cameras:
             log.warning("no cameras configured: nothing to capture")
         for runtime in self.cameras.values():
@@ -122,20 +125,6 @@ class Daemon:
             return NodeKey.load_or_create(self.cfg.storage.path / "keys")
         except UserError as err:
             raise StartupError(str(err)) from None
-
-    def _report_plates(self) -> None:
-        """One line at start about ``[plates]``: a missing or broken extra never stops the node."""
-        if not self.cfg.plates.enabled:
-            return
-        from ..vision.plates import PlatesUnavailable, model_dir
-
-        try:
-            root = model_dir()
-        except PlatesUnavailable as err:
-            log.warning("plates: %s; the node runs on without plates", err)
-            return
-        log.info("plates: models in %s (max_cpu %.2f); reading plates into events is not wired in yet",
-                 root, self.cfg.plates.max_cpu)
 
     # ---- supervise ---------------------------------------------------------------------
     def supervise(self) -> int:
@@ -237,9 +226,13 @@ class Daemon:
         for cam in self.cameras.values():
             for thread in cam.threads:
                 thread.join(timeout=max(10.0, cam.config.read_timeout * 3))
+        if self.best_shots is not None:  # the last ends' best shots are stored before their clips close
+            self.best_shots.stop(timeout=10.0)
         for cam in self.cameras.values():
             if cam.recorder is not None:
                 cam.recorder.close(timeout=30.0)
+        if self.best_shots is not None and self.best_shots.plates is not None:
+            self.best_shots.plates.stop(timeout=10.0)  # its last plates go out as updates before the outbox stops
         if self.requests is not None:  # wiring: requests
             self.requests.stop()
         if self.clip_store is not None:

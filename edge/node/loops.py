@@ -20,11 +20,12 @@ from dataclasses import replace
 from typing import Any
 
 from ..capture import SourceError
-from ..interfaces import Analyzer, ClipSink, EventSink, Gate, Source
+from ..interfaces import Analyzer, BestShots, ClipSink, EventSink, Gate, Source
 from ..types import CameraState, Event, EventType, Frame, Packet
 from .status import AnalysisStatus, CaptureStatus
 
 log = logging.getLogger("edge.camera")  # the name the journal has always shown for these lines
+
 
 END = object()  # put in a FrameSlot when capture is finished for good
 GAP = object()  # put in a FrameSlot when a two-stream camera's detect stream drops: analysis ends its tracks
@@ -257,11 +258,12 @@ class AnalysisLoop:
 
     def __init__(self, name: str, slot: FrameSlot, analyzer: Analyzer, recorder: ClipSink | None,
                  events: EventSink, clock_ok: Callable[[], bool],
-                 record_time: Callable[[float], float] | None = None) -> None:
+                 record_time: Callable[[float], float] | None = None, shots: BestShots | None = None) -> None:
         """``record_time`` (two-stream cameras): an event's source time on the detect stream → the record
         stream's, so the recorder's pre-roll and the clip's event times refer to the video it records."""
         self.name = name
         self.record_time = record_time
+        self.shots = shots  # the node's best-shot worker: candidates in, each object's end
         self.slot = slot
         self.analyzer = analyzer
         self.recorder = recorder
@@ -293,6 +295,9 @@ class AnalysisLoop:
             last_time, last_wall = frame.time, frame.wall
             for event in self.analyzer.process(frame):
                 self._route(event, frame.image)
+            if self.shots is not None:
+                for shot in self.analyzer.take_shots():
+                    self.shots.offer(shot)
         for event in self.analyzer.flush(last_time, last_wall):
             self._route(event)
 
@@ -312,6 +317,8 @@ class AnalysisLoop:
             clip = self.recorder.on_event(told)
         if event.type is EventType.END and clip:
             event = replace(event, clip=clip)
+        if event.type is EventType.END and self.shots is not None and event.best is not None:
+            self.shots.finish(event)  # after the clip is known: the best shot is stored with it
         if clip and clip != self._thumbed and image is not None and event.type is not EventType.END:
             self._thumbed = clip  # once per clip: a reference to a frame already decoded, no copy, no I/O
             self.recorder.offer_thumbnail(clip, image, event.box, event.label)  # type: ignore[union-attr]

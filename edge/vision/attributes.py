@@ -158,3 +158,27 @@ def heading_of(centres: Sequence[tuple[float, float]], box_size: float, min_move
         return None
     angle = math.degrees(math.atan2(dy, dx)) % 360  # y down: 90 deg is "down"
     return HEADINGS[int(((angle + 22.5) % 360) // 45)]
+
+
+_SHARP_SIDE = 64  # sharpness is measured on the box shrunk to this many pixels on its long side
+_SHARP_FULL = 150.0  # Laplacian variance at which a shot counts as fully sharp (motion blur scores far below)
+
+
+def shot_quality(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, score: float) -> float:
+    """How well an object is seen in one frame: size x detector score x sharpness (bigger is better).
+
+    Size is the box's side (sqrt of its area), so a car twice as close wins without drowning the
+    score; sharpness (variance of the Laplacian of the shrunk grey crop, capped at ``_SHARP_FULL``)
+    keeps a motion-blurred frame from beating a slightly smaller crisp one. The caller only asks
+    when a candidate could win (about one box a second per track), so this is off the per-frame path.
+    """
+    crop = image[y1:y2, x1:x2]
+    if crop.size == 0:
+        return 0.0
+    h, w = crop.shape[:2]
+    scale = _SHARP_SIDE / max(h, w)
+    small = cv2.resize(crop, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA) \
+        if scale < 1 else crop
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    sharp = min(1.0, float(cv2.Laplacian(grey, cv2.CV_32F).var()) / _SHARP_FULL)
+    return math.sqrt(float(h * w)) * float(score) * (0.4 + 0.6 * sharp)

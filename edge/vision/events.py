@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..types import Event, EventType, LineCrossing
-from .attributes import color_of, heading_of
+from ..types import BestShot, Event, EventType, LineCrossing
+from .attributes import color_of, heading_of, shot_quality
 from .tracker import Track
 
+SHOT_INTERVAL = 0.5  # s of source time between two best-shot candidates of one track
+SHOT_GAIN = 1.15  # a new candidate must beat the best so far by this factor
+EDGE_PENALTY = 0.3  # quality factor of a view cut by the frame edge
 PATH_POINTS = 8  # box centres kept from a track's start and from its end, for its heading
 COLOR_GROWTH = 1.2  # re-measure colour only when the object's box is this much larger than when last measured
 
@@ -73,6 +76,8 @@ class _State:
     sides: deque[float] = field(default_factory=lambda: deque(maxlen=PATH_POINTS))  # sqrt(box area), px
     color: tuple[str, float] | None = None
     color_area: float = 0.0
+    best_quality: float = 0.0  # of the best shot offered so far (0: none)
+    best_time: float = float("-inf")
 
 
 class EventBuilder:
@@ -86,8 +91,11 @@ class EventBuilder:
         lines: Mapping[str, tuple[Point, Point]] | None = None,
         update_interval: float = 1.0,
         score_step: float = 0.1,
+        best_shots: bool = False,
     ) -> None:
+        """``best_shots``: offer best-shot candidates (``take_shots``) and name them in ``end`` events."""
         self.camera = camera
+        self.best_shots = best_shots
         self.frame_size = frame_size
         self.zones = {k: [(p[0], p[1]) for p in v] for k, v in (zones or {}).items()}
         self.lines = {k: ((a[0], a[1]), (b[0], b[1])) for k, (a, b) in (lines or {}).items()}
@@ -96,11 +104,13 @@ class EventBuilder:
         self.line_counts: dict[str, dict[str, int]] = {k: {"in": 0, "out": 0} for k in self.lines}
         self.started: dict[str, int] = {}  # start events per label
         self.sent: dict[str, int] = {"start": 0, "update": 0, "end": 0}
+        self.shots: list[BestShot] = []  # best-shot candidates of this frame; the caller takes them
+        self.shots_offered = 0
         self._states: dict[int, _State] = {}
 
     def process(
         self, tracks: Sequence[Track], ended: Sequence[Track], time: float, wall: float,
-        image: np.ndarray | None = None,
+        image: np.ndarray | None = None, mono: float = 0.0,
     ) -> list[Event]:
         """Events for this frame: ``tracks`` are the live ones, ``ended`` those the tracker closed now.
 
@@ -117,6 +127,8 @@ class EventBuilder:
                 self._measure_color(t, st, image)
             if not t.confirmed:
                 continue
+            if self.best_shots and image is not None and t.last_time == time:
+                self._offer_shot(t, st, image, time, mono, wall)
             if not st.started:
                 st.started = True
                 st.reported_zones = st.zones
@@ -134,7 +146,8 @@ class EventBuilder:
                 continue
             while st.pending:  # crossings not yet reported: never lose a count at the end
                 events.append(self._update(t, st, time, wall))
-            events.append(self._event(t, st, EventType.END, time, wall, duration=t.lifetime, **self._attributes(st)))
+            events.append(self._event(t, st, EventType.END, time, wall, duration=t.lifetime,
+                                      best=st.event_id if st.best_quality > 0 else None, **self._attributes(st)))
         self._forget(tracks)
         return events
 
@@ -167,6 +180,35 @@ class EventBuilder:
         got = color_of(image[int(b.y1) : int(b.y2), int(b.x1) : int(b.x2)])
         if got is not None:
             st.color, st.color_area = got, b.area
+
+    def _offer_shot(self, t: Track, st: _State, image: np.ndarray, time: float, mono: float, wall: float) -> None:
+        """A best-shot candidate when this view beats the best so far (bounded: at most ~2 a second a track).
+
+        Only the quality is computed here (on a 64 px crop); the frame goes along by reference and is
+        cropped, encoded and stored by the best-shot worker on its own thread.
+        """
+        b = t.box
+        h, w = image.shape[:2]
+        if st.best_quality > 0 and time - st.best_time < SHOT_INTERVAL:
+            return
+        # cut by the frame edge: part of the object is missing; such a view wins only when there is no other
+        whole = 1.0 if b.x1 > 1 and b.y1 > 1 and b.x2 < w - 1 and b.y2 < h - 1 else EDGE_PENALTY
+        side = b.area ** 0.5
+        if side * t.score * whole <= st.best_quality * SHOT_GAIN:  # cannot win even if perfectly sharp
+            return
+        q = shot_quality(image, int(b.x1), int(b.y1), int(b.x2), int(b.y2), t.score) * whole
+        if q <= st.best_quality * SHOT_GAIN:
+            return
+        st.best_quality, st.best_time = q, time
+        self.shots_offered += 1
+        self.shots.append(BestShot(
+            object_id=st.event_id, camera=self.camera, label=t.label, score=round(t.score, 3), quality=q,
+            time=time, mono=mono, wall=wall, box=b.normalised(w, h), image=image))
+
+    def take_shots(self) -> list[BestShot]:
+        """This frame's best-shot candidates (the list is handed over, a new one starts)."""
+        shots, self.shots = self.shots, []
+        return shots
 
     @staticmethod
     def _attributes(st: _State) -> dict:

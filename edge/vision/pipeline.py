@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..types import Box, Detection, Event, Frame, StageTimings
+from ..types import BestShot, Box, Detection, Event, Frame, StageTimings
 from .events import EventBuilder
 from .motion import MotionDetector
 from .regions import filter_area, inside_any, merge_detections, plan_regions, to_frame
@@ -61,6 +61,7 @@ class EventSettings:
     lines: Mapping[str, tuple[Point, Point]] = field(default_factory=dict)
     update_interval: float = 1.0
     score_step: float = 0.1
+    best_shots: bool = False  # choose best-shot candidates (on where a worker stores them: end events name them)
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,13 @@ class CameraAnalyzer:
             self.timings.add("detect", (t2 - t1) * 1000)
             t1 = t2
         ended = self._tracker.update(detections, frame.time, regions, moving)
-        events = self._events.process(self._tracker.tracks, ended, frame.time, frame.wall, image)
+        events = self._events.process(self._tracker.tracks, ended, frame.time, frame.wall, image, frame.mono)
         self.timings.add("track", (_time.perf_counter() - t1) * 1000)
         return flushed + events if flushed else events
+
+    def take_shots(self) -> list[BestShot]:
+        """Best-shot candidates of the last ``process`` call (``edge.types.BestShot``, frame by reference)."""
+        return self._events.take_shots() if self._events is not None else []
 
     def flush(self, time: float, wall: float) -> list[Event]:
         """End every open track (end of file, shutdown, frame size change)."""
@@ -165,6 +170,7 @@ class CameraAnalyzer:
             "events": dict(ev.sent) if ev else {},
             "lines": {k: dict(v) for k, v in ev.line_counts.items()} if ev else {},
             "lightning_resets": self._motion.resets if self._motion else 0,
+            "best_shots_offered": ev.shots_offered if ev else 0,
         }
 
     def _build(self, size: tuple[int, int]) -> None:
@@ -176,7 +182,8 @@ class CameraAnalyzer:
         tr = s.tracker
         self._tracker = Tracker(size, tr.min_hits, tr.max_lost, tr.match_iou, tr.stationary_recheck)
         ev = s.events
-        self._events = EventBuilder(self.camera, size, ev.zones, ev.lines, ev.update_interval, ev.score_step)
+        self._events = EventBuilder(self.camera, size, ev.zones, ev.lines, ev.update_interval, ev.score_step,
+                                    best_shots=ev.best_shots)
 
     def _detect(self, image: np.ndarray, regions: Sequence[Box], moving: Sequence[Box]) -> list[Detection]:
         """Run the detector on each crop; keep objects in motion or already tracked."""

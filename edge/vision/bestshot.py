@@ -1,0 +1,183 @@
+"""Best shots off the hot path: crop, encode and store each tracked object's best view, then read its plate.
+
+The event builder (``vision.events``) picks the candidates: a few per track, each a ``BestShot`` holding the
+analysed frame by reference. This worker, on its own thread behind a bounded queue, turns the newest
+candidate of each live object into a JPEG crop, from the record stream's full-resolution still when the
+camera has one (``interfaces.StillSource``: a two-stream camera analyses its small stream) and from the analysed frame
+otherwise. When the object's ``end`` event has been routed, the crop is stored (``BestShotSink``, the clip
+store: signed with its clip, deleted with it) and, for vehicles, handed to the plate reader; a plate read
+after the ``end`` comes back as an ``update`` event of the same object (consumers keep the latest).
+
+Nothing here blocks the caller: a full queue drops the candidate (counted); the end of an object that was
+dropped is still handled with whatever candidate got through.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..interfaces import BestShotSink, EventSink
+from ..types import BestShot, Event, EventType
+
+log = logging.getLogger(__name__)
+
+PLATE_LABELS = frozenset({"car", "motorcycle", "truck", "bus"})
+MARGIN = 0.15  # of the box's size on each side: the object whole, a little context, the plate not cut off
+MAX_SIDE = 1280  # px on the long side of the stored JPEG (a plate must stay readable)
+JPEG_QUALITY = 88
+_STOP = object()
+
+
+@dataclass
+class BestShotStats:
+    """Counters for stats and ``check``."""
+
+    offered: int = 0
+    dropped: int = 0  # candidates or ends refused because the queue was full
+    encoded: int = 0
+    from_record_stream: int = 0  # crops taken from the record stream's still (two-stream cameras)
+    stored: int = 0
+    store_failed: int = 0
+    plates_submitted: int = 0
+    plates_found: int = 0
+
+
+@dataclass
+class _Latest:
+    shot: BestShot
+    crop: np.ndarray  # BGR, the stored crop (the plate reader reads this)
+    jpeg: bytes
+    box: tuple[float, float, float, float]  # the object's box normalised to the crop
+
+
+def crop_box(image: np.ndarray, box: tuple[float, float, float, float],
+             margin: float = MARGIN) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The object with ``margin`` around it (clamped to the frame), and its box normalised to that crop."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box[0] * w, box[1] * h, box[2] * w, box[3] * h
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    cx1, cy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    cx2, cy2 = min(w, int(round(x2 + mx))), min(h, int(round(y2 + my)))
+    cw, ch = max(1, cx2 - cx1), max(1, cy2 - cy1)
+    def norm(v: float) -> float:
+        return round(min(1.0, max(0.0, v)), 4)
+
+    return image[cy1:cy2, cx1:cx2], (norm((x1 - cx1) / cw), norm((y1 - cy1) / ch), norm((x2 - cx1) / cw),
+                                     norm((y2 - cy1) / ch))
+
+
+def encode_jpeg(crop: np.ndarray, max_side: int = MAX_SIDE, quality: int = JPEG_QUALITY) -> bytes | None:
+    h, w = crop.shape[:2]
+    if h == 0 or w == 0:
+        return None
+    scale = max_side / max(h, w)
+    if scale < 1:
+        crop = cv2.resize(crop, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buf.tobytes() if ok else None
+
+
+class BestShotWorker:
+    """``offer(shot)`` per candidate, ``finish(end_event)`` per object; the work happens on one thread."""
+
+    def __init__(self, sink: BestShotSink | None, still_at: Callable[[str, float], np.ndarray | None] | None = None,
+                 events: EventSink | None = None, plates: Any = None, queue_size: int = 64,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``still_at(camera, mono)``: the camera's record-stream still (``StillSource``), None where it has none;
+        ``plates``: a ``PlateWorker``-like object (``submit(key, shots) -> bool``) or None;
+        ``events`` gets the ``update`` events that carry a plate read after its object's ``end``."""
+        self.sink = sink
+        self.still_at = still_at
+        self.events = events
+        self.plates = plates
+        self.stats = BestShotStats()
+        self._clock = clock
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._latest: dict[str, _Latest] = {}
+        self._thread = threading.Thread(target=self._run, name="best-shots", daemon=True)
+        self._thread.start()
+
+    def offer(self, shot: BestShot) -> None:
+        """A candidate from the analysis thread; never blocks (dropped and counted when the queue is full)."""
+        self.stats.offered += 1
+        try:
+            self._queue.put_nowait(shot)
+        except queue.Full:
+            self.stats.dropped += 1
+
+    def finish(self, end: Event) -> None:
+        """The object's ``end`` event, as routed (with its clip): store its best shot, read its plate."""
+        try:
+            self._queue.put_nowait(end)
+        except queue.Full:
+            self.stats.dropped += 1
+            self._latest.pop(end.id, None)  # the worker thread alone writes it; a pop of a missing key is harmless
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is queued (within ``timeout``), then end the thread."""
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            log.warning("best shots: queue still full at stop")
+        self._thread.join(timeout)
+
+    def on_plate(self, key: Any, plate: Any) -> None:
+        """``PlateWorker`` result handler: a plate read after the ``end`` goes out as an ``update``."""
+        end: Event = key
+        if plate is None or self.events is None:
+            return
+        self.stats.plates_found += 1
+        self.events.submit(replace(end, type=EventType.UPDATE, ts=self._clock(), duration=None,
+                                   plate=plate.text, plate_score=round(float(plate.score), 3)))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                if isinstance(item, BestShot):
+                    self._encode(item)
+                else:
+                    self._store(item)
+            except Exception:  # one bad frame or a store fault must not end the thread
+                log.exception("best shots: failed for %s", getattr(item, "object_id", getattr(item, "id", "?")))
+
+    def _encode(self, shot: BestShot) -> None:
+        image = shot.image
+        if self.still_at is not None:
+            still = self.still_at(shot.camera, shot.mono)
+            if still is not None:
+                image = still
+                self.stats.from_record_stream += 1
+        crop, box = crop_box(image, shot.box)
+        jpeg = encode_jpeg(crop)
+        if jpeg is None:
+            return
+        self.stats.encoded += 1
+        # the crop is a view of a frame nobody writes to; keep a copy only of the crop, so the frame can go
+        self._latest[shot.object_id] = _Latest(shot, np.ascontiguousarray(crop).copy(), jpeg, box)
+
+    def _store(self, end: Event) -> None:
+        latest = self._latest.pop(end.id, None)
+        if latest is None or end.best is None:
+            return
+        if self.sink is not None:
+            digest = self.sink.add_best(end.best, end.id, end.camera, end.clip, latest.jpeg, latest.box,
+                                        latest.shot.wall, end.label)
+            if digest is None:
+                self.stats.store_failed += 1
+            else:
+                self.stats.stored += 1
+        if self.plates is not None and end.label in PLATE_LABELS:
+            self.stats.plates_submitted += 1
+            self.plates.submit(end, [latest.crop])

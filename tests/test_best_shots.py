@@ -1,0 +1,168 @@
+"""Best shots (#16.1): chosen per tracked object, cropped and stored with its clip, signed, served, retained.
+
+Real parts: the real daemon in-process on a shared video (real model, recorder, clip store, signatures),
+the real LAN API over that store, the real retention code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from support.apinode import TOKEN, request
+from support.assets import model_path, video_path
+from support.clipcat import StillView
+
+from edge.api.auth import hash_line
+from edge.api.server import ApiServer
+from edge.clips import evidence
+from edge.config import parse_config
+from edge.node.daemon import Daemon
+from edge.payload import event_body, event_message
+from edge.types import Event, EventType
+from edge.vision.bestshot import crop_box
+
+
+class Tap:
+    def __init__(self, sink) -> None:
+        self.sink, self.events, self._lock = sink, [], threading.Lock()
+
+    def submit(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+        self.sink.submit(event)
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """8 s of the road clip through the real daemon: (events, daemon) after a clean shutdown."""
+    model = model_path()
+    tmp = tmp_path_factory.mktemp("best")
+    short = tmp / "road8.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(video_path("road")), "-t", "8", "-c", "copy", str(short)],
+                   check=True, timeout=60)
+    cfg = parse_config({
+        "node": {"id": "best"}, "storage": {"path": str(tmp / "state")}, "api": {"enabled": False},
+        "mqtt": {"port": 1, "drain_timeout": 0}, "detector": {"model": str(model)},
+        "clips": {"pre_roll": 2, "post_roll": 1, "max_clip": 60},
+        "cameras": {"road": {"source": str(short), "detect_fps": 5}},
+    })
+    daemon = Daemon(cfg)
+    daemon.start()
+    cam = daemon.cameras["road"]
+    tap = Tap(cam.analysis.events)
+    cam.analysis.events = tap
+    deadline = time.monotonic() + 240
+    while not cam.done and time.monotonic() < deadline:
+        time.sleep(0.2)
+    daemon.request_stop()
+    daemon.shutdown()
+    assert cam.done, "the file did not finish"
+    from edge.clips.store import ClipStore
+
+    store = ClipStore(cfg.storage.path, None, node="best")  # reopened read-only, as `edgecam clips` does
+    yield tap.events, store, daemon
+    store.close()
+
+
+def test_every_end_names_a_stored_signed_best_shot_of_the_object(ran) -> None:
+    events, store, daemon = ran
+    ends = [e for e in events if e.type is EventType.END]
+    assert len(ends) >= 3, [e.label for e in ends]
+    assert all(e.best == e.id for e in ends), [(e.id, e.best) for e in ends]
+    assert not [e for e in events if e.type is not EventType.END and e.best is not None]
+    stats = daemon.best_shots.stats
+    assert stats.stored == len(ends) and stats.store_failed == 0 and stats.dropped == 0
+    assert stats.encoded <= stats.offered and stats.offered < 6 * len(ends) * 8  # bounded: ~2 a second a track
+    for end in ends:
+        shot = store.best.get(end.best)
+        assert shot is not None and shot["object"] == end.id and shot["clip"] == end.clip
+        data = Path(store.best_path(end.best)).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == shot["sha256"] and len(data) == shot["bytes"]
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and min(image.shape[:2]) >= 16
+        x1, y1, x2, y2 = shot["box"]
+        assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1 and (x2 - x1) * (y2 - y1) > 0.3  # the object fills it
+        # signed with its clip: the clip's record lists it, and the record verifies
+        meta = store.meta(end.clip)
+        assert {"id": end.best, "sha256": shot["sha256"]} in meta["record"]["best"]
+        assert shot["signed"] and [b["id"] for b in meta["best"]].count(end.best) == 1
+        clip = store.file_path(end.clip).read_bytes()
+        pub = evidence.NodeKey.load_or_create(store.root / "keys").public_key()
+        checks = evidence.check_clip(clip, meta, pub)
+        assert all(c.ok for c in checks), [c.line() for c in checks]
+
+
+def test_the_end_payload_carries_best_and_stays_small(ran) -> None:
+    events, _store, _daemon = ran
+    end = next(e for e in events if e.type is EventType.END)
+    body = event_body(end)
+    assert body["best"] == end.id
+    msg = event_message(body, "best", 12345)
+    assert len(msg) <= 1024 and json.loads(msg)["best"] == end.id
+
+
+def test_the_api_serves_best_shots_with_the_clip_rules(ran) -> None:
+    events, store, _daemon = ran
+    best = next(e.best for e in events if e.type is EventType.END)
+    server = ApiServer(store, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
+    server.start()
+    try:
+        status, headers, body = request(server.port, f"/api/v1/best/{best}.jpg")
+        assert status == 200 and headers["content-type"] == "image/jpeg"
+        assert body == Path(store.best_path(best)).read_bytes()
+        assert request(server.port, f"/api/v1/best/{best}.jpg", token=None)[0] == 401
+        assert request(server.port, f"/api/v1/best/{best}.jpg", token="wrong")[0] == 401
+        for bad in ("nope", "..%2f..%2fclips.db", "a" * 300, "%00"):
+            assert request(server.port, f"/api/v1/best/{bad}.jpg")[0] in (400, 404), bad
+        # a ticket for an <img> opens exactly that best shot
+        status, _h, body = request(server.port, f"/api/v1/ticket?path=/api/v1/best/{best}.jpg", method="POST")
+        assert status == 200
+        url = json.loads(body)["url"]
+        status, _h, body = request(server.port, url, token=None)
+        assert status == 200 and body[:2] == b"\xff\xd8"
+        meta = json.loads(request(server.port, f"/api/v1/clips/{store.best.get(best)['clip']}/meta")[2])
+        assert best in [b["id"] for b in meta["best"]]
+    finally:
+        server.stop()
+
+
+def test_retention_deletes_best_shots_with_their_clip_and_clipless_ones_age_out(tmp_path: Path) -> None:
+    from support.recorded import record_node
+
+    store, _key = record_node(tmp_path / "node")
+    clips = sorted(store.list_clips(), key=lambda c: c.start_ts)  # oldest first
+    jpeg = cv2.imencode(".jpg", np.full((40, 60, 3), 128, np.uint8))[1].tobytes()
+    with_clip = store.add_best("obj-a", "obj-a", "cam", clips[0].id, jpeg, (0.1, 0.1, 0.9, 0.9), 1.8e9, "car")
+    alone = store.add_best("obj-x", "obj-x", "cam", None, jpeg, (0.1, 0.1, 0.9, 0.9), 1.8e9, "person")
+    assert with_clip == alone == hashlib.sha256(jpeg).hexdigest()
+    assert store.add_best("../evil", "o", "cam", None, jpeg, (0, 0, 1, 1), 0.0, "car") is None
+    assert store.best_path("obj-a") is not None and store.best_path("obj-x") is not None
+    # a byte budget that fits one clip: the oldest goes, and its best shot with it
+    store.budget = type(store.budget)(max_bytes=clips[-1].bytes + 1, max_age_s=0, min_free_bytes=0)
+    removed = store.enforce_retention()
+    assert clips[0].id in removed
+    assert store.best.get("obj-a") is None and not store.best.path("obj-a").exists()
+    assert store.best.get("obj-x") is not None  # clip-less: only age removes it
+    store.budget = type(store.budget)(max_bytes=0, max_age_s=1e-6, min_free_bytes=0)
+    store.age_clock.ageing_allowed = lambda: (True, "")  # type: ignore[method-assign]
+    time.sleep(0.01)
+    store.enforce_retention()
+    assert store.best.get("obj-x") is None and not store.best.path("obj-x").exists()
+    store.close()
+
+
+def test_crop_keeps_the_object_whole_with_a_margin() -> None:
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    crop, box = crop_box(image, (0.5, 0.5, 0.6, 0.7))
+    assert crop.shape[:2] == (281, 250)  # 216 px high + 15% each side, 192 wide + 15% each side
+    assert box[0] == pytest.approx(0.115, abs=0.01) and box[3] == pytest.approx(0.885, abs=0.01)
+    edge_crop, edge_box = crop_box(image, (0.0, 0.0, 0.1, 0.1))  # clamped at the frame's corner
+    assert edge_crop.shape[:2] == (124, 221) and edge_box[0] == 0.0
