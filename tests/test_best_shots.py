@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support import assets
 from support.apinode import TOKEN, request
 from support.assets import model_path, video_path
 from support.clipcat import StillView
@@ -166,3 +167,49 @@ def test_crop_keeps_the_object_whole_with_a_margin() -> None:
     assert box[0] == pytest.approx(0.115, abs=0.01) and box[3] == pytest.approx(0.885, abs=0.01)
     edge_crop, edge_box = crop_box(image, (0.0, 0.0, 0.1, 0.1))  # clamped at the frame's corner
     assert edge_crop.shape[:2] == (124, 221) and edge_box[0] == 0.0
+
+
+PLATES = assets.find("data/plates/vn")
+
+
+@pytest.mark.skipif(PLATES is None, reason="needs ../shared/data/plates")
+def test_a_plate_read_from_the_best_shot_comes_back_as_an_update_of_the_object() -> None:
+    """A real car photo as the object's best view: the store gets the crop, the outbox an update with the plate."""
+    pytest.importorskip("rapidocr")
+    from edge.types import BestShot
+    from edge.vision.bestshot import BestShotWorker
+    from edge.vision.plate_worker import PlateWorker
+
+    class Sink:
+        def __init__(self) -> None:
+            self.stored: dict[str, bytes] = {}
+
+        def add_best(self, best_id, object_id, camera, clip_id, jpeg, box, wall, label):
+            self.stored[best_id] = jpeg
+            return hashlib.sha256(jpeg).hexdigest()
+
+    class Outbox:
+        def __init__(self) -> None:
+            self.events: list[Event] = []
+
+        def submit(self, event: Event) -> None:
+            self.events.append(event)
+
+    photo = cv2.imread(str(PLATES / "knnveh_19.jpg"))
+    sink, outbox = Sink(), Outbox()
+    worker = BestShotWorker(sink, None, outbox)
+    worker.plates = PlateWorker(worker.on_plate, max_cpu=1.0)
+    end = Event(id="gate-1-7", type=EventType.END, camera="gate", label="car", score=0.9, ts=1.8e9, time=5.0,
+                box=(0.05, 0.05, 0.95, 0.95), clip="gate-clip", duration=3.0, best="gate-1-7", color="white")
+    worker.offer(BestShot("gate-1-7", "gate", "car", 0.9, 100.0, 4.0, 0.0, 1.8e9 - 1, (0.05, 0.05, 0.95, 0.95),
+                          photo))
+    worker.finish(end)
+    worker.stop()
+    worker.plates.stop(timeout=30)
+    assert list(sink.stored) == ["gate-1-7"]
+    assert [(e.type, e.id, e.plate) for e in outbox.events] == [(EventType.UPDATE, "gate-1-7", "51H-040.73")]
+    update = outbox.events[0]
+    assert 0.7 <= update.plate_score <= 1 and update.clip == "gate-clip" and update.duration is None
+    body = event_body(update)
+    assert body["plate"] == "51H-040.73" and len(event_message(body, "gate-node", 7)) <= 1024
+    assert worker.stats.plates_submitted == 1 and worker.stats.plates_found == 1
