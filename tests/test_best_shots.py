@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from support import assets
 from support.apinode import TOKEN, request
 from support.assets import model_path, video_path
 from support.clipcat import StillView
 
+from edge import assets
 from edge.api.auth import hash_line
 from edge.api.server import ApiServer
 from edge.clips import evidence
