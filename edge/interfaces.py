@@ -197,6 +197,9 @@ class ClipCatalog(Protocol):
     def best_path(self, best_id: str) -> Path | None:
         """A stored best shot's JPEG (``GET /api/v1/best/<id>.jpg``); None when unknown."""
 
+    def best_by_clip(self, clip_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The best shots of each of these clips (``{id, label, box}``), for the clip list."""
+
     def meta(self, clip_id: str) -> dict[str, Any] | None:
         """The signed record (what ``edgecam clips verify --meta`` checks) plus the clip's events."""
 

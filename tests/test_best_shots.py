@@ -213,3 +213,46 @@ def test_a_plate_read_from_the_best_shot_comes_back_as_an_update_of_the_object()
     body = event_body(update)
     assert body["plate"] == "51H-040.73" and len(event_message(body, "gate-node", 7)) <= 1024
     assert worker.stats.plates_submitted == 1 and worker.stats.plates_found == 1
+
+
+@pytest.mark.browser
+def test_the_page_shows_each_clip_by_its_best_shot_with_the_box(ran, tmp_path: Path) -> None:
+    """Debian's chromium on the real store: every clip with a best shot shows it on a canvas, box drawn."""
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("chromium not installed (/usr/bin/chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    _events, store, _daemon = ran
+    with_best = {cid for cid, shots in store.best_by_clip([c.id for c in store.list_clips()]).items() if shots}
+    assert with_best
+    server = ApiServer(store, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
+    server.start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+            for tag, viewport in (("desktop", {"width": 1280, "height": 900}),
+                                  ("phone", {"width": 390, "height": 844})):
+                ctx = browser.new_context(viewport=viewport)
+                page = ctx.new_page()
+                console: list[str] = []
+                page.on("console", lambda m, console=console: console.append(m.text))
+                page.goto(server.url + "/")
+                page.fill("#token", TOKEN)
+                page.click("#signin-form button[type=submit]")
+                page.wait_for_function("n => document.querySelectorAll('#clips canvas.best').length === n",
+                                       arg=len(with_best), timeout=20000)
+                shown = page.eval_on_selector_all("#clips .clip", "els => els.filter(e => e.querySelector("
+                                                  "'canvas.best')).map(e => e.dataset.id)")
+                assert set(shown) == with_best
+                # the box is drawn: the canvas holds the yellow stroke colour somewhere on its box's edge
+                yellow = page.evaluate("""() => { const c = document.querySelector('#clips canvas.best');
+                    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+                    for (let i = 0; i < d.length; i += 4) if (d[i] > 220 && d[i+1] > 180 && d[i+2] < 60) n++;
+                    return n; }""")
+                assert yellow > 50
+                page.screenshot(path=str(tmp_path / f"best-{tag}.png"), full_page=True)
+                page.screenshot(path=f"/tmp/edgecam-best-{tag}.png", full_page=True)
+                assert not [c for c in console if "Content Security Policy" in c], console
+                ctx.close()
+            browser.close()
+    finally:
+        server.stop()

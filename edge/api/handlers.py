@@ -191,7 +191,8 @@ class Handlers:
                 kwargs[key] = value
         records = await self._call(lambda: self.catalog.list_clips(**kwargs))
         headers = {"X-Next-After": records[-1].id} if len(records) == kwargs["limit"] else None
-        return web.json_response([record_json(r) for r in records], headers=headers)
+        best = await self._call(self.catalog.best_by_clip, [r.id for r in records])
+        return web.json_response([{**record_json(r), "best": best.get(r.id, [])} for r in records], headers=headers)
 
     def _clip_id(self, request: web.Request) -> str:
         cid = request.match_info["id"]

@@ -77,6 +77,20 @@ class BestShotFiles:
             rows = self._db.execute("SELECT * FROM best_shots WHERE clip_id = ? ORDER BY id", (clip_id,)).fetchall()
         return [_row_json(r) for r in rows]
 
+    def by_clips(self, clip_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """``{clip id: [{id, label, box}]}`` for the clips given (the clip list shows them)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for i in range(0, len(clip_ids), 500):
+            chunk = clip_ids[i:i + 500]
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT id, clip_id, label, box FROM best_shots WHERE clip_id IN ({','.join('?' * len(chunk))})"
+                    " ORDER BY id", chunk).fetchall()
+            for r in rows:
+                out.setdefault(r["clip_id"], []).append({"id": r["id"], "label": r["label"],
+                                                         "box": json.loads(r["box"])})
+        return out
+
     def mark_signed(self, clip_id: str) -> None:
         with self._lock:
             self._db.execute("UPDATE best_shots SET signed = 1 WHERE clip_id = ?", (clip_id,))

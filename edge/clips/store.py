@@ -278,6 +278,10 @@ class ClipStore:
         """The JPEG of a stored best shot (``GET /api/v1/best/<id>.jpg``), None when unknown."""
         return self.best.file(best_id)
 
+    def best_by_clip(self, clip_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """``ClipCatalog``: each clip's best shots (id, label, box in the JPEG), one query for the list page."""
+        return self.best.by_clips(clip_ids)
+
     def set_thumbnail(self, clip_id: str, jpeg: bytes) -> None:
         if not CLIP_ID.match(clip_id):
             return

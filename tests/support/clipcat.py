@@ -123,6 +123,12 @@ class DictCatalog:
         rel = self._files.get(clip_id)
         return self._inside(rel[:-4] + ".jpg") if rel else None
 
+    def best_path(self, best_id: str) -> Path | None:
+        return None  # this catalog holds remuxed clips only; best shots are tested on the real store
+
+    def best_by_clip(self, clip_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return {}
+
     def meta(self, clip_id: str) -> dict[str, Any] | None:
         rec, signed = self._records.get(clip_id), self._signed.get(clip_id)
         if rec is None or signed is None:

@@ -237,7 +237,9 @@
     li.querySelector(".dl").addEventListener("click", () => guard(() => download(rec.id), "Download"));
     li.querySelector(".hold").addEventListener("click", () => guard(() => toggleHold(rec.id), "Hold"));
     setHeld(li, rec.held);
-    loadThumb(rec.id, li.querySelector(".thumb"));
+    const best = (rec.best || [])[0];
+    if (best) loadBest(best, li.querySelector(".thumb"), rec.id);
+    else loadThumb(rec.id, li.querySelector(".thumb"));
     return li;
   }
 
@@ -259,6 +261,34 @@
       img.src = url;
       box.replaceChildren(img);
     } catch (e) { /* placeholder stays */ }
+  }
+
+  // The clip's first object at its best moment, its box drawn on a canvas (no inline style: strict CSP);
+  // the first pre-roll frame when the best shot cannot be fetched.
+  async function loadBest(best, box, clipId) {
+    try {
+      const resp = await fetch(`/api/v1/best/${enc(best.id)}.jpg`, { headers: { Authorization: "Bearer " + token() }, credentials: "omit" });
+      if (!resp.ok) return loadThumb(clipId, box);
+      const url = URL.createObjectURL(await resp.blob());
+      state.blobs.push(url);
+      const img = new Image();
+      img.src = url;
+      await img.decode();
+      const canvas = document.createElement("canvas");
+      canvas.width = img.naturalWidth;
+      canvas.height = img.naturalHeight;
+      canvas.className = "best";
+      const ctx = canvas.getContext("2d");
+      ctx.drawImage(img, 0, 0);
+      const [x1, y1, x2, y2] = best.box;
+      ctx.lineWidth = Math.max(2, Math.round(canvas.width / 120));
+      ctx.strokeStyle = "#facc15";
+      ctx.strokeRect(x1 * canvas.width, y1 * canvas.height, (x2 - x1) * canvas.width, (y2 - y1) * canvas.height);
+      canvas.title = `${best.label}: best shot`;
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", `${best.label}, best shot`);
+      box.replaceChildren(canvas);
+    } catch (e) { loadThumb(clipId, box); }
   }
 
   function updateBundle() {
