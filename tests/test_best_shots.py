@@ -256,3 +256,16 @@ def test_the_page_shows_each_clip_by_its_best_shot_with_the_box(ran, tmp_path: P
             browser.close()
     finally:
         server.stop()
+
+
+def test_check_says_whether_plates_are_on_and_what_a_read_costs() -> None:
+    from edge.check.plates import probe_plates
+
+    off = probe_plates(False, 0.25, True)
+    assert off.status == "skip" and "enabled = false" in off.detail
+    pytest.importorskip("rapidocr")
+    on = probe_plates(True, 0.25, True)
+    assert on.status == "ok" and "ms CPU per vehicle" in on.detail and on.data["cpu_ms"] > 0
+    assert on.data["vehicles_per_min"] == round(60_000 * 0.25 / max(on.data["cpu_ms"], 1.0))
+    no_clips = probe_plates(True, 0.25, False)
+    assert no_clips.status == "warn" and "[clips] enabled = false" in no_clips.advice

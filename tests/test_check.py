@@ -100,7 +100,8 @@ def test_json_output(tmp_path, capsys, broker):
     code = main(["check", "-c", str(cfg), "--json", "--timeout", "5"])
     doc = json.loads(capsys.readouterr().out)
     by_name = {c["name"]: c for c in doc["checks"]}
-    assert list(by_name) == ["config", "camera road", "scene road", "model", "storage", "broker", "clock", "api port"]
+    assert list(by_name) == ["config", "camera road", "scene road", "model", "plates", "storage", "broker", "clock",
+                             "api port"]
     assert by_name["scene road"]["status"] == "ok" and by_name["scene road"]["too_dark"] is False
     assert by_name["camera road"]["width"] == 640 and by_name["camera road"]["height"] == 360
     assert by_name["model"]["precision"] == "fp32" and by_name["model"]["ms"] > 0

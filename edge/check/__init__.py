@@ -1,6 +1,6 @@
 """``edgecam check``: the installer's checklist, one probe per line.
 
-Order: config (a config error stops here, exit 2), each camera, the model,
+Order: config (a config error stops here, exit 2), each camera, the model, plates,
 storage, the broker, the clock, the API port. Each probe is bounded by
 ``--timeout`` and says what to do when it fails. Exit 1 when any line is ✗.
 """
@@ -16,6 +16,7 @@ from ..redact import redact_url
 from .broker import probe_broker
 from .host import decoder_result, probe_api_port, probe_camera, probe_clock, probe_storage
 from .model import probe_model
+from .plates import probe_plates
 from .result import FAIL, OK, SKIP, WARN, Result
 from .scene import probe_scene
 
@@ -64,6 +65,7 @@ def run_checks(cfg: Config, timeout: float) -> list[Result]:
             results.append(probe_scene(name, grabbed[0], m.height, m.threshold, m.low_light))
     det = cfg.detector
     results.append(probe_model(det.model, det.precision, list(det.providers), det.threads))
+    results.append(probe_plates(cfg.plates.enabled, cfg.plates.max_cpu, cfg.clips.enabled))
     results.append(probe_storage(cfg.storage.path, cfg.clips.min_free_bytes))
     results.append(probe_broker(settings_from_config(cfg.mqtt, cfg.client_id), timeout))  # what the daemon uses
     results.append(probe_clock())

@@ -51,12 +51,16 @@ class BestShotStats:
     plates_found: int = 0
 
 
+RUNNER_UPS = 2  # earlier candidates kept for the plate reader, tried only while the best shot is unreadable
+
+
 @dataclass
 class _Latest:
     shot: BestShot
-    crop: np.ndarray  # BGR, the stored crop (the plate reader reads this)
+    crop: np.ndarray  # BGR, the stored crop (the plate reader reads this first)
     jpeg: bytes
     box: tuple[float, float, float, float]  # the object's box normalised to the crop
+    runner_ups: tuple[np.ndarray, ...] = ()  # the crops it replaced, newest first
 
 
 def crop_box(image: np.ndarray, box: tuple[float, float, float, float],
@@ -165,7 +169,9 @@ class BestShotWorker:
             return
         self.stats.encoded += 1
         # the crop is a view of a frame nobody writes to; keep a copy only of the crop, so the frame can go
-        self._latest[shot.object_id] = _Latest(shot, np.ascontiguousarray(crop).copy(), jpeg, box)
+        before = self._latest.get(shot.object_id)
+        runner_ups = (before.crop, *before.runner_ups)[:RUNNER_UPS] if before is not None else ()
+        self._latest[shot.object_id] = _Latest(shot, np.ascontiguousarray(crop).copy(), jpeg, box, runner_ups)
 
     def _store(self, end: Event) -> None:
         latest = self._latest.pop(end.id, None)
@@ -180,4 +186,4 @@ class BestShotWorker:
                 self.stats.stored += 1
         if self.plates is not None and end.label in PLATE_LABELS:
             self.stats.plates_submitted += 1
-            self.plates.submit(end, [latest.crop])
+            self.plates.submit(end, [latest.crop, *latest.runner_ups])
