@@ -19,6 +19,7 @@ import pytest
 from support.apinode import TOKEN, request
 from support.assets import model_path, video_path
 from support.clipcat import StillView
+from test_web import post
 
 from edge import assets
 from edge.api.auth import hash_line
@@ -68,7 +69,8 @@ def ran(tmp_path_factory):
     assert cam.done, "the file did not finish"
     from edge.clips.store import ClipStore
 
-    store = ClipStore(cfg.storage.path, None, node="best")  # reopened read-only, as `edgecam clips` does
+    key = evidence.NodeKey.load_or_create(cfg.storage.path / "keys")
+    store = ClipStore(cfg.storage.path, key, node="best")  # reopened after the daemon stopped
     yield tap.events, store, daemon
     store.close()
 
@@ -269,3 +271,45 @@ def test_check_says_whether_plates_are_on_and_what_a_read_costs() -> None:
     assert on.data["vehicles_per_min"] == round(60_000 * 0.25 / max(on.data["cpu_ms"], 1.0))
     no_clips = probe_plates(True, 0.25, False)
     assert no_clips.status == "warn" and "[clips] enabled = false" in no_clips.advice
+
+
+def test_evidence_bundles_carry_the_best_shots_and_one_altered_byte_fails(ran, tmp_path: Path) -> None:
+    import zipfile
+
+    from edge.clips.evidence import verify_bundle
+
+    events, store, _daemon = ran
+    clip = next(e.clip for e in events if e.type is EventType.END and e.clip)
+    shots = store.meta(clip)["record"]["best"]
+    server = ApiServer(store, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
+    server.start()
+    try:
+        status, _h, body = post(server.port, "/api/v1/bundle", json.dumps({"ids": [clip]}).encode())
+    finally:
+        server.stop()
+    assert status == 200
+    good = tmp_path / "good.zip"
+    good.write_bytes(body)
+    with zipfile.ZipFile(good) as zf:
+        names = set(zf.namelist())
+        manifest = json.loads(zf.read("manifest.json"))
+    assert {f"best/{s['id']}.jpg" for s in shots} <= names <= names | set(manifest["files"])
+    assert all(f"best/{s['id']}.jpg" in manifest["files"] for s in shots)
+    assert verify_bundle(good) == []
+    # one byte of one best shot changed, manifest and SHA256SUMS rewritten to match: the signed record catches it
+    bad = tmp_path / "bad.zip"
+    target = f"best/{shots[0]['id']}.jpg"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        altered = src.read(target)
+        altered = altered[:100] + bytes([altered[100] ^ 1]) + altered[101:]
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == target:
+                data = altered
+            elif info.filename == "manifest.json":
+                m = json.loads(data)
+                m["files"][target] = hashlib.sha256(altered).hexdigest()
+                data = json.dumps(m).encode()
+            dst.writestr(info.filename, data)
+    failures = verify_bundle(bad)
+    assert any("does not match the sha256 in the signed record" in f for f in failures), failures

@@ -129,7 +129,7 @@ class WebRoutes:
                  exported_by: str) -> None:
         """The writer thread: the ZIP, chunk by chunk, then ``_END`` (or the error that stopped it)."""
         try:
-            stream_bundle(writer, items, pubkey, node, exported_by)
+            stream_bundle(writer, items, pubkey, node, exported_by, best=self.h.catalog.best_path)
             writer.close_stream()
             writer._send(_END)
         except _Cancelled:

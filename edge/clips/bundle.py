@@ -7,6 +7,7 @@ Layout (``edge.clips.evidence.check_bundle`` reads it; ``README.txt`` and ``SHA2
                          exported it and when, how to check it
     clips/ID.mp4         the clip as stored (streamed, never held in memory)
     clips/ID.meta.json   its signed META.json
+    best/ID.jpg          the best shots its signed record lists (id and sha256), where the node has them
     pubkey.txt           the node's public key, one line
     SHA256SUMS           ``sha256sum -c SHA256SUMS`` checks every file above after unzipping
     manifest.json        {"format": "edgecam-evidence/1", "node", "created": ISO-8601 UTC, "created_ts": UNIX,
@@ -23,6 +24,7 @@ import json
 import re
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -103,8 +105,12 @@ class ByteSink(Protocol):
 
 
 def stream_bundle(out: ByteSink, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "",
-                  exported_by: str = "", now: float | None = None) -> dict[str, Any]:
-    """Write the bundle ZIP to ``out`` (need not be seekable); returns the manifest."""
+                  exported_by: str = "", now: float | None = None,
+                  best: Callable[[str], Path | None] | None = None) -> dict[str, Any]:
+    """Write the bundle ZIP to ``out`` (need not be seekable); returns the manifest.
+
+    ``best(id)``: the JPEG of a best shot a clip's signed record lists (``best/<id>.jpg`` in the ZIP), or None.
+    """
     created = time.time() if now is None else now
     metas = [meta for _, meta in items]
     files: dict[str, str] = {}
@@ -118,6 +124,10 @@ def stream_bundle(out: ByteSink, items: list[tuple[Path, dict[str, Any]]], pubke
             files[meta_name] = _put(zf, meta_name, json.dumps(meta, indent=2, sort_keys=True).encode())
             clips.append({"id": cid, "file": clip_name, "sha256": files[clip_name],
                           "meta_file": meta_name, "meta_sha256": files[meta_name]})
+            for shot in meta["record"].get("best", []):
+                found = best(str(shot.get("id", ""))) if best is not None else None
+                if found is not None:
+                    files[f"best/{shot['id']}.jpg"] = _copy_in(zf, found, f"best/{shot['id']}.jpg")
         files["pubkey.txt"] = _put(zf, "pubkey.txt", (pubkey.strip() + "\n").encode())
         sums = "".join(f"{digest}  {name}\n" for name, digest in files.items())
         files["SHA256SUMS"] = _put(zf, "SHA256SUMS", sums.encode())

@@ -49,6 +49,7 @@ import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,13 +249,13 @@ def break_text(seq: int, brk: dict[str, Any]) -> str:
 
 
 def write_bundle(path: Path, items: list[tuple[Path, dict[str, Any]]], pubkey: str, node: str = "",
-                 exported_by: str = "") -> Path:
+                 exported_by: str = "", best: Callable[[str], Path | None] | None = None) -> Path:
     """Write an evidence ZIP (layout in ``edge.clips.bundle``) from (clip file, META.json) pairs; atomic rename."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with tmp.open("wb") as fh:
-            stream_bundle(fh, items, pubkey, node, exported_by)
+            stream_bundle(fh, items, pubkey, node, exported_by, best=best)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # meant to be copied and handed over, like a pulled clip
@@ -286,6 +287,7 @@ def check_bundle(path: Path, pubkey: str | None) -> list[Check]:
                 checks.append(Check("hash", False, f"{clip_name} missing from the bundle"))
                 continue
             checks += [Check(c.name, c.ok, f"{cid}: {c.detail}") for c in check_clip(zf.read(clip_name), meta, pub)]
+            checks += _best_checks(zf, names, cid, meta.get("record") or {})
             records.append(meta.get("record") or {})
         checks += _bundle_chain(records)
     if not any(c.name == "manifest" for c in checks):
@@ -299,6 +301,20 @@ def verify_bundle(path: Path, pubkey: str | None = None) -> list[str]:
         return [c.line() for c in check_bundle(path, pubkey) if not c.ok]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, KeyError, UnicodeDecodeError) as err:
         return [f"unreadable bundle: {err}"]
+
+
+def _best_checks(zf: zipfile.ZipFile, names: set[str], cid: str, record: dict[str, Any]) -> list[Check]:
+    """Each best shot the clip's signed record lists, against the sha256 signed there (absent ones are said)."""
+    out = []
+    for shot in record.get("best", []):
+        name = f"best/{shot.get('id')}.jpg"
+        if name not in names:
+            out.append(Check("best", True, f"{cid}: best shot {shot.get('id')} not in this bundle"))
+        elif _member_sha256(zf, name) != shot.get("sha256"):
+            out.append(Check("best", False, f"{cid}: {name} does not match the sha256 in the signed record"))
+        else:
+            out.append(Check("best", True, f"{cid}: {name} matches the signed record"))
+    return out
 
 
 def _key_checks(manifest: dict[str, Any], bundled_key: str | None, pubkey: str | None) -> list[Check]:

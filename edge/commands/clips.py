@@ -16,7 +16,7 @@ import sys
 import urllib.parse
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..api.client import _ID, NodeClient, fetch_list, format_table, parse_time, pull_clip
 from ..config import load_config
@@ -85,9 +85,31 @@ def pull(args: argparse.Namespace) -> int:
         node = str(health.get("node") or urllib.parse.urlsplit(client.base).netloc) if isinstance(health, dict) else ""
         pairs = [(item.file, item.meta) for item in items]
         by = f"edgecam clips pull, user {getpass.getuser()} on {socket.gethostname()}, from {client.base}"
-        path = write_bundle(Path(args.bundle), pairs, client.text("/api/v1/pubkey"), node, exported_by=by)
+        shots = _pull_best_shots(client, [item.meta for item in items], out)
+        path = write_bundle(Path(args.bundle), pairs, client.text("/api/v1/pubkey"), node, exported_by=by,
+                            best=shots.get)
         print(f"bundle {path} ({len(items)} clip(s))")
     return 0
+
+
+def _pull_best_shots(client: NodeClient, metas: list[dict[str, Any]], out: Path) -> dict[str, Path]:
+    """The best shots the clips' signed records list, saved beside the clips as ``<id>.best.jpg``."""
+    got: dict[str, Path] = {}
+    for meta in metas:
+        for shot in (meta.get("record") or {}).get("best", []):
+            best_id = str(shot.get("id", ""))
+            if not _ID.fullmatch(best_id) or best_id in got:
+                continue
+            try:
+                with client.open(f"/api/v1/best/{best_id}.jpg") as resp:
+                    data = resp.read()
+            except UserError as err:
+                print(f"edgecam: best shot {best_id}: {err}", file=sys.stderr)
+                continue
+            path = out / f"{best_id}.best.jpg"
+            path.write_bytes(data)
+            got[best_id] = path
+    return got
 
 
 def hold(args: argparse.Namespace) -> int:
