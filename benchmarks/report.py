@@ -303,6 +303,9 @@ def section_soak(soak: dict | None) -> str:
         "traceback)"])
 
 
+HAND_RUN = ("plates.md", "identification.md", "streams.md", "central.md")
+
+
 def render(data: dict) -> str:
     s = data.get("steps", {})
     m = data.get("machine", {})
@@ -324,7 +327,8 @@ def render(data: dict) -> str:
             section_outbox(s.get("outbox")), section_disk(s.get("disk")),
             section_api(s.get("api"), s.get("downloads")), section_soak(data.get("soak")),
             night_report.section(), pi_estimate.section(s), pi_estimate.EARLIER]
-    hand_run = Path(__file__).resolve().parent / "plates.md"  # hand-run (needs the plates extra): kept as written
-    if hand_run.exists():
-        body.append(hand_run.read_text(encoding="utf-8").rstrip())
+    here = Path(__file__).resolve().parent
+    for name in HAND_RUN:  # hand-run sections (they need extras, PostgreSQL or hours): kept as written
+        if (here / name).exists():
+            body.append((here / name).read_text(encoding="utf-8").rstrip())
     return "\n".join(head) + "\n" + "\n\n".join(body) + "\n"
