@@ -1,7 +1,8 @@
 """The real daemon (`python -m edge run -c CFG`) on a looping file: peak RSS, CPU, and fps under downloads.
 
 Usage:
-  PYTHONPATH=. python benchmarks/daemon_bench.py rss --source FILE [--pre-roll 10] [--seconds 60]
+  PYTHONPATH=. python benchmarks/daemon_bench.py rss --source FILE [--detect-source SUB] [--cameras N]
+                                                      [--pre-roll 10] [--seconds 60]
   PYTHONPATH=. python benchmarks/daemon_bench.py downloads --source FILE [--seconds 30] [--rounds 2] [--flat-out]
 
 Each run provisions a node into a temp root with scripts/provision (config, LAN token, signing key), starts a
@@ -53,7 +54,8 @@ runpy.run_module("edge", run_name="__main__")
 class Node:
     """A provisioned node in a temp root, run as a subprocess against a local mosquitto."""
 
-    def __init__(self, tmp: Path, source: Path, pre_roll: float, realtime: bool, spin: bool = False) -> None:
+    def __init__(self, tmp: Path, source: Path, pre_roll: float, realtime: bool, spin: bool = False,
+                 detect_source: Path | None = None, cameras: int = 1) -> None:
         self.tmp, self.api_port, self.spin = tmp, free_port(), spin
         self.broker = Broker(tmp / "broker", persistence=False).start()
         template = tmp / "bench-template.toml"
@@ -72,12 +74,14 @@ max_clip = 30
 [api]
 listen = "127.0.0.1:{self.api_port}"
 tokens = []
-[cameras.cam]
+""" + "".join(f"""
+[cameras.cam{i if i else ""}]
 source = "{source}"
+{f'detect_source = "{detect_source}"' if detect_source else ""}
 realtime = {str(realtime).lower()}
 loop = true
 detect_fps = 5
-""")
+""" for i in range(cameras)))
         run = subprocess.run([sys.executable, str(ROOT / "scripts/provision"), "--template", str(template),
                               "--node-id", "bench", "--broker", f"127.0.0.1:{self.broker.port}", "--no-tls",
                               "--root", str(tmp / "root")], capture_output=True, text=True, timeout=120)
@@ -127,9 +131,10 @@ detect_fps = 5
         return rc
 
 
-def mode_rss(source: Path, pre_roll: float, seconds: float, realtime: bool, spin: bool) -> dict:
+def mode_rss(source: Path, pre_roll: float, seconds: float, realtime: bool, spin: bool,
+             detect_source: Path | None = None, cameras: int = 1) -> dict:
     with tempfile.TemporaryDirectory(prefix="daemon-bench-") as tmp:
-        node = Node(Path(tmp), source, pre_roll, realtime, spin).start()
+        node = Node(Path(tmp), source, pre_roll, realtime, spin, detect_source, cameras).start()
         peak: dict[str, int] = {}
         t0, cpu0 = time.monotonic(), 0.0
         try:
@@ -141,7 +146,8 @@ def mode_rss(source: Path, pre_roll: float, seconds: float, realtime: bool, spin
         finally:
             rc = node.stop()
         frames = node.progress()
-    return {"source": source.name, "pre_roll": pre_roll, "seconds": round(wall, 1), "realtime": realtime,
+    return {"source": source.name, "detect_source": detect_source.name if detect_source else None,
+            "cameras": cameras, "pre_roll": pre_roll, "seconds": round(wall, 1), "realtime": realtime,
             "peak_rss_mb": round(peak.get("VmHWM", 0) / 1024, 1), "rss_end_mb": round(peak.get("VmRSS", 0) / 1024, 1),
             "threads": peak.get("Threads", 0), "cpu_s_per_wall_s": round(cpu0 / max(wall, 1e-9), 3),
             "frames_analysed": frames[-1][1] if frames else 0, "spin": spin, "exit_code": rc}
@@ -236,9 +242,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--flat-out", action="store_true", help="realtime = false: decode as fast as possible")
     ap.add_argument("--spin", action="store_true", help="rss: onnxruntime threads spin (its default; experiment)")
+    ap.add_argument("--detect-source", type=Path, help="rss: a second stream analysed (source is then only recorded)")
+    ap.add_argument("--cameras", type=int, default=1, help="rss: this many cameras, each on the same file(s)")
     args = ap.parse_args()
     if args.mode == "rss":
-        result = mode_rss(args.source.resolve(), args.pre_roll, args.seconds, not args.flat_out, args.spin)
+        detect = args.detect_source.resolve() if args.detect_source else None
+        result = mode_rss(args.source.resolve(), args.pre_roll, args.seconds, not args.flat_out, args.spin,
+                          detect, args.cameras)
     else:
         result = mode_downloads(args.source.resolve(), args.seconds, args.rounds, not args.flat_out)
     print(json.dumps(result))

@@ -96,7 +96,7 @@ def push_bench(tmp: Path, cat: DictCatalog, mb: float, runs: int) -> str:
     from edge.central.push import init_key, push_fetch
     from edge.central.store import Store
     from edge.central.web import DeskServer
-    from edge.fetchrequests import RequestHandler
+    from edge.node.requests import RequestHandler
     from edge.outbox.publisher import MqttSettings
 
     broker = Broker(tmp / "broker").start()

@@ -320,7 +320,7 @@ class PlatesConfig(_Section):
 
 
 class CentralLinkConfig(_Section):
-    """What the node knows of central: its public key, to act on signed fetch requests (edge/fetchrequests.py)."""
+    """What the node knows of central: its public key, to act on signed fetch requests (edge/node/requests.py)."""
 
     pubkey: str | None = Field(default=None, pattern=r"^ed25519:[A-Za-z0-9+/]{43}=$")
 

@@ -19,7 +19,7 @@ from edge.central.casefile import check_case
 from edge.central.messages import parse_event
 from edge.central.store import Store
 from edge.cli import main
-from edge.fetchrequests import RequestHandler
+from edge.node.requests import RequestHandler
 from edge.outbox.publisher import MqttSettings
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "desk"

@@ -25,7 +25,7 @@ from edge.central.evidence import EvidenceStore
 from edge.central.push import UploadSlots, load_key, sign_request
 from edge.central.web import DeskServer
 from edge.cli import main
-from edge.fetchrequests import RequestHandler
+from edge.node.requests import RequestHandler
 from edge.outbox.publisher import MqttSettings
 
 
@@ -157,7 +157,7 @@ def test_upload_url_resumes_after_a_drop_and_is_single_use(setup) -> None:
 def test_the_daemon_hook_follows_central_pubkey_in_the_node_config(setup, tmp_path: Path) -> None:
     """``start_request_handler`` (the daemon's `# wiring: requests` call): on with [central] pubkey, else off."""
     from edge.config import ConfigError, parse_config
-    from edge.fetchrequests import start_request_handler
+    from edge.node.requests import start_request_handler
 
     cfg, store, _handler, root, desk = setup
     port = load_central_config(cfg).mqtt.port

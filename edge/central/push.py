@@ -3,7 +3,7 @@
 For a node central cannot reach (4G, NAT). ``edgecam central fetch --via push`` opens an upload slot
 (a 256-bit token; only its sha256 is kept, in ``desk.db``), signs a request with central's key and publishes
 it on ``<prefix>/<node>/requests`` at QoS 1 (the node's persistent session keeps it while it is offline).
-The node (``edge/fetchrequests.py``) checks the signature against ``[central] pubkey`` and uploads to the
+The node (``edge/node/requests.py``) checks the signature against ``[central] pubkey`` and uploads to the
 slot's URL on central's web server::
 
     PUT   /api/upload/<token>/meta      the clip's META.json

@@ -49,7 +49,7 @@ class Daemon:
         self.outbox: OutboxService | None = None
         self.clip_store: ClipStore | None = None
         self.api: ApiServer | None = None
-        self.requests: Any = None  # wiring: requests (edge.fetchrequests.RequestHandler)
+        self.requests: Any = None  # wiring: requests (edge.node.requests.RequestHandler)
         self.best_shots: Any = None  # vision.bestshot.BestShotWorker (with the plate reader behind it)
         self.started = time.monotonic()
         self.clock = ClockCache()
@@ -95,8 +95,8 @@ class Daemon:
         if self.cfg.api.enabled and self.clip_store is not None:
             self.api = build.api(self.cfg, self.clip_store, DaemonView(self.status, self.latest_frame,
                                                                            self.still_at))
-        if self.clip_store is not None:  # wiring: requests (push fetch from central, edge/fetchrequests.py)
-            from ..fetchrequests import start_request_handler
+        if self.clip_store is not None:  # wiring: requests (push fetch from central, edge/node/requests.py)
+            from .requests import start_request_handler
 
             self.requests = start_request_handler(self.cfg, self.clip_store)
         for runtime in self.cameras.values():

@@ -24,9 +24,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from .clips.evidence import canonical, parse_public_key
+from ..clips.evidence import canonical, parse_public_key
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge.fetchrequests")  # the name the journal has shown for these lines
 MAX_REQUEST = 4096
 SKEW = 300.0  # seconds a request's "issued" may lie in the node's future (clocks differ)
 
@@ -149,7 +149,7 @@ class RequestHandler:
 
     def start(self) -> None:
         """Own persistent session on ``<prefix>/<node>/requests``; paho reconnects by itself."""
-        from .outbox.publisher import SESSION_EXPIRY_S, make_client
+        from ..outbox.publisher import SESSION_EXPIRY_S, make_client
 
         s = self.settings
         client = make_client(dataclasses.replace(s, client_id=f"{s.client_id}-requests"), persistent=True)
@@ -244,7 +244,7 @@ def _text(body: bytes) -> str:
 
 def start_request_handler(cfg: Any, clips: Any) -> RequestHandler | None:
     """The daemon's hook: a handler when ``[central] pubkey`` is set, else None (push fetch off)."""
-    from .node.build import settings_from_config
+    from .build import settings_from_config
 
     if not cfg.central.pubkey:
         return None
