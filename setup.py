@@ -21,7 +21,6 @@ setup(
         "av>=12",
         "cryptography>=41",
         "aiohttp>=3.9",
-        "scipy>=1.10",
         "tomli>=2.0; python_version<'3.11'",
     ],
     extras_require={

@@ -25,6 +25,7 @@ def decode_still(info: StreamInfo, gop: list[Packet], mono: float) -> np.ndarray
     wanted = gop[target].pts
     try:
         ctx: Any = av.CodecContext.create(info.codec, "r")  # a video decoder (the stubs type it as the base)
+        ctx.thread_count = 1  # one GOP off the hot path: frame threads would each hold 1080p buffers
         if info.extradata:
             ctx.extradata = info.extradata
         best: av.VideoFrame | None = None

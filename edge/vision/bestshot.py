@@ -1,12 +1,14 @@
 """Best shots off the hot path: crop, encode and store each tracked object's best view, then read its plate.
 
 The event builder (``vision.events``) picks the candidates: a few per track, each a ``BestShot`` holding the
-analysed frame by reference. This worker, on its own thread behind a bounded queue, turns the newest
-candidate of each live object into a JPEG crop, from the record stream's full-resolution still when the
-camera has one (``interfaces.StillSource``: a two-stream camera analyses its small stream) and from the analysed frame
-otherwise. When the object's ``end`` event has been routed, the crop is stored (``BestShotSink``, the clip
-store: signed with its clip, deleted with it) and, for vehicles, handed to the plate reader; a plate read
-after the ``end`` comes back as an ``update`` event of the same object (consumers keep the latest).
+analysed frame by reference. This worker, on its own thread behind a bounded queue, keeps a small copy of the
+newest candidate's crop per live object (never the frame). At the object's ``end`` it makes the JPEG: from
+the record stream's full-resolution still when the camera has one and its pre-roll ring still holds the
+moment (``interfaces.StillSource``: a two-stream camera analyses its small stream; one GOP decoded per
+object, not per candidate), else from the analysed crop; stores it (``BestShotSink``, the clip store: signed
+with its clip, deleted with it) and, for vehicles, hands it and the earlier candidates' crops to the plate
+reader; a plate read after the ``end`` comes back as an ``update`` event of the same object (consumers keep
+the latest).
 
 Nothing here blocks the caller: a full queue drops the candidate (counted); the end of an object that was
 dropped is still handled with whatever candidate got through.
@@ -43,8 +45,8 @@ class BestShotStats:
 
     offered: int = 0
     dropped: int = 0  # candidates or ends refused because the queue was full
-    encoded: int = 0
-    from_record_stream: int = 0  # crops taken from the record stream's still (two-stream cameras)
+    encoded: int = 0  # candidates whose crop was kept
+    from_record_stream: int = 0  # stored shots cropped from the record stream's still (two-stream cameras)
     stored: int = 0
     store_failed: int = 0
     plates_submitted: int = 0
@@ -56,10 +58,14 @@ RUNNER_UPS = 2  # earlier candidates kept for the plate reader, tried only while
 
 @dataclass
 class _Latest:
-    shot: BestShot
-    crop: np.ndarray  # BGR, the stored crop (the plate reader reads this first)
-    jpeg: bytes
-    box: tuple[float, float, float, float]  # the object's box normalised to the crop
+    """An object's best candidate so far: a small copy of its crop, never the frame it came from."""
+
+    camera: str
+    mono: float
+    wall: float
+    box: tuple[float, float, float, float]  # normalised to the analysed frame
+    crop: np.ndarray  # BGR crop of the analysed frame (with its margin)
+    inner: tuple[float, float, float, float]  # the object's box normalised to that crop
     runner_ups: tuple[np.ndarray, ...] = ()  # the crops it replaced, newest first
 
 
@@ -157,33 +163,40 @@ class BestShotWorker:
                 log.exception("best shots: failed for %s", getattr(item, "object_id", getattr(item, "id", "?")))
 
     def _encode(self, shot: BestShot) -> None:
-        image = shot.image
-        if self.still_at is not None:
-            still = self.still_at(shot.camera, shot.mono)
-            if still is not None:
-                image = still
-                self.stats.from_record_stream += 1
-        crop, box = crop_box(image, shot.box)
-        jpeg = encode_jpeg(crop)
-        if jpeg is None:
+        """Keep a copy of the candidate's crop (small); the frame itself is let go at once."""
+        crop, inner = crop_box(shot.image, shot.box)
+        if crop.size == 0:
             return
         self.stats.encoded += 1
-        # the crop is a view of a frame nobody writes to; keep a copy only of the crop, so the frame can go
         before = self._latest.get(shot.object_id)
         runner_ups = (before.crop, *before.runner_ups)[:RUNNER_UPS] if before is not None else ()
-        self._latest[shot.object_id] = _Latest(shot, np.ascontiguousarray(crop).copy(), jpeg, box, runner_ups)
+        self._latest[shot.object_id] = _Latest(shot.camera, shot.mono, shot.wall, shot.box,
+                                               np.ascontiguousarray(crop).copy(), inner, runner_ups)
+
+    def _final_crop(self, latest: _Latest) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """The record stream's full-resolution crop where the camera has one and its ring still holds the
+        moment (decoded once per object, here); else the analysed frame's."""
+        if self.still_at is not None:
+            still = self.still_at(latest.camera, latest.mono)
+            if still is not None:
+                self.stats.from_record_stream += 1
+                return crop_box(still, latest.box)
+        return latest.crop, latest.inner
 
     def _store(self, end: Event) -> None:
         latest = self._latest.pop(end.id, None)
         if latest is None or end.best is None:
             return
+        crop, box = self._final_crop(latest)
+        jpeg = encode_jpeg(crop)
+        if jpeg is None:
+            return
         if self.sink is not None:
-            digest = self.sink.add_best(end.best, end.id, end.camera, end.clip, latest.jpeg, latest.box,
-                                        latest.shot.wall, end.label)
+            digest = self.sink.add_best(end.best, end.id, end.camera, end.clip, jpeg, box, latest.wall, end.label)
             if digest is None:
                 self.stats.store_failed += 1
             else:
                 self.stats.stored += 1
         if self.plates is not None and end.label in PLATE_LABELS:
             self.stats.plates_submitted += 1
-            self.plates.submit(end, [latest.crop, *latest.runner_ups])
+            self.plates.submit(end, [crop, *latest.runner_ups])

@@ -3,7 +3,7 @@
 Written here rather than taken from norfair or supervision: both pull in
 extra dependencies for a Pi (norfair: rich, filterpy; supervision: matplotlib,
 pillow, scipy, opencv-python and more) while the job is ~200 lines over
-numpy and scipy's Hungarian solver, which the node already has.
+numpy and a Hungarian solver (``assignment.py``: scipy's cost the node 40 MB of memory).
 
 Each track predicts its box with a constant-velocity model, so fast cars
 still overlap their prediction; assignment is Hungarian on a cost mixing IoU
@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..types import Box, Detection
+from .assignment import min_cost_assignment
 from .regions import inside_any
 
 VEHICLES = frozenset({"car", "truck", "bus", "motorcycle", "bicycle", "train", "boat"})
@@ -216,7 +216,7 @@ class Tracker:
         if not self.tracks or not detections:
             return [], list(range(len(detections)))
         cost = self._cost(detections)
-        rows, cols = linear_sum_assignment(cost)
+        rows, cols = min_cost_assignment(cost)
         matches = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] < _NO_MATCH]
         used = {c for _, c in matches}
         return matches, [i for i in range(len(detections)) if i not in used]
