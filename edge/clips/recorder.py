@@ -25,8 +25,8 @@ import av
 import numpy as np
 
 from ..interfaces import ClipWriter
-from ..payload import event_body
 from ..types import Event, EventType, Finished, Packet, StreamInfo
+from .eventmeta import clip_event
 from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
 from .ring import PacketRing
@@ -267,9 +267,7 @@ class ClipRecorder:
         cur = self._cur
         if cur is None or cur.id != at.clip_id:
             return
-        body = event_body(at.event)
-        body["clip"] = cur.id
-        body["time"] = round(at.event.time, 3)
+        body = clip_event(at.event, cur.id)
         last = cur.events[-1] if cur.events else None
         if last and last["id"] == body["id"] and last["type"] == body["type"] == "update":
             cur.events[-1] = body
