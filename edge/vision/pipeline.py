@@ -137,6 +137,7 @@ class CameraAnalyzer:
             t2 = _time.perf_counter()
             self.timings.add("detect", (t2 - t1) * 1000)
             t1 = t2
+        self._tracker.dark = self._motion.gain > 1.0  # the scene fact the tracker's start rule needs
         ended = self._tracker.update(detections, frame.time, regions, moving)
         events = self._events.process(self._tracker.tracks, ended, frame.time, frame.wall, image, frame.mono)
         self.timings.add("track", (_time.perf_counter() - t1) * 1000)

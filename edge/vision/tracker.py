@@ -85,7 +85,7 @@ class TrackerStats:
     ghosts: int  # tracks dropped before they were confirmed
 
 
-def _moved(early: Sequence[Box], box: Box) -> bool:
+def _moved(early: Sequence[Box], box: Box, growth_counts: bool = True) -> bool:
     """Whether the box is far from (or much larger or smaller than) every early one: parked cars never are.
 
     All early boxes, not the first: a parked car's first box may be merged
@@ -96,7 +96,7 @@ def _moved(early: Sequence[Box], box: Box) -> bool:
     cx, cy = box.center
     for e in early:
         ex, ey = e.center
-        grown = abs(box.height / max(e.height, 1.0) - 1.0) >= _MOVED_FRACTION
+        grown = growth_counts and abs(box.height / max(e.height, 1.0) - 1.0) >= _MOVED_FRACTION
         if not grown and ((cx - ex) ** 2 + (cy - ey) ** 2) ** 0.5 < limit:
             return False
     return True
@@ -130,6 +130,10 @@ class Tracker:
         self._next_id = 1
         self._lives: list[float] = []
         self._ghosts = 0
+        # Set per frame by the analyzer from the motion stage's scene statistics: in a dark scene a box that
+        # only grows is a headlight's glow on a parked car far more often than someone walking up, so a new
+        # object must have moved its centre there (issue #19: headlight sweeps start no event).
+        self.dark = False
 
     def due_for_check(self, time: float) -> list[Box]:
         """Boxes of tracks the detector should look at even without motion (stationary re-checks)."""
@@ -236,7 +240,8 @@ class Tracker:
         t.hits += 1
         if len(t.early) < self.min_hits:
             t.early.append(d.box)
-        t.confirmed = t.confirmed or (t.hits >= self.min_hits and in_motion and _moved(t.early, d.box))
+        t.confirmed = t.confirmed or (t.hits >= self.min_hits and in_motion
+                                      and _moved(t.early, d.box, growth_counts=not self.dark))
         ax, ay, at = t.anchor
         cx, cy = d.box.center
         if abs(cx - ax) + abs(cy - ay) > _STILL_FRACTION * max(d.box.width, d.box.height):
