@@ -53,7 +53,7 @@ faults: system-deps venv
 	$(BIN)/python -m pytest -q -m fault tests/test_faults.py $(PYTEST_ARGS)
 
 soak: system-deps venv
-	$(BIN)/pip install -q -e '.[prepare,central,test]'
+	$(BIN)/pip install -q -e '.[prepare,central,test,bench]'
 	$(BIN)/python -m pytest -q -m slow tests/test_soak.py $(PYTEST_ARGS)
 
 bench: install assets

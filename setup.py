@@ -41,6 +41,8 @@ setup(
         ],
         # `make lint`: import contracts (pyproject [tool.importlinter]) and the type check ([tool.mypy])
         "lint": ["ruff>=0.4", "import-linter>=2.0", "mypy>=1.8"],
+        # benchmark figures (docs/soak.png): never on a node
+        "bench": ["matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["edgecam=edge.cli:main"]},
 )

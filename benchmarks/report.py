@@ -283,8 +283,8 @@ def section_soak(soak: dict | None) -> str:
     return "\n".join([
         "## Soak (`make soak`, tests/test_soak.py)", "",
         f"Run {soak['date']}" + (f" (code at commit {soak['commit']})" if soak.get("commit") else "")
-        + f": {soak['minutes']:g} minutes of the {soak['video']} clip looping over RTSP "
-        "(tests/support/rtsp_server.py, gst-rtsp-server) into `python -m edge run`, a real mosquitto, and "
+        + f": {soak['minutes']:g} minutes, {soak.get('cameras', 1)} camera(s) of the {soak['video']} clip looping "
+        "over RTSP (tests/support/rtsp_server.py, gst-rtsp-server) into `python -m edge run`, a real mosquitto, and "
         "`edgecam central run` (SQLite, persistent QoS-1 session) as the consumer. Faults: " + faults +
         " (broker = SIGKILL, down 20 s; camera = RTSP server killed and restarted after 3 s). Sampled every 10 s "
         "from /proc/PID/status (VmRSS, Threads) and /proc/PID/fd.", "",

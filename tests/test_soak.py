@@ -1,8 +1,12 @@
-"""Soak (``make soak``): a looping RTSP camera into the real daemon for EDGECAM_SOAK_MINUTES (default 30).
+"""Soak (``make soak``): looping RTSP cameras into the real daemon for a while.
+
+EDGECAM_SOAK_CAMERAS cameras (default 4) for EDGECAM_SOAK_MINUTES (default 30).
 
 Faults every few minutes, alternating: the broker killed for 20 s, the camera
-server restarted. The daemon's RSS, open fds and threads are sampled every 10 s
-and drawn to ``docs/soak.png``, the report's figure (samples in ``benchmarks/soak.csv``, summary in
+server restarted (one gst-rtsp-server, one shared mount that every camera reads: a restart drops all
+of them at once). The daemon's RSS, open fds and threads are sampled every 10 s
+and drawn to ``docs/soak.png`` (matplotlib: ``pip install -e '.[bench]'``), the report's figure
+(samples in ``benchmarks/soak.csv``, summary in
 ``benchmarks/soak.json``, which ``benchmarks/run_all.py`` folds into BENCHMARKS.md; EDGECAM_SOAK_OUT moves all three).
 Pass: RSS grows less than EDGECAM_SOAK_RSS_MB (20) after the warm-up (5 min, or a
 third of a shorter run) by a least-squares fit; fds and threads end within a
@@ -27,11 +31,12 @@ from pathlib import Path
 import pytest
 from support.assets import model_path, video_path
 from support.broker import Broker, free_port
-from support.node import provision_node
+from support.node import extra_cameras, provision_node
 from support.rtsp import RtspServer, require_rtsp
 from support.soakplot import Sample, plot, read_proc, summarise
 
 MINUTES = float(os.environ.get("EDGECAM_SOAK_MINUTES", "30"))
+CAMERAS = int(os.environ.get("EDGECAM_SOAK_CAMERAS", "4"))
 RSS_BOUND_MB = float(os.environ.get("EDGECAM_SOAK_RSS_MB", "20"))
 FD_MARGIN, THREAD_MARGIN = 16, 8
 SAMPLE_EVERY_S = 10.0
@@ -104,7 +109,8 @@ def test_soak(tmp_path: Path) -> None:
     warmup_s = min(300.0, total_s / 3)
     broker = Broker(tmp_path / "broker").start()
     camera = RtspServer(video_path("highway")).start()
-    config, _token = provision_node(tmp_path, "soak", camera.url, broker.port, free_port())
+    config, _token = provision_node(tmp_path, "soak", camera.url, broker.port, free_port(),
+                                    camera_extra=extra_cameras(camera.url, CAMERAS))
     state = tmp_path / "root/var/lib/edgecam"
     db = tmp_path / "central.db"
     (tmp_path / "central.toml").write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
@@ -150,7 +156,7 @@ def test_soak(tmp_path: Path) -> None:
     summary = summarise(sampler.samples, warmup_s)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     summary.update({"date": started.strftime("%Y-%m-%d %H:%M UTC"), "minutes": MINUTES, "video": "highway",
-                    "commit": commit.stdout.strip() or None,
+                    "cameras": CAMERAS, "commit": commit.stdout.strip() or None,
                     "faults": [[round(t, 1), k] for t, k in faults], "events_node": last,
                     "events_central": len(seqs), "seq_gaps": last - len(set(seqs)), "exit_code": rc,
                     "rss_bound_mb": RSS_BOUND_MB})
@@ -159,8 +165,8 @@ def test_soak(tmp_path: Path) -> None:
     (OUT / "soak.csv").write_text("t_s,rss_kb,fds,threads\n" + "".join(
         f"{s.t:.1f},{s.rss_kb},{s.fds},{s.threads}\n" for s in sampler.samples))
     plot(sampler.samples, faults, warmup_s, PLOT,
-         f"edgecam soak {summary['date']}: {MINUTES:g} min, highway 640x360 over RTSP, "
-         f"RSS slope {summary['rss_slope_mb_per_h']} MB/h")
+         f"edgecam soak {summary['date']}: {MINUTES:g} min, {CAMERAS} camera(s) of highway 640x360 over RTSP, "
+         f"RSS slope after warm-up {summary['rss_slope_mb_per_h']} MB/h", summary["rss_slope_mb_per_h"])
     log = (tmp_path / "node.log").read_text(errors="replace")
 
     assert rc == 0, f"daemon exit code {rc}"

@@ -51,3 +51,9 @@ reconnect_max = 2
     assert run.returncode == 0, run.stderr
     token = next(line for line in run.stdout.splitlines() if "LAN API token" in line).rsplit(" ", 1)[1]
     return tmp / "root/etc/edgecam/edgecam.toml", token
+
+
+def extra_cameras(url: str, count: int, detect_fps: float = 5) -> str:
+    """TOML for cameras ``cam2``..``camN`` on ``url``, appended after the template's ``road`` (``camera_extra``)."""
+    return "".join(f'\n[cameras.cam{i}]\nsource = "{url}"\ndetect_fps = {detect_fps:g}\nopen_timeout = 10\n'
+                   "read_timeout = 3\nreconnect_max = 2\n" for i in range(2, count + 1))

@@ -1,4 +1,4 @@
-"""Soak samples: summary figures and a PNG drawn with OpenCV (no matplotlib on the node's dependency list)."""
+"""Soak samples: summary figures and a PNG drawn with matplotlib (the ``bench`` extra, not a node dependency)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 
@@ -59,48 +58,42 @@ def summarise(samples: list[Sample], warmup_s: float) -> dict:
     }
 
 
-PANELS = (("RSS (MB)", lambda s: s.rss_kb / 1024, (200, 80, 30)), ("open fds", lambda s: s.fds, (40, 140, 40)),
-          ("threads", lambda s: s.threads, (30, 60, 200)))
+PANELS = (("RSS (MB)", lambda s: s.rss_kb / 1024, "tab:red"), ("open fds", lambda s: s.fds, "tab:green"),
+          ("threads", lambda s: s.threads, "tab:blue"))
+FAULT_STYLE = {"broker": ("tab:purple", "broker killed (down 20 s)"),
+               "camera": ("tab:orange", "camera server restarted")}
 
 
-def plot(samples: list[Sample], faults: list[tuple[float, str]], warmup_s: float, path: Path, title: str) -> None:
-    """Three stacked panels (RSS, fds, threads) against minutes; faults as grey lines, warm-up end dashed."""
-    width, panel_h, left, top = 1000, 220, 80, 40
-    img = np.full((top + panel_h * len(PANELS) + 40, width, 3), 255, np.uint8)
-    cv2.putText(img, title, (left, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    t_max = max(samples[-1].t if samples else 1.0, 1.0)
-    plot_w = width - left - 20
+def plot(samples: list[Sample], faults: list[tuple[float, str]], warmup_s: float, path: Path, title: str,
+         slope_mb_per_h: float | None = None) -> None:
+    """Three stacked panels (RSS, fds, threads) against minutes, faults as coloured lines, warm-up end dashed,
+    and the least-squares RSS fit after warm-up; matplotlib (the ``bench`` extra), never on a node."""
+    import matplotlib
 
-    def x_of(t: float) -> int:
-        return left + int(plot_w * t / t_max)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-    for i, (name, value, colour) in enumerate(PANELS):
-        y0 = top + i * panel_h + 10
-        h = panel_h - 40
-        ys = [value(s) for s in samples] or [0.0]
-        lo, hi = min(ys), max(ys)
-        pad = max((hi - lo) * 0.1, 1.0)
-        lo, hi = max(lo - pad, 0.0), hi + pad
-        cv2.rectangle(img, (left, y0), (left + plot_w, y0 + h), (0, 0, 0), 1)
+    minutes = [s.t / 60 for s in samples]
+    fig, axes = plt.subplots(len(PANELS), 1, figsize=(11, 8), sharex=True, constrained_layout=True)
+    for ax, (name, value, colour) in zip(axes, PANELS, strict=True):
+        ax.plot(minutes, [value(s) for s in samples], color=colour, lw=1.3)
+        ax.set_ylabel(name)
+        ax.grid(True, alpha=0.3)
+        ax.axvline(warmup_s / 60, color="black", ls="--", lw=1, label="end of warm-up")
         for t, kind in faults:
-            cv2.line(img, (x_of(t), y0), (x_of(t), y0 + h), (170, 170, 170), 1)
-            if i == 0:
-                cv2.putText(img, kind[0].upper(), (x_of(t) + 2, y0 + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                            (120, 120, 120), 1, cv2.LINE_AA)
-        for y in range(y0, y0 + h, 8):
-            cv2.line(img, (x_of(warmup_s), y), (x_of(warmup_s), y + 3), (0, 0, 0), 1)
-        pts = np.array([[x_of(s.t), y0 + h - int(h * (v - lo) / (hi - lo))] for s, v in zip(samples, ys, strict=True)],
-                       np.int32)
-        if len(pts) > 1:
-            cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
-        cv2.putText(img, name, (left + 6, y0 + h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
-        for v, y in ((hi, y0 + 10), (lo, y0 + h)):
-            cv2.putText(img, f"{v:.0f}", (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    base = top + panel_h * len(PANELS)
-    for m in range(0, int(t_max // 60) + 1, max(1, int(t_max // 600))):
-        cv2.putText(img, f"{m}", (x_of(m * 60) - 4, base), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    cv2.putText(img, "minutes (grey: B = broker killed 20 s, C = camera server restarted; dashed: end of warm-up)",
-                (left, base + 24), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+            ax.axvline(t / 60, color=FAULT_STYLE.get(kind, ("grey", kind))[0], lw=0.8, alpha=0.8)
+    after = [s for s in samples if s.t >= warmup_s]
+    if len(after) >= 3:
+        xs = np.asarray([s.t for s in after])
+        fit = np.polyfit(xs, np.asarray([s.rss_kb / 1024 for s in after]), 1)
+        label = f"fit after warm-up: {fit[0] * 3600 if slope_mb_per_h is None else slope_mb_per_h:.2f} MB/h"
+        axes[0].plot(xs / 60, np.polyval(fit, xs), color="black", lw=1, alpha=0.7, label=label)
+    for kind, (colour, text) in FAULT_STYLE.items():
+        if any(k == kind for _t, k in faults):
+            axes[0].plot([], [], color=colour, lw=0.8, label=text)
+    axes[0].legend(loc="lower right", fontsize=8)
+    axes[-1].set_xlabel("minutes since the daemon started")
+    fig.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), img)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
