@@ -255,6 +255,9 @@ def test_daemon_publishes_events_status_and_stats_that_match_the_schemas(tmp_pat
     stats = collector.of_kind("stats")[-1]
     assert stats["fps"]["street"] > 0 and any(k.startswith("street.") for k in stats["stage_ms"])
     assert stats["cameras"]["street"]["state"] == "running"
+    shared = stats["detector"]  # the shared detector's load, per camera (#20.2)
+    assert shared["cameras"]["street"]["calls"] > 0 and shared["cameras"]["street"]["waited_s"] >= 0
+    assert 0 < shared["busy_share"] < 2
     assert [m["state"] for m in collector.of_kind("status")][-1] == "offline"  # said on clean shutdown
     # clips are off, yet every message is signed by the node's key (#18.1)
     from edge.clips.evidence import NodeKey

@@ -197,7 +197,8 @@ class Daemon:
                      for c in self.cameras.values())
         return collect(self.cfg.node.id, self.stop_event.is_set(), self.started, cams,
                        self.outbox.depth() if self.outbox is not None else 0, self.cfg.storage.path,
-                       self.clip_store.stats() if self.clip_store is not None else None, self.clock.ok())
+                       self.clip_store.stats() if self.clip_store is not None else None, self.clock.ok(),
+                       self.detector.stats() if self.detector is not None else None)
 
     def stats(self) -> dict[str, Any]:
         return stats_body(self.status())

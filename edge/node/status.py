@@ -129,14 +129,29 @@ class NodeStatus:
     clips: Mapping[str, Any] | None  # ClipStore.stats(); None with clips off
     cpu_temp_c: float | None
     time_ok: bool
+    detector: Mapping[str, Any] | None = None  # SharedDetector.stats(): calls and waits per analysis thread
 
 
 def collect(node: str, stopping: bool, started: float, cameras: tuple[CameraStatus, ...], outbox_depth: int,
-            storage: Path, clips: Mapping[str, Any] | None, time_ok: bool) -> NodeStatus:
+            storage: Path, clips: Mapping[str, Any] | None, time_ok: bool,
+            detector: Mapping[str, Any] | None = None) -> NodeStatus:
     """One snapshot; ``started`` is the daemon's ``time.monotonic()`` at construction."""
     return NodeStatus(node=node, stopping=stopping, version=__version__, uptime_s=time.monotonic() - started,
                       cameras=cameras, outbox_depth=outbox_depth, disk=disk_usage(storage), clips=clips,
-                      cpu_temp_c=cpu_temperature(), time_ok=time_ok)
+                      cpu_temp_c=cpu_temperature(), time_ok=time_ok, detector=detector)
+
+
+def detector_body(s: NodeStatus) -> dict[str, Any] | None:
+    """The shared detector's load: busy share of the node's uptime, and each camera's calls and wait (s)."""
+    if s.detector is None:
+        return None
+    calls, waited = s.detector.get("calls", {}), s.detector.get("waited_s", {})
+    cams = {}
+    for cam in s.cameras:
+        thread = f"analysis-{cam.name}"  # the thread that calls the detector for this camera (node.build)
+        cams[cam.name] = {"calls": int(calls.get(thread, 0)), "waited_s": round(float(waited.get(thread, 0.0)), 3)}
+    busy = float(s.detector.get("busy_s", 0.0))
+    return {"busy_share": round(busy / max(1e-6, s.uptime_s), 3), "cameras": cams}
 
 
 def stats_body(s: NodeStatus) -> dict[str, Any]:
@@ -174,6 +189,7 @@ def stats_body(s: NodeStatus) -> dict[str, Any]:
         "disk": disk,
         "cpu_temp_c": s.cpu_temp_c,
         "time_ok": s.time_ok,
+        **({"detector": det} if (det := detector_body(s)) is not None else {}),
     }
 
 
