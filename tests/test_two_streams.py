@@ -122,24 +122,19 @@ def test_clips_are_the_main_stream_events_come_from_the_sub_and_recording_outliv
     assert record is not None and record.status == "ok" and record.bytes > 0
     path = daemon.clip_store.file_path(open_clip)
     assert path is not None and video_size(path) == (1920, 1080)
-    # the first clip began with the record stream itself (an event came ~1 s after start: no more pre-roll
-    # existed), so its first event lies inside it
-    meta = daemon.clip_store.meta(open_clip)
-    assert meta is not None and min(e["time"] for e in meta["events"]) > 0
-
-    # the sub comes back: analysis resumes, the camera sees again, and a new clip opens on the first event
+    # the sub comes back: analysis resumes, the camera sees again, and the next clip opens with its full
+    # pre-roll (2 s) before its first event: the event's detect-stream time was carried over to the record
+    # stream by arrival time (the first clip could not have it: it opened in the stream's first seconds)
     sub.start()
     wait_until(lambda: not camera_health(daemon)["blind"], 30, "the detect stream back")
-    wait_until(lambda: cam.recorder.stats()["recording"] not in (None, open_clip), 30, "a clip after the sub is back")
+    wait_until(lambda: cam.recorder.stats()["recording"] not in (None, open_clip), 30, "a clip after the return")
     second = cam.recorder.stats()["recording"]
     sub.kill()  # its tracks end; the clip finishes with its post-roll
     wait_until(lambda: daemon.clip_store.get(second) is not None, 20, "the second clip to finish")
-    # the ring had many seconds of the main stream: the event, translated from the sub's clock to the main's
-    # through arrival time, is covered by the 2 s pre-roll
-    meta = daemon.clip_store.meta(second)
-    assert meta is not None
-    first = min(e["time"] for e in meta["events"])
-    assert first >= 1.5, f"first event {first:.2f} s into the clip: pre-roll did not cover it"
+    record, meta = daemon.clip_store.get(second), daemon.clip_store.meta(second)
+    assert record is not None and meta is not None and meta["events"]
+    covered = min(e["ts"] for e in meta["events"]) - record.start_ts  # wall clock: first event - first packet
+    assert covered >= 1.5, f"the clip starts {covered:.2f} s before its first event: pre-roll is 2 s"
 
 
 def test_record_stream_down_keeps_events_flowing_with_no_clip(node, caplog) -> None:
@@ -163,6 +158,10 @@ def test_record_stream_down_keeps_events_flowing_with_no_clip(node, caplog) -> N
         assert ended and all(e.clip is None for e in ended)
     assert any("record stream down" in r.getMessage() for r in caplog.records)
     assert camera_health(daemon)["streams"]["detect"]["state"] == "running"
+    # the main stream comes back on its own: clips again
+    main.start()
+    wait_until(lambda: camera_health(daemon).get("record_down") is None, 30, "the record stream back")
+    wait_until(lambda: cam.recorder.stats()["recording"], 30, "a clip once the record stream is back")
 
 
 def test_a_bad_detect_source_is_one_line_naming_the_key() -> None:
@@ -174,3 +173,94 @@ def test_a_bad_detect_source_is_one_line_naming_the_key() -> None:
     ok = parse_config({"cameras": {"gate": {"source": "rtsp://cam/main", "detect_source": "rtsp://cam/sub"}}})
     assert ok.cameras["gate"].detect_source == "rtsp://cam/sub"
     assert parse_config({"cameras": {"gate": {"source": "a.mp4"}}}).cameras["gate"].detect_source is None
+
+
+def two_stream_config(tmp_path: Path, streams, extra: str = "") -> Path:
+    main_video, sub_video = streams
+    cfg = tmp_path / "edgecam.toml"
+    cfg.write_text(f"""
+[node]
+id = "two"
+[mqtt]
+port = 1
+connect_timeout = 1
+[storage]
+path = "{tmp_path / 'state'}"
+[api]
+enabled = false
+[cameras.road]
+source = "{main_video}"
+detect_source = "{sub_video}"
+{extra}
+""")
+    return cfg
+
+
+def test_check_and_snapshot_report_both_streams(tmp_path: Path, streams, capsys) -> None:
+    from edge.cli import main
+
+    cfg = two_stream_config(tmp_path, streams)
+    main(["check", "-c", str(cfg), "--timeout", "5", "--json"])
+    import json
+
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    record, detect, decoder = checks["camera road"], checks["camera road detect"], checks["decoder road"]
+    assert record["status"] == "ok" and (record["width"], record["height"]) == (1920, 1080)
+    assert record["stream"] == "record" and record["codec"] == "h264"
+    assert detect["status"] == "ok" and (detect["width"], detect["height"]) == (640, 360)
+    assert abs(detect["fps"] - 23.98) < 0.01 and detect["codec"] == "h264"
+    assert decoder["status"] == "ok" and decoder["decoder"] == "software"
+    assert (checks["scene road"]["status"]) in ("ok", "warn")
+
+    out = tmp_path / "snap.jpg"
+    assert main(["snapshot", "-c", str(cfg), "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "record stream 1920x1080 23.98 fps h264" in said and "detect stream 640x360 23.98 fps h264" in said
+    assert video_size(out) == (1920, 1080)  # the snapshot is the recorded stream's full size
+
+
+def test_a_decoder_that_is_missing_or_cannot_open_falls_back_to_software_once(streams, caplog) -> None:
+    from edge.capture import open_source
+    from edge.types import Packet
+
+    _, sub_video = streams
+    for asked in ("no_such_decoder", "h264_v4l2m2m", "auto"):
+        source = open_source("cam", str(sub_video), decode=asked)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="edge.capture.pyav"):
+            frames = 0
+            for _ in range(2):  # a reconnect does not say it again
+                source.open()
+                frames += sum(1 for item in source.items() if not isinstance(item, Packet))
+                source.close()
+        if getattr(source, "decoder") != "software":  # "auto" on a machine with working hardware: nothing to test
+            assert asked == "auto"
+            continue
+        assert frames == 2 * 480, f"{asked}: {frames} frames"  # the road clip's 480 frames, twice
+        lines = [r.getMessage() for r in caplog.records if "decoding in software" in r.getMessage()]
+        if asked == "auto" and not lines:  # no hardware decoder in this FFmpeg at all: software without a word
+            continue
+        assert len(lines) == 1, (asked, lines)
+        assert asked in lines[0] or asked == "auto"
+
+
+def test_check_names_the_fallback_decoder(tmp_path: Path, streams, capsys) -> None:
+    from edge.cli import main
+
+    cfg = two_stream_config(tmp_path, streams, 'decode = "no_such_decoder"')
+    main(["check", "-c", str(cfg), "--timeout", "5", "--json"])
+    import json
+
+    decoder = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}["decoder road"]
+    assert decoder["status"] == "warn" and decoder["decoder"] == "software"
+    assert "no_such_decoder" in decoder["detail"]
+
+
+def test_a_bad_detect_source_stops_check_with_one_line(tmp_path: Path, streams, capsys) -> None:
+    from edge.cli import main
+
+    cfg = two_stream_config(tmp_path, streams)
+    cfg.write_text(cfg.read_text().replace(f'detect_source = "{streams[1]}"', 'detect_source = "rstp://cam/sub"'))
+    assert main(["check", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cameras.road.detect_source" in err[0], err
