@@ -7,7 +7,8 @@ Layout (``edge.clips.evidence.check_bundle`` reads it; ``README.txt`` and ``SHA2
                          exported it and when, how to check it
     clips/ID.mp4         the clip as stored (streamed, never held in memory)
     clips/ID.meta.json   its signed META.json
-    best/ID.jpg          the best shots its signed record lists (id and sha256), where the node has them
+    best/ID.jpg          its best shots that a signature covers (listed in the clip's signed record, or with
+                         their own signed record in its META.json ``best``), where the node has them
     pubkey.txt           the node's public key, one line
     SHA256SUMS           ``sha256sum -c SHA256SUMS`` checks every file above after unzipping
     manifest.json        {"format": "edgecam-evidence/1", "node", "created": ISO-8601 UTC, "created_ts": UNIX,
@@ -32,6 +33,17 @@ from ..timefmt import evidence_time, utc_iso
 
 BUNDLE_FORMAT = "edgecam-evidence/1"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+BEST_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")  # a best shot's id (``bestshots.BEST_ID``)
+
+
+def best_ids(meta: dict[str, Any]) -> list[str]:
+    """The ids of a clip's best shots that a signature covers: listed in its signed record, or carrying
+    their own signed record in the meta (``edge.clips.bestshots``); the ones a bundle or a pull takes."""
+    record = meta.get("record") or {}
+    ids = {str(b.get("id")) for b in record.get("best", []) if isinstance(b, dict)}
+    ids |= {str(b.get("id")) for b in meta.get("best") or []
+            if isinstance(b, dict) and isinstance(b.get("record"), dict)}
+    return sorted(i for i in ids if BEST_NAME.match(i))
 
 
 def bundle_filename(node: str, metas: list[dict[str, Any]]) -> str:
@@ -109,7 +121,7 @@ def stream_bundle(out: ByteSink, items: list[tuple[Path, dict[str, Any]]], pubke
                   best: Callable[[str], Path | None] | None = None) -> dict[str, Any]:
     """Write the bundle ZIP to ``out`` (need not be seekable); returns the manifest.
 
-    ``best(id)``: the JPEG of a best shot a clip's signed record lists (``best/<id>.jpg`` in the ZIP), or None.
+    ``best(id)``: the JPEG of one of a clip's signed best shots (``best/<id>.jpg`` in the ZIP), or None.
     """
     created = time.time() if now is None else now
     metas = [meta for _, meta in items]
@@ -124,10 +136,10 @@ def stream_bundle(out: ByteSink, items: list[tuple[Path, dict[str, Any]]], pubke
             files[meta_name] = _put(zf, meta_name, json.dumps(meta, indent=2, sort_keys=True).encode())
             clips.append({"id": cid, "file": clip_name, "sha256": files[clip_name],
                           "meta_file": meta_name, "meta_sha256": files[meta_name]})
-            for shot in meta["record"].get("best", []):
-                found = best(str(shot.get("id", ""))) if best is not None else None
-                if found is not None:
-                    files[f"best/{shot['id']}.jpg"] = _copy_in(zf, found, f"best/{shot['id']}.jpg")
+            for best_id in best_ids(meta):
+                found = best(best_id) if best is not None else None
+                if found is not None and f"best/{best_id}.jpg" not in files:
+                    files[f"best/{best_id}.jpg"] = _copy_in(zf, found, f"best/{best_id}.jpg")
         files["pubkey.txt"] = _put(zf, "pubkey.txt", (pubkey.strip() + "\n").encode())
         sums = "".join(f"{digest}  {name}\n" for name, digest in files.items())
         files["SHA256SUMS"] = _put(zf, "SHA256SUMS", sums.encode())

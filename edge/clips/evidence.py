@@ -58,7 +58,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import UserError
-from .bundle import BUNDLE_FORMAT, stream_bundle
+from .bundle import BEST_NAME, BUNDLE_FORMAT, best_ids, stream_bundle
 
 META_FORMAT = "edgecam-clip-meta/1"
 KEY_FILE = "node.ed25519"
@@ -279,6 +279,7 @@ def check_bundle(path: Path, pubkey: str | None) -> list[Check]:
         if not metas:
             checks.append(Check("manifest", False, "the bundle holds no clips"))
         records = []
+        claimed: set[str] = set()
         for meta_name in metas:
             meta = json.loads(zf.read(meta_name))
             cid = meta_name[len("clips/"):-len(".meta.json")]
@@ -287,9 +288,12 @@ def check_bundle(path: Path, pubkey: str | None) -> list[Check]:
                 checks.append(Check("hash", False, f"{clip_name} missing from the bundle"))
                 continue
             checks += [Check(c.name, c.ok, f"{cid}: {c.detail}") for c in check_clip(zf.read(clip_name), meta, pub)]
-            checks += _best_checks(zf, names, cid, meta.get("record") or {})
+            checks += check_best(cid, meta, pub, _zip_reader(zf, names))
+            claimed |= {f"best/{i}.jpg" for i in best_ids(meta)}
             records.append(meta.get("record") or {})
         checks += _bundle_chain(records)
+        for name in sorted(n for n in names if n.startswith("best/") and n not in claimed):
+            checks.append(Check("best", False, f"{name} belongs to no clip's signed record in this bundle"))
     if not any(c.name == "manifest" for c in checks):
         checks.append(Check("manifest", True, "every file matches manifest.json"))
     return checks
@@ -303,18 +307,50 @@ def verify_bundle(path: Path, pubkey: str | None = None) -> list[str]:
         return [f"unreadable bundle: {err}"]
 
 
-def _best_checks(zf: zipfile.ZipFile, names: set[str], cid: str, record: dict[str, Any]) -> list[Check]:
-    """Each best shot the clip's signed record lists, against the sha256 signed there (absent ones are said)."""
+def check_best(cid: str, meta: dict[str, Any], pub: Ed25519PublicKey, read: Callable[[str], bytes | None],
+               where: str = "in this bundle") -> list[Check]:
+    """Each best shot of the clip against what signs it: the clip's record (``record.best: [{id, sha256}]``)
+    and its own signed record (``meta.best[].record``, the only one for a shot that arrived after the clip was
+    signed). Wrong bytes, a record that does not verify or names another shot or clip, or no signature at all
+    fail; a shot ``read`` does not have (None) is said and not checked."""
+    record = meta.get("record") or {}
+    in_clip = {str(b.get("id")): b.get("sha256") for b in record.get("best", []) if isinstance(b, dict)}
+    own = {str(b.get("id")): b for b in meta.get("best") or [] if isinstance(b, dict)}
     out = []
-    for shot in record.get("best", []):
-        name = f"best/{shot.get('id')}.jpg"
-        if name not in names:
-            out.append(Check("best", True, f"{cid}: best shot {shot.get('id')} not in this bundle"))
-        elif _member_sha256(zf, name) != shot.get("sha256"):
-            out.append(Check("best", False, f"{cid}: {name} does not match the sha256 in the signed record"))
+    for best_id in sorted(set(in_clip) | set(own)):
+        data = read(best_id) if BEST_NAME.match(best_id) else None
+        if data is None:
+            out.append(Check("best", True, f"{cid}: best shot {best_id} not {where}"))
+            continue
+        digest, problems, covered = sha256_bytes(data), [], []
+        if best_id in in_clip:
+            if in_clip[best_id] == digest:
+                covered.append("the clip's signed record")
+            else:
+                problems.append("does not match the sha256 in the signed record")
+        entry = own.get(best_id) or {}
+        rec = entry.get("record")
+        if isinstance(rec, dict):
+            if not signature_ok(pub, rec, str(entry.get("signature", ""))):
+                problems.append("its own record does not verify with this key")
+            elif rec.get("best") != best_id or rec.get("clip") != record.get("clip"):
+                problems.append(f"its own signed record is for best shot {rec.get('best')!r} of clip"
+                                f" {rec.get('clip')!r}")
+            elif rec.get("sha256") != digest:
+                problems.append("does not match the sha256 in its own signed record")
+            else:
+                covered.append("its own signed record")
+        if problems:
+            out.append(Check("best", False, f"{cid}: best/{best_id}.jpg {'; '.join(problems)}"))
+        elif not covered:
+            out.append(Check("best", False, f"{cid}: best/{best_id}.jpg is in no signed record"))
         else:
-            out.append(Check("best", True, f"{cid}: {name} matches the signed record"))
+            out.append(Check("best", True, f"{cid}: best/{best_id}.jpg matches {' and '.join(covered)}"))
     return out
+
+
+def _zip_reader(zf: zipfile.ZipFile, names: set[str]) -> Callable[[str], bytes | None]:
+    return lambda best_id: zf.read(f"best/{best_id}.jpg") if f"best/{best_id}.jpg" in names else None
 
 
 def _key_checks(manifest: dict[str, Any], bundled_key: str | None, pubkey: str | None) -> list[Check]:

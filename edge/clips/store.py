@@ -29,7 +29,7 @@ from ..fsutil import write_atomic
 from ..types import ClipRecord, Finished
 from . import evidence, sidecar
 from .ageclock import AgeClock
-from .bestshots import BestShotFiles
+from .bestshots import LOOSE, BestShotFiles
 from .evidence import NodeKey
 from .mux import finalise, probe_duration
 from .retention import Budget, Kept, choose_expired
@@ -91,7 +91,7 @@ class ClipStore:
                 raise UserError(f"{self.db_path}: {err} (the daemon sets it aside and rebuilds it at start)") from None
             self.set_aside = (self._set_aside(err), str(err))
             self._db = self._open(check=False)
-        self.best = BestShotFiles(self.root, self._db, self._lock)
+        self.best = BestShotFiles(self.root, self._db, self._lock, signer, node)
         with self._lock:
             self.age_clock = AgeClock(self._db, **(clock or {}))
             if signer is not None:  # rows from before the age clock start ageing now (never early)
@@ -301,9 +301,12 @@ class ClipStore:
             now = self.age_clock.now()
             age_ok, why = self.age_clock.ageing_allowed()
             rows = self._db.execute("SELECT id, seq, bytes, born_age, held FROM clips WHERE status='ok'").fetchall()
-            kept = [Kept(r["id"], r["seq"], r["bytes"], now if r["born_age"] is None else r["born_age"],
-                         bool(r["held"])) for r in rows]
-            victims = choose_expired(kept, self.free_bytes(), now, self.budget, age_ok)
+            shots = self.best.bytes_by_clip()  # a clip's best shots count with it; clip-less ones on their own
+            kept = [Kept(r["id"], r["seq"], r["bytes"] + shots.get(r["id"], 0),
+                         now if r["born_age"] is None else r["born_age"], bool(r["held"])) for r in rows]
+            victims = choose_expired(kept + self.best.loose(now), self.free_bytes(), now, self.budget, age_ok)
+            loose = [v[len(LOOSE):] for v in victims if v.startswith(LOOSE)]
+            victims = [v for v in victims if not v.startswith(LOOSE)]
             if not age_ok and self.budget.max_age_s > 0 and why != self._age_hold:
                 log.warning("clips: age-based retention paused (%s); byte and free-space limits still apply", why)
             self._age_hold = why
@@ -318,8 +321,9 @@ class ClipStore:
                 removed.append(cid)
             victims = removed
             self.best.delete_for_clips(victims)
-            if age_ok:
-                self.best.expire_clipless(now, self.budget.max_age_s)
+            self.best.delete(loose)
+        if loose:
+            log.info("retention: removed %d best shot(s) of no clip", len(loose))
         if victims:
             log.info("retention: removed %d clip(s), oldest %s", len(victims), victims[0])
         return victims
@@ -389,6 +393,12 @@ class ClipStore:
         removed, quarantined = self._sweep_strays()
         counts["removed"] += removed
         counts["quarantined"] += quarantined
+        if self.signer is not None:  # after the clips: a best shot's clip is known by now
+            with self._lock:
+                now = self.age_clock.now()
+            for k, n in self.best.recover([self.signer.public_key(), *self.signer.retired], now).items():
+                if n:
+                    counts[f"best_{k}"] = n
         self.quarantined = sidecar.quarantined_count(self.root)
         return counts
 

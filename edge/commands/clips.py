@@ -93,11 +93,12 @@ def pull(args: argparse.Namespace) -> int:
 
 
 def _pull_best_shots(client: NodeClient, metas: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """The best shots the clips' signed records list, saved beside the clips as ``<id>.best.jpg``."""
+    """The clips' signed best shots (``bundle.best_ids``), saved beside the clips as ``<id>.best.jpg``."""
+    from ..clips.bundle import best_ids
+
     got: dict[str, Path] = {}
     for meta in metas:
-        for shot in (meta.get("record") or {}).get("best", []):
-            best_id = str(shot.get("id", ""))
+        for best_id in best_ids(meta):
             if not _ID.fullmatch(best_id) or best_id in got:
                 continue
             try:
@@ -161,7 +162,7 @@ def _set_held(args: argparse.Namespace, held: bool) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     """``edgecam clips verify FILE [--meta META.json] [--pubkey KEY]``: one line per check, exit 1 on failure."""
-    from ..clips.evidence import Check, check_bundle, check_clip, parse_public_key
+    from ..clips.evidence import Check, check_best, check_bundle, check_clip, parse_public_key
 
     path = Path(args.file)
     if not path.is_file():
@@ -182,7 +183,10 @@ def verify(args: argparse.Namespace) -> int:
             if not args.pubkey:
                 note = f"using {meta_path.name}'s own pubkey (pass --pubkey to check origin)"
                 checks.append(Check("key", True, note))
-            checks += check_clip(path.read_bytes(), meta, parse_public_key(key))
+            pub = parse_public_key(key)
+            checks += check_clip(path.read_bytes(), meta, pub)
+            cid = str((meta.get("record") or {}).get("clip", ""))
+            checks += check_best(cid, meta, pub, lambda i: _best_beside(path, i), "beside the clip")
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise UserError(f"cannot verify {path}: {err}") from None
     for c in checks:
@@ -192,6 +196,15 @@ def verify(args: argparse.Namespace) -> int:
     noted = f" ({breaks} chain break(s) recorded by the node, see above)" if breaks else ""
     print(f"verified{noted}" if not failed else f"FAILED: {len(failed)} check(s)")
     return 1 if failed else 0
+
+
+def _best_beside(clip: Path, best_id: str) -> bytes | None:
+    """A best shot where ``clips pull --bundle`` (``<id>.best.jpg`` beside) or an unzipped bundle (``../best/``)
+    puts it; None when neither has it."""
+    for p in (clip.with_name(f"{best_id}.best.jpg"), clip.parent.parent / "best" / f"{best_id}.jpg"):
+        if p.is_file():
+            return p.read_bytes()
+    return None
 
 
 def beside_meta(clip: Path) -> Path:
