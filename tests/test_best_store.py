@@ -302,6 +302,8 @@ def test_the_page_shows_the_best_shot_with_its_box_phone_and_desktop(node, tmp_p
                                                   " c.getBoundingClientRect().width, c.title])")
                 assert sorted(s[3] for s in sizes) == ["bus: best shot", "car: best shot"]
                 assert all(w > 16 and h > 16 and shown > 40 for w, h, shown, _t in sizes), sizes
+                more = page.eval_on_selector_all("#clips .thumb .more", "els => els.map(e => e.textContent)")
+                assert more == ["+1"]  # clip a has two best shots (a, a-late), clip b one
                 if tag == "phone":
                     width = page.evaluate("() => document.documentElement.scrollWidth")
                     assert width <= 390, width  # no sideways scrolling

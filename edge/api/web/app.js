@@ -238,7 +238,7 @@
     li.querySelector(".hold").addEventListener("click", () => guard(() => toggleHold(rec.id), "Hold"));
     setHeld(li, rec.held);
     const best = (rec.best || [])[0];
-    if (best) loadBest(best, li.querySelector(".thumb"), rec.id);
+    if (best) loadBest(best, li.querySelector(".thumb"), rec.id, rec.best.length);
     else loadThumb(rec.id, li.querySelector(".thumb"));
     return li;
   }
@@ -265,7 +265,7 @@
 
   // The clip's first object at its best moment, its box drawn on a canvas (no inline style: strict CSP);
   // the first pre-roll frame when the best shot cannot be fetched.
-  async function loadBest(best, box, clipId) {
+  async function loadBest(best, box, clipId, count) {
     try {
       const resp = await fetch(`/api/v1/best/${enc(best.id)}.jpg`, { headers: { Authorization: "Bearer " + token() }, credentials: "omit" });
       if (!resp.ok) return loadThumb(clipId, box);
@@ -288,6 +288,13 @@
       canvas.setAttribute("role", "img");
       canvas.setAttribute("aria-label", `${best.label}, best shot`);
       box.replaceChildren(canvas);
+      if (count > 1) { // more objects in this clip: say how many (their shots are in the meta and the bundle)
+        const more = document.createElement("span");
+        more.className = "more";
+        more.textContent = `+${count - 1}`;
+        more.title = `${count} objects with a best shot in this clip`;
+        box.append(more);
+      }
     } catch (e) { loadThumb(clipId, box); }
   }
 
