@@ -312,3 +312,49 @@ def test_the_page_shows_the_best_shot_with_its_box_phone_and_desktop(node, tmp_p
                 ctx.close()
         finally:
             browser.close()
+
+
+def test_central_pull_keeps_the_clips_signed_best_shots_and_refuses_an_altered_one(tmp_path: Path, capsys) -> None:
+    """``edgecam central fetch`` over the real API: the clip, then its best shots, each checked with the key
+    registered for the node; one changed on the node after signing is refused (custody), the clip still kept."""
+    from support.central import sqlite_url
+    from support.recorded import central_config, serve
+
+    from edge.central.custody import CustodyLog
+    from edge.central.evidence import EvidenceStore
+    from edge.cli import main
+
+    store, key = record_node(tmp_path / "node", best=True)
+    old = sorted(store.list_clips(), key=lambda c: c.start_ts)[0]
+    jpeg, box = best_jpeg("highway", 8.0, (0.1, 0.2, 0.5, 0.6))
+    store.add_best("a-late", "a", "cam", old.id, jpeg, box, 1.8e9 + 8, "car")
+    want = {oid: store.best.path(oid).read_bytes() for oid in ("a", "a-late")}
+    tampered = store.best.path("a-late")
+    tampered.write_bytes(_flip(want["a-late"]))  # changed on the node after it was signed
+    server = serve(store)
+    try:
+        cfg = central_config(tmp_path, sqlite_url(tmp_path))
+        assert main(["central", "register-node", "-c", str(cfg), "--node", "gate-node", "--pubkey", key.public_text(),
+                     "--api", server.url, "--token-file", str(tmp_path / "token")]) == 0
+        capsys.readouterr()
+        assert main(["central", "fetch", "-c", str(cfg), "--node", "gate-node", "--clip", old.id]) == 0
+        evidence_store = EvidenceStore.at(tmp_path / "evidence")
+        kept = evidence_store.best("gate-node", "a")
+        assert kept is not None and kept["clip"] == old.id and Path(kept["path"]).read_bytes() == want["a"]
+        assert evidence_store.best("gate-node", "a-late") is None
+        log = CustodyLog(tmp_path / "evidence" / "custody.db")
+        try:
+            [ok] = log.entries(f"gate-node/{old.id}/best/a")
+            [refused] = log.entries(f"gate-node/{old.id}/best/a-late")
+            assert log.verify() == []
+        finally:
+            log.close()
+        assert ok.action == "fetch" and "matches the clip's signed record and its own signed record" in ok.detail
+        assert refused.action == "fetch-failed" and "does not match the sha256 in its own signed record" in \
+            refused.detail
+        # retention at central removes the clip's best shots with it
+        assert evidence_store.remove("gate-node", old.id)
+        assert evidence_store.best("gate-node", "a") is None and not Path(kept["path"]).exists()
+    finally:
+        server.stop()
+        store.close()

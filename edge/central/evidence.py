@@ -3,8 +3,10 @@
 Layout under ``[evidence] path`` (every file written once, read-only after, by atomic link)::
 
     sha256/ab/<hex>.mp4          the clip exactly as the node signed it
-    sha256/ab/<hex>.meta.json    its META.json (record, signature, previous record, pubkey) as fetched
+    sha256/ab/<hex>.meta.json    its META.json (record, signature, previous record, pubkey, best shots) as fetched
+    sha256/ab/<hex>.jpg          a best shot of one of its objects, checked against its signed record(s)
     clips/<node>/<clip>.json     the index: {"node", "clip", "sha256", "stored_ts", "pubkey"}
+    best/<node>/<id>.json        a best shot's index entry: {"node", "best", "clip", "sha256", "stored_ts"}
 
 The store sits on ``ObjectStore`` (keys → immutable objects) so an S3-compatible backend can follow: it
 needs only "create if absent", "read" and "exists", which S3 gives with ``If-None-Match: *``.
@@ -201,15 +203,56 @@ class EvidenceStore:
         return h.hexdigest() == sha
 
     def remove(self, node: str, clip: str) -> bool:
-        """Retention's delete: the index entry, then the clip and meta unless another entry shares them."""
+        """Retention's delete: the index entry, then the clip and meta unless another entry shares them;
+        the clip's best shots go with it."""
         stored = self.get(node, clip)
         if stored is None:
             return False
+        try:
+            shots = [b for b in (self.meta(stored.sha256).get("best") or []) if isinstance(b, dict)]
+        except (OSError, ValueError):  # a meta already gone must not stop the clip's removal
+            shots = []
         self.objects.delete(f"clips/{node}/{clip}.json")
         if not any(e.sha256 == stored.sha256 for e in self.entries()):
             self.objects.delete(blob_key(stored.sha256, ".mp4"))
             self.objects.delete(blob_key(stored.sha256, ".meta.json"))
+        for shot in shots:
+            got = self.best(node, str(shot.get("id", "")))
+            if got is not None and got["clip"] == clip:
+                self.objects.delete(f"best/{node}/{got['best']}.json")
+                self.objects.delete(blob_key(got["sha256"], ".jpg"))
         return True
+
+    def add_best(self, node: str, best_id: str, clip: str, data: bytes) -> str:
+        """Keep a best shot the caller has checked against its signed record(s); its sha256. Never replaced."""
+        for what, value in (("node", node), ("best shot", best_id), ("clip", clip)):
+            if not _NAME.match(value):
+                raise EvidenceError(f"bad {what} id {value!r}")
+        sha = hashlib.sha256(data).hexdigest()
+        old = self.best(node, best_id)
+        if old is not None:
+            if old["sha256"] != sha:
+                raise EvidenceError(f"best shot {node}/{best_id} is already stored with sha256 {old['sha256']}")
+            return sha
+        fd, tmp = tempfile.mkstemp(prefix="edgecam-best-", suffix=".jpg")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self.objects.create(blob_key(sha, ".jpg"), Path(tmp))
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        self._create_json(f"best/{node}/{best_id}.json", {"node": node, "best": best_id, "clip": clip, "sha256": sha,
+                                                          "stored_ts": round(time.time(), 3)})
+        return sha
+
+    def best(self, node: str, best_id: str) -> dict[str, Any] | None:
+        """A stored best shot's index entry plus ``path`` (its JPEG, local backends), or None."""
+        key = f"best/{node}/{best_id}.json"
+        if not (_NAME.match(node) and _NAME.match(best_id)) or not self.objects.exists(key):
+            return None
+        with self.objects.open(key) as f:
+            entry = json.loads(f.read())
+        return {**entry, "path": self.objects.local_path(blob_key(entry["sha256"], ".jpg"))}
 
     def entries(self) -> Iterator[StoredClip]:
         root = self.objects.local_path("clips")

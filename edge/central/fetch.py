@@ -17,10 +17,13 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
+from http.client import HTTPException
 from pathlib import Path
 
 from ..api.client import NodeClient, pull_clip
-from ..clips.evidence import check_clip, parse_public_key
+from ..clips.bundle import best_ids
+from ..clips.evidence import check_best, check_clip, parse_public_key
 from ..errors import UserError
 from ..fsutil import write_atomic
 from .config import CentralConfig, load_central_config
@@ -28,6 +31,7 @@ from .custody import CustodyLog
 from .evidence import EvidenceStore, StoredClip
 
 RETRY_PAUSE = 1.0
+MAX_BEST = 8 << 20  # a best shot is a JPEG of at most 1280 px: anything this large is not one
 _RETRYABLE = ("cannot reach node", "connection lost", "partial file")
 
 
@@ -97,9 +101,43 @@ def fetch_pull(cfg: CentralConfig, node: dict, clip: str, wait: float, who: str,
         (staging / f"{clip}.meta.json").unlink(missing_ok=True)
         stored = accept_clip(store, log, node, clip, pulled.file, pulled.meta, who, address,
                              f"via pull from {node['api_url']}")
+        pull_best_shots(client, store, log, node, clip, pulled.meta, who, address)
         return stored, True
     finally:
         log.close()
+
+
+def pull_best_shots(client: NodeClient, store: EvidenceStore, log: CustodyLog, node: dict, clip: str, meta: dict,
+                    who: str, address: str) -> int:
+    """The clip's signed best shots (``bundle.best_ids``), each checked against the clip's signed record and its
+    own (``check_best``) with the key registered for the node; how many are kept. A shot that cannot be fetched
+    or does not verify is a custody entry and is not kept; the clip stays (it verified on its own)."""
+    name, kept = node["node"], 0
+    pub = parse_public_key(str(node.get("pubkey") or ""))
+    for best_id in best_ids(meta):
+        if store.best(name, best_id) is not None:
+            continue
+        subject = f"{name}/{clip}/best/{best_id}"
+        try:
+            with client.open(f"/api/v1/best/{best_id}.jpg") as resp:
+                data = resp.read(MAX_BEST + 1)
+        except (UserError, OSError, HTTPException) as err:
+            log.append(who, "fetch-failed", subject, address, f"best shot: {err}")
+            continue
+        checks = [c for c in check_best(clip, meta, pub, _only(best_id, data)) if f"best/{best_id}.jpg" in c.detail]
+        if len(data) > MAX_BEST or not checks or not all(c.ok for c in checks):
+            why = "; ".join(c.line() for c in checks if not c.ok) or f"over {MAX_BEST} bytes"
+            log.append(who, "fetch-failed", subject, address, f"best shot refused, not stored: {why}")
+            continue
+        sha = store.add_best(name, best_id, clip, data)
+        log.append(who, "fetch", subject, address, f"best shot: {checks[0].detail}; sha256 {sha}")
+        kept += 1
+    return kept
+
+
+def _only(best_id: str, data: bytes) -> Callable[[str], bytes | None]:
+    """``check_best``'s reader with one shot at hand."""
+    return lambda i: data if i == best_id else None
 
 
 def verify_against(node: dict, clip: str, file: Path, meta: dict) -> list[str]:
