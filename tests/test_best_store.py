@@ -133,6 +133,7 @@ def test_the_bundle_route_carries_every_signed_best_shot_and_one_altered_byte_fa
     with zipfile.ZipFile(good) as zf:
         names = set(zf.namelist())
         manifest = json.loads(zf.read("manifest.json"))
+        assert "best shots: best/a.jpg, best/a-late.jpg (each signed)" in zf.read("README.txt").decode()
         for oid in ("a", "b", "a-late"):
             assert zf.read(f"best/{oid}.jpg") == store.best.path(oid).read_bytes()
             assert f"best/{oid}.jpg" in manifest["files"]

@@ -77,8 +77,9 @@ def cover_sheet(node: str, metas: list[dict[str, Any]], exported_by: str, create
         "",
         f"Clips ({len(records)}):",
     ]
-    for r in records:
+    for meta, r in zip(metas, records, strict=True):
         ok = "synchronised" if r.get("time_ok") else "NOT synchronised"
+        shots = best_ids(meta)
         lines += [
             "",
             f"  {r.get('clip')}",
@@ -90,6 +91,8 @@ def cover_sheet(node: str, metas: list[dict[str, Any]], exported_by: str, create
             f"    sha256:   {r.get('sha256')}",
             f"    record:   seq {r.get('seq')} of the node's signed chain",
         ]
+        if shots:
+            lines.append(f"    best shots: {', '.join(f'best/{i}.jpg' for i in shots)} (each signed)")
     lines += [
         "",
         "How to check this bundle",
