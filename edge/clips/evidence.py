@@ -22,7 +22,12 @@ META.json (``ClipStore.meta(id)``, the LAN API's ``/clips/<id>/meta``)::
 
     {"format": "edgecam-clip-meta/1", "record": {...}, "signature": B64, "record_hash": HEX,
      "pubkey": "ed25519:B64", "prev": {"record": {...}, "signature": B64} | null,
-     "events": [event objects], "held": bool, "status": "ok" | "lost" | "expired"}
+     "events": [event objects], "held": bool, "status": "ok" | "lost" | "expired",
+     "best": [{id, object, camera, clip, ts, label, box, sha256, bytes, signed, record, signature}]}
+
+A record may carry ``"best": [{"id", "sha256"}]``: the clip's best shots that arrived while it was open.
+Every best shot also has its own signed record (``edge.clips.bestshots``, in the meta's ``best``), the only
+one for a shot that came after the clip was signed; ``check_best`` checks a JPEG against both.
 
 ``prev`` carries record N-1 so one clip's link can be checked alone.
 
@@ -38,6 +43,7 @@ API's ``POST /api/v1/bundle``; ``check_bundle`` is the one checker behind ``clip
     SHA256SUMS           for ``sha256sum -c``
     clips/ID.mp4         the clip as stored (streamed in, never held in memory)
     clips/ID.meta.json   its META.json
+    best/ID.jpg          its best shots that a signature covers (``check_best``)
 
 (``edge.clips.bundle`` writes it in one forward pass to a file or straight to an HTTP response.)
 """
