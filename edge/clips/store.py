@@ -649,6 +649,7 @@ class ClipStore:
             r = self._db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(held), 0)"
                                  " FROM clips WHERE status='ok'").fetchone()
         return {"clips": r[0], "bytes": r[1], "held": r[2], "lost": self._count("status='lost'"),
+                "best_bytes": self.best.total_bytes(),
                 "quarantined": self.quarantined,
                 "paused": self.paused, "pause_reason": self.pause_reason, "free_bytes": self.free_bytes()}
 

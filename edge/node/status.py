@@ -181,6 +181,7 @@ def stats_body(s: NodeStatus) -> dict[str, Any]:
         disk = {"used_bytes": s.disk.used, "free_bytes": s.disk.free, "total_bytes": s.disk.total}
     if s.clips is not None:
         disk["clips_bytes"] = int(s.clips.get("bytes", 0))
+        disk["best_bytes"] = int(s.clips.get("best_bytes", 0))
     return {
         "fps": {cam.name: round(cam.analysis.analysed / uptime, 2) for cam in s.cameras},
         "stage_ms": stage_ms,
