@@ -207,18 +207,15 @@ class Handlers:
         return web.Response(text=json.dumps(meta, indent=1, sort_keys=True), content_type="application/json")
 
     async def clip_thumb(self, request: web.Request) -> web.Response:
-        path = await self._call(self.catalog.thumbnail_path, self._clip_id(request))
-        if path is None:
-            raise _not_found()
-        try:
-            body = await self._call(_read_small, path)
-        except OSError:
-            raise _not_found() from None
-        return web.Response(body=body, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return await self._stored_jpeg(self.catalog.thumbnail_path, self._clip_id(request))
 
     async def best_shot(self, request: web.Request) -> web.Response:
         """One tracked object's best shot (the ``best`` of its ``end`` event): same auth and tickets as clips."""
-        path = await self._call(self.catalog.best_path, self._clip_id(request))
+        return await self._stored_jpeg(self.catalog.best_path, self._clip_id(request))
+
+    async def _stored_jpeg(self, locate: Callable[[str], Path | None], item_id: str) -> web.Response:
+        """A JPEG the store keeps (a thumbnail or a best shot): 404 when unknown or gone, cacheable when found."""
+        path = await self._call(locate, item_id)
         if path is None:
             raise _not_found()
         try:
