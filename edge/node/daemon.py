@@ -21,6 +21,7 @@ from ..signals import deferred
 from ..types import CameraState, Frame
 from . import build
 from .build import CameraRuntime, StartupError
+from .heap import TRIM_EVERY_S, Heap
 from .status import CameraStatus, ClockCache, DaemonView, NodeStatus, collect, stats_body
 
 if TYPE_CHECKING:
@@ -57,9 +58,11 @@ class Daemon:
         self.node_key: NodeKey | None = None
         self.config_path: str | Path | None = None  # set by `edgecam run`: SIGHUP re-reads [api] tokens from it
         self._reload = threading.Event()
+        self.heap = Heap()
 
     # ---- start -------------------------------------------------------------------------
     def start(self) -> None:
+        self.heap.cap_arenas()  # before any worker thread exists (edge/node/heap.py)
         for problem in unusable(self.cfg):  # what `edgecam check` fails on, said where the journal shows it
             log.error("config: %s", problem)
         for note in doubtful(self.cfg):
@@ -130,6 +133,7 @@ class Daemon:
     def supervise(self) -> int:
         interval = self.notifier.watchdog_interval() or 5.0
         next_ping = next_stats = next_progress = time.monotonic()
+        next_trim = next_ping + TRIM_EVERY_S
         while not self.stop_event.wait(0.25):
             now = time.monotonic()
             if self.cameras and all(c.done for c in self.cameras.values()):
@@ -145,6 +149,9 @@ class Daemon:
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY_S
                 self._log_progress()
+            if now >= next_trim:  # a few ms a minute; keeps RSS at the live size across faults (edge/node/heap.py)
+                next_trim = now + TRIM_EVERY_S
+                self.heap.trim()
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload_tokens()
