@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-from edge.node.heap import Heap
-
 
 def test_trim_counts_and_cap_is_two_in_a_fresh_process() -> None:
     code = ("from edge.node.heap import Heap\n"
