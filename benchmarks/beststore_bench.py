@@ -47,9 +47,9 @@ def run(n: int, jpeg: bytes) -> str:
         store = ClipStore(Path(d), NodeKey.load_or_create(Path(d) / "keys"), node="bench")
         c0, w0 = _cpu(), time.perf_counter()
         for i in range(n):
-            store.add_best(f"obj-{i}", f"obj-{i}", "cam", None, jpeg, (0.1, 0.1, 0.9, 0.9), 1.8e9 + i, "car")
+            store.writer.add_best(f"obj-{i}", f"obj-{i}", "cam", None, jpeg, (0.1, 0.1, 0.9, 0.9), 1.8e9 + i, "car")
         c1, w1 = _cpu(), time.perf_counter()
-        store.budget = type(store.budget)(max_bytes=10**12, max_age_s=86400.0, min_free_bytes=0)
+        store.keeper.budget = type(store.keeper.budget)(max_bytes=10**12, max_age_s=86400.0, min_free_bytes=0)
         for _ in range(20):
             store.enforce_retention()
         c2, w2 = _cpu(), time.perf_counter()

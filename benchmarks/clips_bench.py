@@ -40,7 +40,7 @@ def write_bytes() -> int:
 
 def _recorder(root: Path, info, pre_roll: float, lossless: bool) -> tuple[ClipStore, ClipRecorder]:
     store = ClipStore(root, NodeKey.load_or_create(root / "keys"), node="bench")
-    rec = ClipRecorder("cam", store, pre_roll, 5.0, 120.0, lossless=lossless)
+    rec = ClipRecorder("cam", store.writer, pre_roll, 5.0, 120.0, lossless=lossless)
     rec.start()
     rec.start_stream(info)
     return store, rec
@@ -115,7 +115,7 @@ def mode_record(source: Path) -> dict:
         rec.close(60)
         cpu = time.process_time() - cpu0
         written = write_bytes() - before
-        clips = store.list_clips()
+        clips = store.catalog.list_clips()
         seconds = sum(c.end_ts - c.start_ts for c in clips)
         clip_bytes = sum(c.bytes for c in clips)
         store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -22,3 +23,18 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def regular_file_in(folder: Path, path: Path) -> Path | None:
+    """``path`` resolved, when it is a regular file directly in ``folder`` (resolved); else None.
+
+    Symlinks are never followed: what a store serves is what it wrote, not what a link points at.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    resolved = Path(path).resolve()
+    if not stat.S_ISREG(st.st_mode) or resolved.parent != Path(folder).resolve():
+        return None
+    return resolved

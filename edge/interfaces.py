@@ -128,8 +128,12 @@ class EventSink(Protocol):
 class ClipWriter(Protocol):
     """What a clip recorder may do with the store: open, describe, finish, or give up a clip."""
 
-    paused: bool
-    pause_reason: str
+    @property
+    def paused(self) -> bool:
+        """Recording is paused (disk full): events still flow, clips are not opened."""
+
+    @property
+    def pause_reason(self) -> str: ...
 
     def begin(self, clip_id: str, camera: str, start_ts: float, time_ok: bool, continues: str | None) -> Path:
         """Index a clip being recorded; returns the path to write its fragments to."""

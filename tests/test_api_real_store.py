@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     store, key = record_node(tmp_path_factory.mktemp("node"), node="api-node")  # two real clips: car, bus
-    server = ApiServer(store, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
+    server = ApiServer(store.catalog, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
     server.start()
     yield server, store, key
     server.stop()
@@ -40,7 +40,7 @@ def test_list_download_range_and_hold_on_recorded_clips(served) -> None:
     listed = json.loads(body)
     assert len(listed) == 2 and {tuple(c["labels"]) for c in listed} == {("car",), ("bus",)}
     clip = listed[0]
-    data = store.file_path(clip["id"]).read_bytes()
+    data = store.catalog.file_path(clip["id"]).read_bytes()
     status, headers, body = request(server.port, f"/api/v1/clips/{clip['id']}.mp4")
     assert status == 200 and body == data
     assert hashlib.sha256(body).hexdigest() == clip["sha256"] and len(body) == clip["bytes"]
@@ -48,23 +48,23 @@ def test_list_download_range_and_hold_on_recorded_clips(served) -> None:
     assert status == 206 and body == data[100:1100]
     assert headers["content-range"] == f"bytes 100-1099/{len(data)}"
     assert request(server.port, f"/api/v1/clips/{clip['id']}/hold", method="POST")[0] in (200, 204)
-    assert store.get(clip["id"]).held
+    assert store.catalog.get(clip["id"]).held
     assert request(server.port, f"/api/v1/clips/{clip['id']}/hold", method="DELETE")[0] in (200, 204)
-    assert not store.get(clip["id"]).held
+    assert not store.catalog.get(clip["id"]).held
     assert request(server.port, "/api/v1/clips/nope.mp4")[0] == 404
     assert request(server.port, "/api/v1/clips", token="wrong")[0] == 401
 
 
 def test_pull_and_verify_with_the_cli(served, tmp_path: Path) -> None:
     server, store, key = served
-    ids = [c.id for c in store.list_clips()]
+    ids = [c.id for c in store.catalog.list_clips()]
     env = {"EDGECAM_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
     pull = subprocess.run([sys.executable, "-m", "edge", "clips", "pull", "--node", f"http://127.0.0.1:{server.port}",
                            *ids, "-o", str(tmp_path), "--bundle", str(tmp_path / "bundle.zip")],
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert pull.returncode == 0, pull.stderr
     for clip_id in ids:
-        assert (tmp_path / f"{clip_id}.mp4").read_bytes() == store.file_path(clip_id).read_bytes()
+        assert (tmp_path / f"{clip_id}.mp4").read_bytes() == store.catalog.file_path(clip_id).read_bytes()
         verify = subprocess.run([sys.executable, "-m", "edge", "clips", "verify", str(tmp_path / f"{clip_id}.mp4"),
                                  "--meta", str(tmp_path / f"{clip_id}.meta.json"), "--pubkey", key.public_text()],
                                 capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -85,19 +85,19 @@ def test_every_end_names_a_stored_signed_best_shot_of_the_object(ran) -> None:
     assert stats.stored == len(ends) and stats.store_failed == 0 and stats.dropped == 0
     assert stats.encoded <= stats.offered and stats.offered < 6 * len(ends) * 8  # bounded: ~2 a second a track
     for end in ends:
-        shot = store.best.get(end.best)
+        shot = store.index.best.get(end.best)
         assert shot is not None and shot["object"] == end.id and shot["clip"] == end.clip
-        data = Path(store.best_path(end.best)).read_bytes()
+        data = Path(store.catalog.best_path(end.best)).read_bytes()
         assert hashlib.sha256(data).hexdigest() == shot["sha256"] and len(data) == shot["bytes"]
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         assert image is not None and min(image.shape[:2]) >= 16
         x1, y1, x2, y2 = shot["box"]
         assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1 and (x2 - x1) * (y2 - y1) > 0.3  # the object fills it
         # signed with its clip: the clip's record lists it, and the record verifies
-        meta = store.meta(end.clip)
+        meta = store.catalog.meta(end.clip)
         assert {"id": end.best, "sha256": shot["sha256"]} in meta["record"]["best"]
         assert shot["signed"] and [b["id"] for b in meta["best"]].count(end.best) == 1
-        clip = store.file_path(end.clip).read_bytes()
+        clip = store.catalog.file_path(end.clip).read_bytes()
         pub = evidence.NodeKey.load_or_create(store.root / "keys").public_key()
         checks = evidence.check_clip(clip, meta, pub)
         assert all(c.ok for c in checks), [c.line() for c in checks]
@@ -115,12 +115,12 @@ def test_the_end_payload_carries_best_and_stays_small(ran) -> None:
 def test_the_api_serves_best_shots_with_the_clip_rules(ran) -> None:
     events, store, _daemon = ran
     best = next(e.best for e in events if e.type is EventType.END)
-    server = ApiServer(store, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
+    server = ApiServer(store.catalog, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
     server.start()
     try:
         status, headers, body = request(server.port, f"/api/v1/best/{best}.jpg")
         assert status == 200 and headers["content-type"] == "image/jpeg"
-        assert body == Path(store.best_path(best)).read_bytes()
+        assert body == Path(store.catalog.best_path(best)).read_bytes()
         assert request(server.port, f"/api/v1/best/{best}.jpg", token=None)[0] == 401
         assert request(server.port, f"/api/v1/best/{best}.jpg", token="wrong")[0] == 401
         for bad in ("nope", "..%2f..%2fclips.db", "a" * 300, "%00"):
@@ -131,7 +131,7 @@ def test_the_api_serves_best_shots_with_the_clip_rules(ran) -> None:
         url = json.loads(body)["url"]
         status, _h, body = request(server.port, url, token=None)
         assert status == 200 and body[:2] == b"\xff\xd8"
-        meta = json.loads(request(server.port, f"/api/v1/clips/{store.best.get(best)['clip']}/meta")[2])
+        meta = json.loads(request(server.port, f"/api/v1/clips/{store.index.best.get(best)['clip']}/meta")[2])
         assert best in [b["id"] for b in meta["best"]]
     finally:
         server.stop()
@@ -141,24 +141,24 @@ def test_retention_deletes_best_shots_with_their_clip_and_clipless_ones_age_out(
     from support.recorded import record_node
 
     store, _key = record_node(tmp_path / "node")
-    clips = sorted(store.list_clips(), key=lambda c: c.start_ts)  # oldest first
+    clips = sorted(store.catalog.list_clips(), key=lambda c: c.start_ts)  # oldest first
     jpeg = cv2.imencode(".jpg", np.full((40, 60, 3), 128, np.uint8))[1].tobytes()
-    with_clip = store.add_best("obj-a", "obj-a", "cam", clips[0].id, jpeg, (0.1, 0.1, 0.9, 0.9), 1.8e9, "car")
-    alone = store.add_best("obj-x", "obj-x", "cam", None, jpeg, (0.1, 0.1, 0.9, 0.9), 1.8e9, "person")
+    with_clip = store.writer.add_best("obj-a", "obj-a", "cam", clips[0].id, jpeg, (0.1, 0.1, 0.9, 0.9), 1.8e9, "car")
+    alone = store.writer.add_best("obj-x", "obj-x", "cam", None, jpeg, (0.1, 0.1, 0.9, 0.9), 1.8e9, "person")
     assert with_clip == alone == hashlib.sha256(jpeg).hexdigest()
-    assert store.add_best("../evil", "o", "cam", None, jpeg, (0, 0, 1, 1), 0.0, "car") is None
-    assert store.best_path("obj-a") is not None and store.best_path("obj-x") is not None
+    assert store.writer.add_best("../evil", "o", "cam", None, jpeg, (0, 0, 1, 1), 0.0, "car") is None
+    assert store.catalog.best_path("obj-a") is not None and store.catalog.best_path("obj-x") is not None
     # a byte budget that fits one clip: the oldest goes, and its best shot with it
-    store.budget = type(store.budget)(max_bytes=clips[-1].bytes + 1, max_age_s=0, min_free_bytes=0)
+    store.keeper.budget = type(store.keeper.budget)(max_bytes=clips[-1].bytes + 1, max_age_s=0, min_free_bytes=0)
     removed = store.enforce_retention()
     assert clips[0].id in removed
-    assert store.best.get("obj-a") is None and not store.best.path("obj-a").exists()
-    assert store.best.get("obj-x") is not None  # clip-less: only age removes it
-    store.budget = type(store.budget)(max_bytes=0, max_age_s=1e-6, min_free_bytes=0)
-    store.age_clock.ageing_allowed = lambda: (True, "")  # type: ignore[method-assign]
+    assert store.index.best.get("obj-a") is None and not store.index.best.path("obj-a").exists()
+    assert store.index.best.get("obj-x") is not None  # clip-less: only age removes it
+    store.keeper.budget = type(store.keeper.budget)(max_bytes=0, max_age_s=1e-6, min_free_bytes=0)
+    store.index.age_clock.ageing_allowed = lambda: (True, "")  # type: ignore[method-assign]
     time.sleep(0.01)
     store.enforce_retention()
-    assert store.best.get("obj-x") is None and not store.best.path("obj-x").exists()
+    assert store.index.best.get("obj-x") is None and not store.index.best.path("obj-x").exists()
     store.close()
 
 
@@ -224,9 +224,10 @@ def test_the_page_shows_each_clip_by_its_best_shot_with_the_box(ran, tmp_path: P
         pytest.skip("chromium not installed (/usr/bin/chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     _events, store, _daemon = ran
-    with_best = {cid for cid, shots in store.best_by_clip([c.id for c in store.list_clips()]).items() if shots}
+    ids = [c.id for c in store.catalog.list_clips()]
+    with_best = {cid for cid, shots in store.catalog.best_by_clip(ids).items() if shots}
     assert with_best
-    server = ApiServer(store, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
+    server = ApiServer(store.catalog, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
     server.start()
     try:
         with sync_api.sync_playwright() as p:
@@ -280,8 +281,8 @@ def test_evidence_bundles_carry_the_best_shots_and_one_altered_byte_fails(ran, t
 
     events, store, _daemon = ran
     clip = next(e.clip for e in events if e.type is EventType.END and e.clip)
-    shots = store.meta(clip)["record"]["best"]
-    server = ApiServer(store, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
+    shots = store.catalog.meta(clip)["record"]["best"]
+    server = ApiServer(store.catalog, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
     server.start()
     try:
         status, _h, body = post(server.port, "/api/v1/bundle", json.dumps({"ids": [clip]}).encode())

@@ -28,6 +28,7 @@ from edge.api.auth import hash_line
 from edge.api.server import ApiServer
 from edge.clips import evidence
 from edge.clips.evidence import check_best, check_clip, record_hash, verify_bundle
+from edge.clips.retention import Budget
 from edge.clips.store import ClipStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +40,11 @@ def node(tmp_path_factory):
     late best shot ("a-late", for clip a) added after every clip was signed; the LAN API over the store."""
     root = tmp_path_factory.mktemp("bestnode")
     store, key = record_node(root, node="best-node", best=True)
-    clips = sorted(store.list_clips(), key=lambda c: c.start_ts)
+    clips = sorted(store.catalog.list_clips(), key=lambda c: c.start_ts)
     jpeg, box = best_jpeg("highway", 8.0, (0.1, 0.2, 0.5, 0.6))
-    assert store.add_best("a-late", "a", "cam", clips[0].id, jpeg, box, 1.8e9 + 8, "car") == \
+    assert store.writer.add_best("a-late", "a", "cam", clips[0].id, jpeg, box, 1.8e9 + 8, "car") == \
         hashlib.sha256(jpeg).hexdigest()
-    server = ApiServer(store, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
+    server = ApiServer(store.catalog, StillView({}), "127.0.0.1", 0, [hash_line(TOKEN, "tech")])
     server.start()
     yield store, key, clips, server
     server.stop()
@@ -51,7 +52,8 @@ def node(tmp_path_factory):
 
 
 def _reader(store: ClipStore):
-    return lambda best_id: store.best.path(best_id).read_bytes() if store.best.path(best_id).is_file() else None
+    best = store.index.best
+    return lambda best_id: best.path(best_id).read_bytes() if best.path(best_id).is_file() else None
 
 
 def test_a_best_shot_added_while_its_clip_is_open_is_signed_in_the_clip_record(node) -> None:
@@ -59,11 +61,11 @@ def test_a_best_shot_added_while_its_clip_is_open_is_signed_in_the_clip_record(n
     pub = key.public_key()
     first = None
     for clip, oid in zip(clips, ("a", "b"), strict=True):
-        meta = store.meta(clip.id)
-        jpeg = store.best.path(oid).read_bytes()
+        meta = store.catalog.meta(clip.id)
+        jpeg = store.index.best.path(oid).read_bytes()
         sha = hashlib.sha256(jpeg).hexdigest()
         assert meta["record"]["best"] == [{"id": oid, "sha256": sha}]  # inside what the clip's signature covers
-        assert all(c.ok for c in check_clip(store.file_path(clip.id).read_bytes(), meta, pub))
+        assert all(c.ok for c in check_clip(store.catalog.file_path(clip.id).read_bytes(), meta, pub))
         shot = next(b for b in meta["best"] if b["id"] == oid)
         assert shot["signed"] and shot["object"] == oid and shot["sha256"] == sha and shot["bytes"] == len(jpeg)
         assert shot["label"] == ("car" if oid == "a" else "bus") and len(shot["box"]) == 4
@@ -74,7 +76,7 @@ def test_a_best_shot_added_while_its_clip_is_open_is_signed_in_the_clip_record(n
             ("best", oid, clip.id, sha, "best-node")
         assert rec["after"] == (None if first is None else {"seq": first["seq"], "hash": record_hash(first)})
         first = meta["record"]
-        on_disk = json.loads(store.best.record_path(oid).read_bytes())
+        on_disk = json.loads(store.index.best.record_path(oid).read_bytes())
         assert on_disk["record"] == rec and on_disk["signature"] == shot["signature"]
         checks = check_best(clip.id, meta, pub, _reader(store))
         mine = [c for c in checks if f"best/{oid}.jpg" in c.detail]
@@ -83,11 +85,11 @@ def test_a_best_shot_added_while_its_clip_is_open_is_signed_in_the_clip_record(n
 
 def test_a_best_shot_after_the_clip_was_signed_is_covered_by_its_own_record(node) -> None:
     store, key, clips, _server = node
-    meta = store.meta(clips[0].id)
+    meta = store.catalog.meta(clips[0].id)
     assert "a-late" not in [b["id"] for b in meta["record"]["best"]]  # the clip was signed before it came
     late = next(b for b in meta["best"] if b["id"] == "a-late")
     assert late["signed"] is False and late["record"]["clip"] == clips[0].id
-    newest = store.meta(clips[1].id)["record"]
+    newest = store.catalog.meta(clips[1].id)["record"]
     assert late["record"]["after"] == {"seq": newest["seq"], "hash": record_hash(newest)}  # signed after it
     checks = {c.detail: c.ok for c in check_best(clips[0].id, meta, key.public_key(), _reader(store))}
     assert checks == {f"{clips[0].id}: best/a.jpg matches the clip's signed record and its own signed record": True,
@@ -100,7 +102,7 @@ def test_a_best_shot_after_the_clip_was_signed_is_covered_by_its_own_record(node
     # a record lifted from another clip's best shot does not cover this one
     other = json.loads(json.dumps(meta))
     shot = next(b for b in other["best"] if b["id"] == "a-late")
-    b_shot = next(b for b in store.meta(clips[1].id)["best"] if b["id"] == "b")
+    b_shot = next(b for b in store.catalog.meta(clips[1].id)["best"] if b["id"] == "b")
     shot["record"], shot["signature"] = b_shot["record"], b_shot["signature"]
     assert not all(c.ok for c in check_best(clips[0].id, other, key.public_key(), _reader(store)))
 
@@ -135,7 +137,7 @@ def test_the_bundle_route_carries_every_signed_best_shot_and_one_altered_byte_fa
         manifest = json.loads(zf.read("manifest.json"))
         assert "best shots: best/a.jpg, best/a-late.jpg (each signed)" in zf.read("README.txt").decode()
         for oid in ("a", "b", "a-late"):
-            assert zf.read(f"best/{oid}.jpg") == store.best.path(oid).read_bytes()
+            assert zf.read(f"best/{oid}.jpg") == store.index.best.path(oid).read_bytes()
             assert f"best/{oid}.jpg" in manifest["files"]
     assert {n for n in names if n.startswith("best/")} == {"best/a.jpg", "best/b.jpg", "best/a-late.jpg"}
     assert verify_bundle(good, key.public_text()) == []
@@ -149,7 +151,7 @@ def test_the_bundle_route_carries_every_signed_best_shot_and_one_altered_byte_fa
     extra = tmp_path / "extra.zip"
     shutil.copy(good, extra)
     with zipfile.ZipFile(extra, "a") as zf:
-        zf.writestr("best/planted.jpg", store.best.path("a").read_bytes())
+        zf.writestr("best/planted.jpg", store.index.best.path("a").read_bytes())
     assert "best: FAIL: best/planted.jpg belongs to no clip's signed record in this bundle" in verify_bundle(extra)
 
 
@@ -162,7 +164,7 @@ def test_pull_bundle_and_verify_one_clip_with_its_best_shots_beside_it(node, tmp
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert pull.returncode == 0, pull.stderr
     for oid in ("a", "a-late"):
-        assert (tmp_path / f"{oid}.best.jpg").read_bytes() == store.best.path(oid).read_bytes()
+        assert (tmp_path / f"{oid}.best.jpg").read_bytes() == store.index.best.path(oid).read_bytes()
 
     def verify() -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "edge", "clips", "verify", str(tmp_path / f"{cid}.mp4"),
@@ -182,7 +184,7 @@ def test_get_best_uses_the_clip_rules_and_survives_hostile_ids(node) -> None:
     for oid in ("a", "a-late"):
         status, headers, body = request(server.port, f"/api/v1/best/{oid}.jpg")
         assert status == 200 and headers["content-type"] == "image/jpeg"
-        assert body == store.best.path(oid).read_bytes()
+        assert body == store.index.best.path(oid).read_bytes()
     assert request(server.port, "/api/v1/best/a.jpg", token=None)[0] == 401
     hostile = ["nope", "..%2fclips", "..%2F..%2Fclips.db", "%2e%2e", ".a", "a" * 129, "a" * 5000, "%00", "a%00",
                "a%2f..%2fb", "%ff%fe", "a.jpg%3f", "~root", "a%20b", "%C3%A9", "-" * 3, "best-node.json"]
@@ -196,7 +198,7 @@ def test_get_best_uses_the_clip_rules_and_survives_hostile_ids(node) -> None:
     assert set(listed) == {"a", "a-late"}
     for oid, b in listed.items():
         assert {"id", "object", "label", "sha256", "box", "signed", "record", "signature"} <= set(b)
-        assert b["sha256"] == hashlib.sha256(store.best.path(oid).read_bytes()).hexdigest()
+        assert b["sha256"] == hashlib.sha256(store.index.best.path(oid).read_bytes()).hexdigest()
     rows = json.loads(request(server.port, "/api/v1/clips")[2])
     assert {r["id"]: [b["id"] for b in r["best"]] for r in rows} == {clips[0].id: ["a", "a-late"], clips[1].id: ["b"]}
 
@@ -204,17 +206,17 @@ def test_get_best_uses_the_clip_rules_and_survives_hostile_ids(node) -> None:
 def test_retention_counts_best_shot_bytes_and_deletes_them_with_their_clip(tmp_path: Path) -> None:
     store, _key = record_node(tmp_path / "node", best=True)
     try:
-        old, new = sorted(store.list_clips(), key=lambda c: c.start_ts)
-        shots = store.best.total_bytes()
+        old, new = sorted(store.catalog.list_clips(), key=lambda c: c.start_ts)
+        shots = store.index.best.total_bytes()
         assert shots > 1000 and store.stats()["best_bytes"] == shots == sum(
-            p.stat().st_size for p in store.best.dir.glob("*.jpg"))
+            p.stat().st_size for p in store.index.best.dir.glob("*.jpg"))
         # both clips fit without their best shots, not with them: the oldest clip goes, its best shot with it
-        store.budget = type(store.budget)(max_bytes=old.bytes + new.bytes + 1, max_age_s=0, min_free_bytes=0)
+        store.keeper.budget = Budget(max_bytes=old.bytes + new.bytes + 1, max_age_s=0, min_free_bytes=0)
         assert store.enforce_retention() == [old.id]
-        assert store.best.get("a") is None and not store.best.path("a").exists()
-        assert not store.best.record_path("a").exists()
-        assert store.best.get("b") is not None and store.best.path("b").exists()
-        assert store.best.total_bytes() == store.best.get("b")["bytes"]
+        assert store.index.best.get("a") is None and not store.index.best.path("a").exists()
+        assert not store.index.best.record_path("a").exists()
+        assert store.index.best.get("b") is not None and store.index.best.path("b").exists()
+        assert store.index.best.total_bytes() == store.index.best.get("b")["bytes"]
     finally:
         store.close()
 
@@ -222,31 +224,31 @@ def test_retention_counts_best_shot_bytes_and_deletes_them_with_their_clip(tmp_p
 def test_clipless_and_orphaned_best_shots_age_out_and_count_against_the_byte_limit(tmp_path: Path) -> None:
     store, _key = record_node(tmp_path / "node", best=True)
     try:
-        old, new = sorted(store.list_clips(), key=lambda c: c.start_ts)
+        old, new = sorted(store.catalog.list_clips(), key=lambda c: c.start_ts)
         jpeg, box = best_jpeg("highway", 12.0)
-        store.add_best("alone-1", "alone-1", "cam2", None, jpeg, box, 1.8e9 + 30, "person")
-        assert store.best.get("alone-1")["record"]["clip"] is None  # signed on its own: there is no clip
-        store.hold(new.id)
+        store.writer.add_best("alone-1", "alone-1", "cam2", None, jpeg, box, 1.8e9 + 30, "person")
+        assert store.index.best.get("alone-1")["record"]["clip"] is None  # signed on its own: there is no clip
+        store.catalog.hold(new.id)
         # the old clip goes by age; a best shot arriving for it afterwards has no clip to go with
-        store.budget = type(store.budget)(max_bytes=0, max_age_s=1e-6, min_free_bytes=0)
+        store.keeper.budget = type(store.keeper.budget)(max_bytes=0, max_age_s=1e-6, min_free_bytes=0)
         time.sleep(0.01)
-        store.age_clock.ageing_allowed = lambda: (False, "test: clock not synchronised")  # type: ignore[method-assign]
-        assert store.enforce_retention() == [] and store.best.get("alone-1") is not None  # age is withheld
-        store.age_clock.ageing_allowed = lambda: (True, "")  # type: ignore[method-assign]
+        store.index.age_clock.ageing_allowed = lambda: (False, "test: clock not synchronised")  # type: ignore[method-assign]
+        assert store.enforce_retention() == [] and store.index.best.get("alone-1") is not None  # age is withheld
+        store.index.age_clock.ageing_allowed = lambda: (True, "")  # type: ignore[method-assign]
         assert store.enforce_retention() == [old.id]
-        assert store.best.get("alone-1") is None and not store.best.path("alone-1").exists()
-        store.add_best("a-orphan", "a", "cam", old.id, jpeg, box, 1.8e9 + 9, "car")
-        assert store.best.get("a-orphan") is not None
+        assert store.index.best.get("alone-1") is None and not store.index.best.path("alone-1").exists()
+        store.writer.add_best("a-orphan", "a", "cam", old.id, jpeg, box, 1.8e9 + 9, "car")
+        assert store.index.best.get("a-orphan") is not None
         time.sleep(0.01)
         store.enforce_retention()
-        assert store.best.get("a-orphan") is None and not store.best.path("a-orphan").exists()
-        assert store.best.get("b") is not None  # its clip is held: kept with it
+        assert store.index.best.get("a-orphan") is None and not store.index.best.path("a-orphan").exists()
+        assert store.index.best.get("b") is not None  # its clip is held: kept with it
         # no age limit and the clock withheld: bytes alone still remove a clip-less shot (the held clip stays)
-        store.add_best("alone-2", "alone-2", "cam2", None, jpeg, box, 1.8e9 + 40, "person")
-        store.age_clock.ageing_allowed = lambda: (False, "test")  # type: ignore[method-assign]
-        store.budget = type(store.budget)(max_bytes=1, max_age_s=0, min_free_bytes=0)
+        store.writer.add_best("alone-2", "alone-2", "cam2", None, jpeg, box, 1.8e9 + 40, "person")
+        store.index.age_clock.ageing_allowed = lambda: (False, "test")  # type: ignore[method-assign]
+        store.keeper.budget = type(store.keeper.budget)(max_bytes=1, max_age_s=0, min_free_bytes=0)
         store.enforce_retention()
-        assert store.best.get("alone-2") is None and store.get(new.id) is not None
+        assert store.index.best.get("alone-2") is None and store.catalog.get(new.id) is not None
     finally:
         store.close()
 
@@ -254,7 +256,7 @@ def test_clipless_and_orphaned_best_shots_age_out_and_count_against_the_byte_lim
 def test_a_lost_index_re_indexes_best_shots_from_their_signed_records(tmp_path: Path) -> None:
     root = tmp_path / "node"
     store, key = record_node(root, best=True)
-    old = sorted(store.list_clips(), key=lambda c: c.start_ts)[0]
+    old = sorted(store.catalog.list_clips(), key=lambda c: c.start_ts)[0]
     store.close()
     for suffix in ("", "-wal", "-shm"):
         (root / f"clips.db{suffix}").unlink(missing_ok=True)
@@ -267,13 +269,13 @@ def test_a_lost_index_re_indexes_best_shots_from_their_signed_records(tmp_path: 
         counts = store.recover()
         assert counts["rebuilt"] == 2 and counts["best_rebuilt"] == 1
         assert counts["best_quarantined"] == 4  # b.jpg + b.json, stray.jpg, orphan.json
-        got = store.best.get("a")
+        got = store.index.best.get("a")
         assert got is not None and got["clip"] == old.id and got["signed"]  # the clip's record lists it
-        assert store.best.get("b") is None and not b.exists()
+        assert store.index.best.get("b") is None and not b.exists()
         assert sorted(p.name for p in (root / "quarantine").iterdir()) == ["b.jpg", "b.json", "orphan.json",
                                                                          "stray.jpg"]
-        store.best.path("a").unlink()  # a row whose file went: removed at the next start
-        assert store.recover()["best_removed"] == 1 and store.best.get("a") is None
+        store.index.best.path("a").unlink()  # a row whose file went: removed at the next start
+        assert store.recover()["best_removed"] == 1 and store.index.best.get("a") is None
     finally:
         store.close()
 
@@ -327,11 +329,11 @@ def test_central_pull_keeps_the_clips_signed_best_shots_and_refuses_an_altered_o
     from edge.cli import main
 
     store, key = record_node(tmp_path / "node", best=True)
-    old = sorted(store.list_clips(), key=lambda c: c.start_ts)[0]
+    old = sorted(store.catalog.list_clips(), key=lambda c: c.start_ts)[0]
     jpeg, box = best_jpeg("highway", 8.0, (0.1, 0.2, 0.5, 0.6))
-    store.add_best("a-late", "a", "cam", old.id, jpeg, box, 1.8e9 + 8, "car")
-    want = {oid: store.best.path(oid).read_bytes() for oid in ("a", "a-late")}
-    tampered = store.best.path("a-late")
+    store.writer.add_best("a-late", "a", "cam", old.id, jpeg, box, 1.8e9 + 8, "car")
+    want = {oid: store.index.best.path(oid).read_bytes() for oid in ("a", "a-late")}
+    tampered = store.index.best.path("a-late")
     tampered.write_bytes(_flip(want["a-late"]))  # changed on the node after it was signed
     server = serve(store)
     try:

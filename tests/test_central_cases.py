@@ -30,7 +30,7 @@ def exported(tmp_path_factory):
         assert main(["central", "register-node", "-c", str(cfg), "--node", "gate-node", "--pubkey", key.public_text(),
                      "--api", server.url, "--token-file", str(tmp / "token")]) == 0
         assert main(["central", "case", "new", CASE, "-c", str(cfg), "--notes", "burglary, rue des Lilas"]) == 0
-        ids = [c.id for c in store.list_clips()]
+        ids = [c.id for c in store.catalog.list_clips()]
         for cid in ids:
             assert main(["central", "case", "add", CASE, "-c", str(cfg), "--node", "gate-node", "--clip", cid]) == 0
         assert main(["central", "case", "add", CASE, "-c", str(cfg), "--node", "gate-node", "--clip", ids[0]]) == 0
@@ -46,7 +46,7 @@ def test_export_holds_clips_keys_custody_and_cover_and_verifies(exported, capsys
     with zipfile.ZipFile(tmp / "case.zip") as zf:
         names = set(zf.namelist())
         for cid in ids:
-            assert zf.read(f"clips/gate-node/{cid}.mp4") == store.file_path(cid).read_bytes()
+            assert zf.read(f"clips/gate-node/{cid}.mp4") == store.catalog.file_path(cid).read_bytes()
         assert zf.read("keys/gate-node.pub").decode().strip() == key.public_text()
         doc = json.loads(zf.read("case.json"))
         custody = json.loads(zf.read("custody.json"))
@@ -102,7 +102,7 @@ def test_an_added_member_fails_verify(exported, tmp_path: Path, capsys) -> None:
 def test_open_case_holds_its_clips_and_refuses_bad_names(exported, capsys) -> None:
     tmp, cfg, store, _key, ids = exported
     book = CaseBook(tmp / "evidence" / "cases.db")
-    assert book.held_shas() == {c.sha256 for c in store.list_clips()}
+    assert book.held_shas() == {c.sha256 for c in store.catalog.list_clips()}
     assert main(["central", "case", "new", CASE, "-c", str(cfg)]) == 1
     assert "exists already" in capsys.readouterr().err
     assert main(["central", "case", "new", "../x", "-c", str(cfg)]) == 1

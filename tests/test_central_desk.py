@@ -26,7 +26,7 @@ def desk(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("central")
     store, key = record_node(tmp_path_factory.mktemp("node"))
     node = serve(store)
-    clips = [(c.id, c.start_ts) for c in store.list_clips()]
+    clips = [(c.id, c.start_ts) for c in store.catalog.list_clips()]
     cfg = make_central(tmp, sqlite_url(tmp), node.url, key.public_text(), clips)
     server = start_desk(cfg)
     yield server, cfg, tmp, store
@@ -64,7 +64,7 @@ def test_state_changes_need_same_origin_and_csrf(desk) -> None:
     server, _cfg, tmp, store = desk
     c = Client(server.port)
     assert c.sign_in("ines") == 200
-    clip = store.list_clips()[0].id
+    clip = store.catalog.list_clips()[0].id
     body = {"node": "gate-node", "clip": clip}
     status, _h, out = c.call("POST", "/api/fetches", body, {"Origin": "http://evil.example"})
     assert status == 403 and b"cross-site" in out
@@ -83,7 +83,7 @@ def test_viewer_gets_403_on_fetch_cases_and_export(desk) -> None:
     v = Client(server.port)
     assert v.sign_in("victor") == 200
     assert v.call("GET", "/api/search")[0] == 200
-    assert v.call("POST", "/api/fetches", {"node": "gate-node", "clip": store.list_clips()[0].id})[0] == 403
+    assert v.call("POST", "/api/fetches", {"node": "gate-node", "clip": store.catalog.list_clips()[0].id})[0] == 403
     assert v.call("POST", "/api/cases", {"name": "K-1"})[0] == 403
     assert v.call("POST", "/api/cases/K-1/export")[0] == 403
     assert v.call("GET", "/api/cases")[0] == 403
@@ -94,7 +94,7 @@ def test_fetch_by_pull_then_watch_with_range_then_case_export_verifies(desk, tmp
     c = Client(server.port)
     assert c.sign_in("ines") == 200
     rows = json.loads(c.call("GET", "/api/search")[2])["rows"]
-    clip = store.list_clips()[0]
+    clip = store.catalog.list_clips()[0]
     [row] = [r for r in rows if r["clip"] == clip.id]
     assert row["stored"] is False
     status, _h, out = c.call("POST", "/api/fetches", {"node": "gate-node", "clip": clip.id})
@@ -107,7 +107,7 @@ def test_fetch_by_pull_then_watch_with_range_then_case_export_verifies(desk, tmp
             break
         time.sleep(0.1)
     assert req["state"] == "verified" and req["sha256"] == clip.sha256, req
-    data = store.file_path(clip.id).read_bytes()
+    data = store.catalog.file_path(clip.id).read_bytes()
     assert c.call("GET", f"/api/clips/gate-node/{clip.id}.mp4")[2] == data
     status, headers, body = c.call("GET", f"/api/clips/gate-node/{clip.id}.mp4", extra={"Range": "bytes=1000-1999"})
     assert status == 206 and body == data[1000:2000] and headers["content-type"] == "video/mp4"

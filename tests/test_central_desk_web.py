@@ -37,7 +37,7 @@ def desk(tmp_path_factory):
     yard_root = tmp_path_factory.mktemp("yard")
     yard, yard_key = record_node(yard_root, node="yard-node", video="road")
     node = serve(store)
-    clips = [(c.id, c.start_ts) for c in store.list_clips()]
+    clips = [(c.id, c.start_ts) for c in store.catalog.list_clips()]
     cfg = make_central(tmp, sqlite_url(tmp), node.url, key.public_text(), clips)
     port = free_port()
     cfg.write_text(cfg.read_text() + f'\n[mqtt]\nport = {broker.port}\nclient_id = "desk-web-test"\n'
@@ -45,12 +45,12 @@ def desk(tmp_path_factory):
     assert main(["central", "register-node", "-c", str(cfg), "--node", "yard-node", "--pubkey",
                  yard_key.public_text()]) == 0  # no --api: central cannot reach it
     rows = [parse_event("yard-node", event("yard-node", 1, clip=c.id, ts=c.start_ts, label="truck", camera="yard"))
-            for c in yard.list_clips()[:1]]
+            for c in yard.catalog.list_clips()[:1]]
     with Store(sqlite_url(tmp)) as db:
         db.write_batch(rows, [], [])
     assert main(["central", "init", "-c", str(cfg)]) == 0
     central_pub = (tmp / "evidence" / "keys" / "central.ed25519.pub").read_text().strip()
-    handler = RequestHandler("yard-node", central_pub, yard, yard_root,
+    handler = RequestHandler("yard-node", central_pub, yard.catalog, yard_root,
                              MqttSettings(port=broker.port, client_id="edgecam-yard-node", reconnect_min=0.2))
     handler.start()
     server = start_desk(cfg, port)
@@ -105,7 +105,7 @@ class Desk:
 @pytest.mark.browser
 def test_investigator_fetches_watches_seeks_and_exports_a_case(browser, desk, tmp_path: Path) -> None:
     server, store, _yard = desk
-    clip = store.list_clips()[0]
+    clip = store.catalog.list_clips()[0]
     d = Desk(browser, server.url, DESKTOP, "desktop")
     page = d.page
     d.shot("1-signin")
@@ -148,7 +148,7 @@ def test_investigator_fetches_watches_seeks_and_exports_a_case(browser, desk, tm
 @pytest.mark.browser
 def test_fetch_by_push_from_a_node_central_cannot_reach_then_watch(browser, desk) -> None:
     server, _store, yard = desk
-    clip = yard.list_clips()[0]
+    clip = yard.catalog.list_clips()[0]
     d = Desk(browser, server.url, DESKTOP, "push")
     page = d.page
     d.sign_in("ines")
@@ -176,7 +176,7 @@ def test_viewer_sees_no_fetch_and_gets_403(browser, desk) -> None:
         const post = (path, body) => fetch(path, { method: 'POST', headers: { 'X-CSRF-Token': me.csrf,
             'Content-Type': 'application/json' }, body: JSON.stringify(body) }).then(r => r.status);
         return [await post('/api/fetches', { node: 'gate-node', clip }), await post('/api/cases/x/export', {})]; }""",
-                        store.list_clips()[1].id)
+                        store.catalog.list_clips()[1].id)
     assert got == [403, 403]
     d.shot("1-search")
     d.close()
@@ -191,16 +191,16 @@ def test_search_rows_show_the_nodes_thumbnails_and_a_placeholder_for_an_unreacha
     d.sign_in("victor")
     page = d.page
     page.wait_for_function("() => document.querySelectorAll('#results .row').length === 3")
-    for clip in store.list_clips():
+    for clip in store.catalog.list_clips():
         page.wait_for_selector(f".row[data-clip='{clip.id}'] .thumb[data-state=loaded] img", timeout=15000)
         width = page.evaluate(f"document.querySelector(\".row[data-clip='{clip.id}'] .thumb img\").naturalWidth")
         assert width >= 64, width
-        node_jpeg = store.thumbnail_path(clip.id).read_bytes()
+        node_jpeg = store.catalog.thumbnail_path(clip.id).read_bytes()
         got = page.evaluate(f"fetch('/api/thumbs/gate-node/{clip.id}.jpg').then(r => r.arrayBuffer())"
                             ".then(b => Array.from(new Uint8Array(b)))")
         assert bytes(got) == node_jpeg and node_jpeg[:3] == b"\xff\xd8\xff"
         assert server.thumbs.cached("gate-node", clip.id).read_bytes() == node_jpeg
-    yard_clip = yard.list_clips()[0].id
+    yard_clip = yard.catalog.list_clips()[0].id
     page.wait_for_selector(f".row[data-clip='{yard_clip}'] .thumb[data-state=none]", timeout=15000)
     assert page.inner_text(f".row[data-clip='{yard_clip}'] .thumb") == "no thumbnail"
     assert not (server.root / "thumbs" / "index" / "yard-node").exists()
@@ -217,7 +217,7 @@ def test_cross_site_form_post_is_refused(browser, desk) -> None:
     d.page.wait_for_selector("#results .row")
     before = d.page.evaluate("fetch('/api/fetches').then(r => r.json())")
     evil = (f'<form method="post" action="{server.url}/api/fetches" enctype="text/plain">'
-            f'<input name=\'{{"node":"gate-node","clip":"{store.list_clips()[1].id}","x":"\' value=\'"}}\'>'
+            f'<input name=\'{{"node":"gate-node","clip":"{store.catalog.list_clips()[1].id}","x":"\' value=\'"}}\'>'
             '</form><script>document.forms[0].submit()</script>')
     d.page.route("http://evil.test/", lambda route: route.fulfill(body=evil, content_type="text/html"))
     with d.page.expect_response(f"{server.url}/api/fetches") as resp:

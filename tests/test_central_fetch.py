@@ -40,8 +40,8 @@ def _register(cfg: Path, api: str, pubkey: str) -> None:
 
 def test_pull_resumes_after_a_drop_verifies_and_stores(node, tmp_path: Path, capsys) -> None:
     store, key = node
-    clip = store.list_clips()[0]
-    data = store.file_path(clip.id).read_bytes()
+    clip = store.catalog.list_clips()[0]
+    data = store.catalog.file_path(clip.id).read_bytes()
     server = _serve(store)
     proxy = DroppingProxy(server.port, after=len(data) // 2, drops=1)
     try:
@@ -71,7 +71,7 @@ def test_pull_resumes_after_a_drop_verifies_and_stores(node, tmp_path: Path, cap
 
 def test_a_clip_not_signed_by_the_registered_key_is_refused(node, tmp_path: Path, capsys) -> None:
     store, _key = node
-    clip = store.list_clips()[1]
+    clip = store.catalog.list_clips()[1]
     server = _serve(store)
     try:
         cfg = _central(tmp_path)
@@ -93,7 +93,7 @@ def test_a_clip_not_signed_by_the_registered_key_is_refused(node, tmp_path: Path
 
 def test_a_fetch_to_an_offline_node_waits_and_completes_when_it_returns(node, tmp_path: Path, capsys) -> None:
     store, key = node
-    clip = store.list_clips()[0]
+    clip = store.catalog.list_clips()[0]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -141,7 +141,7 @@ def test_pull_with_the_node_registered_in_postgresql(node, tmp_path: Path, capsy
     if base is None:
         pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
     store, key = node
-    clip = store.list_clips()[1]
+    clip = store.catalog.list_clips()[1]
     server = _serve(store)
     try:
         with pg_schema(base) as url:
@@ -152,6 +152,6 @@ def test_pull_with_the_node_registered_in_postgresql(node, tmp_path: Path, capsy
             capsys.readouterr()
             assert main(["central", "fetch", "-c", str(cfg), "--node", "gate-node", "--clip", clip.id]) == 0
             sha, path = capsys.readouterr().out.split()
-            assert sha == clip.sha256 and Path(path).read_bytes() == store.file_path(clip.id).read_bytes()
+            assert sha == clip.sha256 and Path(path).read_bytes() == store.catalog.file_path(clip.id).read_bytes()
     finally:
         server.stop()

@@ -49,7 +49,7 @@ def setup(tmp_path: Path, capsys):
     handlers: list[RequestHandler] = []
 
     def handler() -> RequestHandler:
-        h = RequestHandler("gate-node", central_pub, store, tmp_path / "node", settings, pause=0.2)
+        h = RequestHandler("gate-node", central_pub, store.catalog, tmp_path / "node", settings, pause=0.2)
         handlers.append(h)
         return h
 
@@ -64,7 +64,7 @@ def setup(tmp_path: Path, capsys):
 
 def test_push_to_a_node_that_was_offline_completes_when_it_returns(setup, capsys) -> None:
     cfg, store, handler, root, _desk = setup
-    clip = store.list_clips()[0]
+    clip = store.catalog.list_clips()[0]
     capsys.readouterr()
     first = handler()
     first.start()  # the node's persistent session exists at the broker
@@ -82,7 +82,7 @@ def test_push_to_a_node_that_was_offline_completes_when_it_returns(setup, capsys
     t.join(40)
     assert rc == [0]
     sha, path = capsys.readouterr().out.split()
-    assert sha == clip.sha256 and Path(path).read_bytes() == store.file_path(clip.id).read_bytes()
+    assert sha == clip.sha256 and Path(path).read_bytes() == store.catalog.file_path(clip.id).read_bytes()
     assert back.outcomes == [f"request {back.outcomes[0].split()[1]} {clip.id} uploaded and verified by central"
                              f" ({clip.bytes} bytes)"]
     entries = [(e.action, e.detail) for e in CustodyLog(root / "custody.db").entries(f"gate-node/{clip.id}")]
@@ -102,12 +102,12 @@ def _request(root: Path, url: str, node: str = "gate-node", clip: str = "x", exp
 
 def test_unsigned_forged_replayed_expired_and_foreign_requests_are_refused(setup, caplog) -> None:
     _cfg, store, handler, root, desk = setup
-    clip = store.list_clips()[1].id
+    clip = store.catalog.list_clips()[1].id
     h = handler()
     signed, _tok = _request(root, desk.url, clip=clip)
     unsigned = json.dumps({"request": json.loads(signed)["request"]}).encode()
     forged = json.loads(signed)
-    forged["request"]["clip"] = store.list_clips()[0].id  # changed after signing
+    forged["request"]["clip"] = store.catalog.list_clips()[0].id  # changed after signing
     wrong = sign_request(Ed25519PrivateKey.generate(), json.loads(signed)["request"])  # not central's key
     expired, _t = _request(root, desk.url, clip=clip, expires_in=-1)
     foreign, _t = _request(root, desk.url, node="other-node", clip=clip)
@@ -124,8 +124,8 @@ def test_unsigned_forged_replayed_expired_and_foreign_requests_are_refused(setup
 
 def test_upload_url_resumes_after_a_drop_and_is_single_use(setup) -> None:
     _cfg, store, handler, root, desk = setup
-    clip = store.list_clips()[0]
-    data = store.file_path(clip.id).read_bytes()
+    clip = store.catalog.list_clips()[0]
+    data = store.catalog.file_path(clip.id).read_bytes()
     signed, tok = _request(root, desk.url, clip=clip.id)
     url = urllib.parse.urlsplit(desk.url)
 
@@ -137,7 +137,7 @@ def test_upload_url_resumes_after_a_drop_and_is_single_use(setup) -> None:
         conn.close()
         return out
 
-    meta = json.dumps(store.meta(clip.id)).encode()
+    meta = json.dumps(store.catalog.meta(clip.id)).encode()
     assert call("PUT", f"/api/upload/{tok}/meta", meta)[0] == 204
     half = len(data) // 2
     status, headers, _b = call("PATCH", f"/api/upload/{tok}", data[:half], {"Upload-Offset": "0"})
@@ -164,12 +164,12 @@ def test_the_daemon_hook_follows_central_pubkey_in_the_node_config(setup, tmp_pa
     pub = (root / "keys" / "central.ed25519.pub").read_text().strip()
     base = {"node": {"id": "gate-node"}, "storage": {"path": str(tmp_path / "node")},
             "mqtt": {"port": port, "reconnect_min": 0.2}}
-    assert start_request_handler(parse_config(base), store) is None
-    h = start_request_handler(parse_config({**base, "central": {"pubkey": pub}}), store)
+    assert start_request_handler(parse_config(base), store.catalog) is None
+    h = start_request_handler(parse_config({**base, "central": {"pubkey": pub}}), store.catalog)
     try:
         wait_until(lambda: h._client.is_connected(), what="handler connected")
         time.sleep(0.3)
-        clip = store.list_clips()[1].id
+        clip = store.catalog.list_clips()[1].id
         signed, _tok = _request(root, desk.url, clip=clip)
         import paho.mqtt.publish as publish
 
@@ -186,7 +186,7 @@ def test_a_request_accepted_before_a_stop_is_finished_at_the_next_start(setup, c
     from support.broker import free_port
 
     cfg, store, handler, root, _desk = setup
-    clip = store.list_clips()[1]
+    clip = store.catalog.list_clips()[1]
     port = free_port()  # central's web server is down for now
     signed, _tok = _request(root, f"http://127.0.0.1:{port}", clip=clip.id)
     first = handler()

@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support.assets import video_path  # noqa: E402
 
 from edge.clips.evidence import NodeKey  # noqa: E402
-from edge.clips.store import ClipStore, Finished  # noqa: E402
+from edge.clips.store import ClipStore  # noqa: E402
+from edge.types import Finished  # noqa: E402
 
 DAY = 86400.0
 MAX_AGE = 30 * DAY
@@ -41,10 +42,10 @@ def _store(root: Path, clock: FakeClock, **kw) -> ClipStore:
 
 def _clips(store: ClipStore, clock: FakeClock, n: int) -> None:
     for _ in range(n):
-        cid = f"c{store._count('1') + 1}"
-        store.begin(cid, "cam", clock.w, True, None)
-        shutil.copyfile(video_path("road"), store.final_path(cid))
-        store.add_finished(cid, Finished(clock.w, clock.w + 10, 10.0))
+        cid = f"c{store.index.count('1') + 1}"
+        store.writer.begin(cid, "cam", clock.w, True, None)
+        shutil.copyfile(video_path("road"), store.index.final_path(cid))
+        store.writer.add_finished(cid, Finished(clock.w, clock.w + 10, 10.0))
         clock.run(60)
 
 
@@ -56,7 +57,7 @@ def test_forty_day_forward_step_deletes_nothing_by_age(tmp_path: Path):
     clock.run(1)
     assert store.enforce_retention() == []
     clock.run(11 * 60)  # past the step's grace period: age is still minutes, not 40 days
-    assert store.enforce_retention() == [] and len(store.list_clips()) == 5
+    assert store.enforce_retention() == [] and len(store.catalog.list_clips()) == 5
     clock.run(MAX_AGE)  # 30 days of real (monotonic) time later they do age out, oldest first
     assert store.enforce_retention() == ["c1", "c2", "c3", "c4", "c5"]
     store.close()
@@ -75,7 +76,7 @@ def test_boot_with_rtc_40_days_slow_then_ntp(tmp_path: Path):
     clock.w, clock.sync = true_now + 91, True  # NTP steps the clock to the true time
     assert store.enforce_retention() == []
     clock.run(11 * 60)
-    assert store.enforce_retention() == [] and len(store.list_clips()) == 3
+    assert store.enforce_retention() == [] and len(store.catalog.list_clips()) == 3
     store.close()
 
 
@@ -83,7 +84,7 @@ def test_real_downtime_counts_once_both_ends_are_synchronised(tmp_path: Path):
     clock = FakeClock()
     store = _store(tmp_path, clock)
     _clips(store, clock, 2)
-    assert store.hold("c2")
+    assert store.catalog.hold("c2")
     off = clock.w
     store.close()
     clock.reboot(off + 31 * DAY, sync=True)  # really off for 31 days
@@ -101,7 +102,7 @@ def test_unsynchronised_clock_pauses_ageing_but_not_byte_limits(tmp_path: Path):
     _clips(store, clock, 3)
     clock.run(MAX_AGE + DAY)  # old enough by the age clock, but the wall clock is not trusted
     assert store.enforce_retention() == []
-    store.budget = type(store.budget)(store.stats()["bytes"] - 1, MAX_AGE, 0)
+    store.keeper.budget = type(store.keeper.budget)(store.stats()["bytes"] - 1, MAX_AGE, 0)
     assert store.enforce_retention() == ["c1"]  # the byte limit still applies
     clock.sync = True
     clock.run(61)

@@ -23,7 +23,8 @@ from support.broker import free_port
 from edge import cli
 from edge.api.auth import hash_line
 from edge.clips.evidence import NodeKey
-from edge.clips.store import ClipStore, Finished
+from edge.clips.store import ClipStore
+from edge.types import Finished
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,14 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def pulled(tmp_path: Path):
     """A clip and its meta side by side, as ``clips pull`` leaves them."""
     store = ClipStore(tmp_path / "s", NodeKey.load_or_create(tmp_path / "s" / "keys"), node="n1")
-    store.begin("c1", "gate", 1000.0, True, None)
-    store.final_path("c1").write_bytes(b"\0\0\0\x18ftypmp42" + b"x" * 2000)
-    store.add_finished("c1", Finished(1000.0, 1010.0, 10.0, labels=["car"], events=[{"id": "o"}]))
+    store.writer.begin("c1", "gate", 1000.0, True, None)
+    store.index.final_path("c1").write_bytes(b"\0\0\0\x18ftypmp42" + b"x" * 2000)
+    store.writer.add_finished("c1", Finished(1000.0, 1010.0, 10.0, labels=["car"], events=[{"id": "o"}]))
     out = tmp_path / "pulled"
     out.mkdir()
-    shutil.copyfile(store.file_path("c1"), out / "c1.mp4")
-    (out / "c1.meta.json").write_text(json.dumps(store.meta("c1")))
-    key = store.public_key()
+    shutil.copyfile(store.catalog.file_path("c1"), out / "c1.mp4")
+    (out / "c1.meta.json").write_text(json.dumps(store.catalog.meta("c1")))
+    key = store.catalog.public_key()
     store.close()
     return out / "c1.mp4", key
 

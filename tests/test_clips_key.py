@@ -17,9 +17,10 @@ from support.broker import free_port  # noqa: E402
 from edge import cli  # noqa: E402
 from edge.clips import evidence  # noqa: E402
 from edge.clips.evidence import KEY_FILE, KeyFileError, NodeKey  # noqa: E402
-from edge.clips.store import ClipStore, Finished  # noqa: E402
+from edge.clips.store import ClipStore  # noqa: E402
 from edge.commands.clips import verify as verify_command  # noqa: E402
 from edge.storagelock import StorageLock  # noqa: E402
+from edge.types import Finished  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,10 +33,10 @@ def _config(tmp_path: Path) -> Path:
 
 
 def _clip(store: ClipStore, cid: str) -> dict:
-    store.begin(cid, "cam", 1000.0, True, None)
-    shutil.copyfile(video_path("road"), store.final_path(cid))
-    store.add_finished(cid, Finished(1000.0, 1010.0, 10.0))
-    return store.meta(cid)
+    store.writer.begin(cid, "cam", 1000.0, True, None)
+    shutil.copyfile(video_path("road"), store.index.final_path(cid))
+    store.writer.add_finished(cid, Finished(1000.0, 1010.0, 10.0))
+    return store.catalog.meta(cid)
 
 
 def test_corrupt_key_ends_daemon_start_with_one_line(tmp_path: Path):
@@ -81,7 +82,7 @@ def test_rekey_is_a_signed_chain_break(tmp_path: Path, capsys):
     for cid in ("c1", "c2"):
         last = _clip(store, cid)
     store.close()
-    last_pub = store.public_key()
+    last_pub = store.catalog.public_key()
     (state / "keys" / KEY_FILE).write_bytes(b"\x01" * 5)
     capsys.readouterr()
     assert cli.main(["key", "new", "-c", str(cfg)]) == 1  # an existing file needs --force
@@ -95,14 +96,14 @@ def test_rekey_is_a_signed_chain_break(tmp_path: Path, capsys):
     kept = sorted(p.name for p in (state / "keys").iterdir() if ".replaced-" in p.name)
     assert len(kept) == 2 and (state / "keys" / kept[1]).read_bytes() == b"\x01" * 5  # old files kept
     store = ClipStore(state, NodeKey.load_or_create(state / "keys"), node="key-node")
-    assert store.public_key() == new_pub
+    assert store.catalog.public_key() == new_pub
     meta = _clip(store, "c3")
     rec = meta["record"]
     assert rec["seq"] == 3 and rec["prev_hash"] == evidence.record_hash(last["record"])
     assert rec["break"]["prev_seq"] == 2 and rec["break"]["reason"].startswith("signing key changed")
     assert "break" not in _clip(store, "c4")["record"]
     clip, meta_file = tmp_path / "c3.mp4", tmp_path / "c3.meta.json"
-    shutil.copyfile(store.file_path("c3"), clip)
+    shutil.copyfile(store.catalog.file_path("c3"), clip)
     meta_file.write_text(__import__("json").dumps(meta))
     rc = verify_command(argparse.Namespace(file=str(clip), meta=str(meta_file), pubkey=new_pub))
     lines = capsys.readouterr().out.strip().splitlines()
@@ -114,5 +115,5 @@ def test_rekey_is_a_signed_chain_break(tmp_path: Path, capsys):
     store = ClipStore(state, NodeKey.load_or_create(state / "keys"), node="key-node")
     counts = store.recover()
     assert counts["rebuilt"] == 4 and counts["quarantined"] == 0
-    assert store.meta("c1")["pubkey"] == last_pub and store.meta("c4")["pubkey"] == new_pub
+    assert store.catalog.meta("c1")["pubkey"] == last_pub and store.catalog.meta("c4")["pubkey"] == new_pub
     store.close()

@@ -19,8 +19,9 @@ from support.assets import model_path, video_path  # noqa: E402
 from support.broker import free_port  # noqa: E402
 
 from edge.clips.evidence import NodeKey  # noqa: E402
-from edge.clips.store import ClipStore, Finished  # noqa: E402
+from edge.clips.store import ClipStore  # noqa: E402
 from edge.storagelock import StorageBusy, StorageLock  # noqa: E402
+from edge.types import Finished  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,9 +62,9 @@ def test_second_daemon_exits_with_one_line_while_one_shot_commands_work(tmp_path
     state = tmp_path / "state"
     store = ClipStore(state, NodeKey.load_or_create(state / "keys"), node="lock-node")
     now = time.time()
-    store.begin("c1", "cam", now, True, None)
-    shutil.copyfile(video_path("road"), store.final_path("c1"))
-    store.add_finished("c1", Finished(now, now + 10, 10.0, labels=["car"], events=[{"id": "o1"}]))
+    store.writer.begin("c1", "cam", now, True, None)
+    shutil.copyfile(video_path("road"), store.index.final_path("c1"))
+    store.writer.add_finished("c1", Finished(now, now + 10, 10.0, labels=["car"], events=[{"id": "o1"}]))
     store.close()
     cfg = _config(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

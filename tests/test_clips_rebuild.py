@@ -18,8 +18,9 @@ from support.assets import video_path  # noqa: E402
 from edge import cli  # noqa: E402
 from edge.clips import evidence  # noqa: E402
 from edge.clips.evidence import NodeKey, write_bundle  # noqa: E402
-from edge.clips.store import ClipStore, Finished  # noqa: E402
+from edge.clips.store import ClipStore  # noqa: E402
 from edge.commands.clips import verify as verify_command  # noqa: E402
+from edge.types import Finished  # noqa: E402
 
 
 def _store(root: Path, **kw) -> ClipStore:
@@ -27,9 +28,9 @@ def _store(root: Path, **kw) -> ClipStore:
 
 
 def _clip(store: ClipStore, cid: str, wall: float = 1000.0) -> None:
-    store.begin(cid, "cam", wall, True, None)
-    shutil.copyfile(video_path("road"), store.final_path(cid))
-    store.add_finished(cid, Finished(wall, wall + 10, 10.0, start_mono=5.0, end_mono=15.0, labels=["car"],
+    store.writer.begin(cid, "cam", wall, True, None)
+    shutil.copyfile(video_path("road"), store.index.final_path(cid))
+    store.writer.add_finished(cid, Finished(wall, wall + 10, 10.0, start_mono=5.0, end_mono=15.0, labels=["car"],
                                      events=[{"id": cid + "-o", "label": "car"}]))
 
 
@@ -38,9 +39,9 @@ def _three(root: Path) -> tuple[dict[str, bytes], dict[str, dict]]:
     store = _store(root)
     for i, cid in enumerate(("c1", "c2", "c3")):
         _clip(store, cid, 1000.0 + i)
-    assert store.hold("c2")
-    data = {c: store.final_path(c).read_bytes() for c in ("c1", "c2", "c3")}
-    records = {c: store.meta(c)["record"] for c in ("c1", "c2", "c3")}
+    assert store.catalog.hold("c2")
+    data = {c: store.index.final_path(c).read_bytes() for c in ("c1", "c2", "c3")}
+    records = {c: store.catalog.meta(c)["record"] for c in ("c1", "c2", "c3")}
     store.close()
     return data, records
 
@@ -57,14 +58,14 @@ def test_removed_index_is_rebuilt_and_the_chain_continues(tmp_path: Path):
     store = _store(root)
     counts = store.recover()
     assert counts["rebuilt"] == 3 and counts["quarantined"] == 0 and counts["removed"] == 0
-    assert [c.id for c in store.list_clips()] == ["c3", "c2", "c1"]  # insertion order kept (chain order)
-    assert store.get("c2").held and not store.get("c1").held  # the hold survived the lost index
+    assert [c.id for c in store.catalog.list_clips()] == ["c3", "c2", "c1"]  # insertion order kept (chain order)
+    assert store.catalog.get("c2").held and not store.catalog.get("c1").held  # the hold survived the lost index
     for cid, raw in data.items():
-        assert store.file_path(cid).read_bytes() == raw
-        meta = store.meta(cid)
+        assert store.catalog.file_path(cid).read_bytes() == raw
+        meta = store.catalog.meta(cid)
         assert meta["record"] == records[cid] and meta["events"] == [{"id": cid + "-o", "label": "car"}]
     _clip(store, "c4", 1003.0)
-    rec4 = store.meta("c4")["record"]
+    rec4 = store.catalog.meta("c4")["record"]
     assert rec4["seq"] == 4 and rec4["prev_hash"] == evidence.record_hash(records["c3"]) and "break" not in rec4
     store.close()
 
@@ -73,21 +74,22 @@ def test_emptied_index_without_head_records_a_signed_break(tmp_path: Path, capsy
     root = tmp_path / "storage"
     _data, records = _three(root)
     store = _store(root)
-    store._db.execute("DELETE FROM clips")  # the index emptied ...
+    store.index.db.execute("DELETE FROM clips")  # the index emptied ...
     (store.dir / "chain-head.json").unlink()  # ... and the chain head gone too
     store.close()
     store = _store(root)
     assert store.recover()["rebuilt"] == 3
     _clip(store, "c4", 1003.0)
-    rec4 = store.meta("c4")["record"]
+    rec4 = store.catalog.meta("c4")["record"]
     assert rec4["seq"] == 4  # never a second seq 1
     assert rec4["break"] == {"reason": "clip index was empty; chain head file missing", "prev_seq": 3,
                              "prev_hash": evidence.record_hash(records["c3"])}
     _clip(store, "c5", 1004.0)
-    assert "break" not in store.meta("c5")["record"]  # recorded once, then the chain goes on
+    assert "break" not in store.catalog.meta("c5")["record"]  # recorded once, then the chain goes on
     bundle = tmp_path / "evidence.zip"
-    write_bundle(bundle, [(store.file_path(c), store.meta(c)) for c in ("c3", "c4", "c5")], store.public_key())
-    rc = verify_command(argparse.Namespace(file=str(bundle), meta=None, pubkey=store.public_key()))
+    cat = store.catalog
+    write_bundle(bundle, [(cat.file_path(c), cat.meta(c)) for c in ("c3", "c4", "c5")], cat.public_key())
+    rc = verify_command(argparse.Namespace(file=str(bundle), meta=None, pubkey=store.catalog.public_key()))
     lines = capsys.readouterr().out.strip().splitlines()
     assert rc == 0, lines
     assert "chain: ok: c4: BREAK recorded by the node before seq 4: clip index was empty" in "\n".join(lines)
@@ -100,14 +102,14 @@ def test_all_clips_expired_then_index_lost_never_reuses_a_seq(tmp_path: Path):
     store = _store(root, max_bytes=1)  # every unheld clip expires as soon as it is stored
     for cid in ("c1", "c2"):
         _clip(store, cid)
-    assert store.list_clips() == [] and sorted(p.name for p in store.dir.iterdir()) == ["chain-head.json"]
+    assert store.catalog.list_clips() == [] and sorted(p.name for p in store.dir.iterdir()) == ["chain-head.json"]
     store.close()
     _drop_index(root)
     store = _store(root)
     store.recover()
-    store.budget = type(store.budget)(0, 0, 0)
+    store.keeper.budget = type(store.keeper.budget)(0, 0, 0)
     _clip(store, "c3")
-    rec = store.meta("c3")["record"]
+    rec = store.catalog.meta("c3")["record"]
     assert rec["seq"] == 3 and "break" not in rec  # the head file outlived the expired clips
     store.close()
 
@@ -124,13 +126,13 @@ def test_unexplained_and_forged_files_are_quarantined_not_deleted(tmp_path: Path
     store = _store(root)
     counts = store.recover()
     assert counts["rebuilt"] == 2 and counts["quarantined"] == 3  # c1.mp4 + c1.meta.json + stray.mp4
-    assert [c.id for c in store.list_clips()] == ["c3", "c2"]
+    assert [c.id for c in store.catalog.list_clips()] == ["c3", "c2"]
     q = root / "quarantine"
     assert (q / "c1.mp4").read_bytes() == data["c1"]
     assert (q / "stray.mp4").read_bytes() == video_path("street").read_bytes()
     assert store.stats()["quarantined"] == 3
     _clip(store, "c4")
-    assert store.meta("c4")["record"]["seq"] == 4  # c1's seq (1) is below the head anyway: no reuse
+    assert store.catalog.meta("c4")["record"]["seq"] == 4  # c1's seq (1) is below the head anyway: no reuse
     store.close()
 
 
@@ -156,9 +158,9 @@ def test_corrupt_index_is_set_aside_with_one_line_and_rebuilt(tmp_path: Path):
     assert len(errors) == 1 and "is not a usable database (file is not a database)" in errors[0]
     aside = [p for p in root.iterdir() if p.name.startswith("clips.db.corrupt-")]
     assert len(aside) == 1 and aside[0].read_bytes() == b"this is not sqlite" * 100
-    assert counts["rebuilt"] == 3 and store.get("c2").held
+    assert counts["rebuilt"] == 3 and store.catalog.get("c2").held
     _clip(store, "c4")
-    assert store.meta("c4")["record"]["seq"] == 4 and "break" not in store.meta("c4")["record"]
+    assert store.catalog.meta("c4")["record"]["seq"] == 4 and "break" not in store.catalog.meta("c4")["record"]
     store.close()
 
 
@@ -184,10 +186,10 @@ def test_index_from_before_sidecars_is_backfilled(tmp_path: Path):
 def test_hold_marker_follows_hold_and_release(tmp_path: Path, held: bool):
     store = _store(tmp_path)
     _clip(store, "c1")
-    store.hold("c1")
+    store.catalog.hold("c1")
     if not held:
-        store.release("c1")
-    assert store.held_path("c1").exists() is held
+        store.catalog.release("c1")
+    assert store.index.held_path("c1").exists() is held
     store.close()
 
 

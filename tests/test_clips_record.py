@@ -72,7 +72,7 @@ def test_planner_overlap_post_roll_split_and_restart():
 
 def _record(store: ClipStore, name: str, start: float, end: float):
     info, pk = demux(video_path(name))
-    rec = ClipRecorder("cam", store, PRE, POST, 300.0, lossless=True)
+    rec = ClipRecorder("cam", store.writer, PRE, POST, 300.0, lossless=True)
     rec.start()
     rec.start_stream(info)
     ids, times = [], []
@@ -92,7 +92,7 @@ def test_clip_from_video_is_playable_and_bit_identical(store: ClipStore, name: s
     info, pk, ids, times, stats = _record(store, name, start, end)
     assert len(set(ids)) == 1 and ids[0] is not None
     assert stats["dropped"] == 0 and stats["clips"] == 1 and stats["errors"] == 0
-    path = store.file_path(ids[0])
+    path = store.catalog.file_path(ids[0])
     assert path is not None and path.suffix == ".mp4"
     errors, facts = ffprobe(path)
     assert errors == ""
@@ -113,15 +113,15 @@ def test_clip_from_video_is_playable_and_bit_identical(store: ClipStore, name: s
     assert pk[first].time <= times[0] - PRE + 1e-6  # pre-roll before the start event
     if pk[-1].time > end + POST + 1:
         assert wanted - 0.2 <= duration <= wanted + gop + 0.5
-    rec = store.get(ids[0])
+    rec = store.catalog.get(ids[0])
     assert rec.labels == ("car",) and rec.events == ("obj-1",) and rec.bytes == path.stat().st_size
-    assert store.thumbnail_path(ids[0]).read_bytes()[:2] == b"\xff\xd8"
-    assert [e["type"] for e in store.meta(ids[0])["events"]] == ["start", "update", "end"]
+    assert store.catalog.thumbnail_path(ids[0]).read_bytes()[:2] == b"\xff\xd8"
+    assert [e["type"] for e in store.catalog.meta(ids[0])["events"]] == ["start", "update", "end"]
 
 
 def test_stream_restart_closes_and_continues(store: ClipStore):
     info, pk = demux(video_path("highway"))
-    rec = ClipRecorder("cam", store, PRE, POST, 300.0, lossless=True)
+    rec = ClipRecorder("cam", store.writer, PRE, POST, 300.0, lossless=True)
     rec.start()
     rec.start_stream(info)
     half = len(pk) // 2
@@ -137,11 +137,11 @@ def test_stream_restart_closes_and_continues(store: ClipStore):
     assert rec.on_event(event("end", pk[half - 1].time)) == second
     rec.close(30)
     assert second != cid
-    clips = store.list_clips()
+    clips = store.catalog.list_clips()
     assert [c.id for c in clips] == [second, cid]
-    assert store.meta(second)["record"]["continues"] == cid
+    assert store.catalog.meta(second)["record"]["continues"] == cid
     for c in clips:
-        assert ffprobe(store.file_path(c.id))[0] == ""
+        assert ffprobe(store.catalog.file_path(c.id))[0] == ""
 
 
 def test_annexb_stream_like_rtsp_comes_out_length_prefixed(store: ClipStore):
@@ -149,7 +149,7 @@ def test_annexb_stream_like_rtsp_comes_out_length_prefixed(store: ClipStore):
     info, pk = demux(video_path("road"))
     header, size = avcc_parameter_sets(info.extradata)
     rtsp_info = StreamInfo("h264", info.width, info.height, info.time_base, info.fps, header)
-    rec = ClipRecorder("cam", store, PRE, POST, 300.0, lossless=True)
+    rec = ClipRecorder("cam", store.writer, PRE, POST, 300.0, lossless=True)
     rec.start()
     rec.start_stream(rtsp_info)
     cid = None
@@ -158,7 +158,7 @@ def test_annexb_stream_like_rtsp_comes_out_length_prefixed(store: ClipStore):
         if cid is None and p.time >= 3.0:
             cid = rec.on_event(event("start", p.time))
     rec.close(30)
-    path = store.file_path(cid)
+    path = store.catalog.file_path(cid)
     assert ffprobe(path)[0] == ""
     got = [g[0] for g in clip_packets(path)]
     assert got == [p.data for p in pk[:len(got)]] and len(got) == len(pk)
@@ -168,7 +168,7 @@ def test_timestamps_going_back_inside_a_clip_stay_playable(store: ClipStore):
     """A looped file without a new stream: pts restart, source time keeps rising; the clip stays valid."""
     info, pk = demux(video_path("road"))
     span = pk[-1].time + 0.05
-    rec = ClipRecorder("cam", store, PRE, POST, 300.0, lossless=True)
+    rec = ClipRecorder("cam", store.writer, PRE, POST, 300.0, lossless=True)
     rec.start()
     rec.start_stream(info)
     cid = rec.on_event(event("start", 0.0))
@@ -176,5 +176,5 @@ def test_timestamps_going_back_inside_a_clip_stay_playable(store: ClipStore):
         for p in pk:
             rec.feed(replace(p, time=p.time + loop * span))
     rec.close(30)
-    errors, facts = ffprobe(store.file_path(cid))
+    errors, facts = ffprobe(store.catalog.file_path(cid))
     assert errors == "" and float(facts["format"]["duration"]) >= 2 * pk[-1].time - 0.5

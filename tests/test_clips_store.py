@@ -21,7 +21,8 @@ from edge import cli  # noqa: E402
 from edge.clips.evidence import NodeKey  # noqa: E402
 from edge.clips.recorder import ClipRecorder  # noqa: E402
 from edge.clips.retention import Budget, Kept, choose_expired  # noqa: E402
-from edge.clips.store import ClipStore, Finished  # noqa: E402
+from edge.clips.store import ClipStore  # noqa: E402
+from edge.types import Finished  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,9 +33,9 @@ def _store(root: Path, **kw) -> ClipStore:
 
 def _fake_clip(store: ClipStore, cid: str, source: Path, wall: float) -> None:
     """A finished clip (a real MP4) indexed the way the recorder does it."""
-    store.begin(cid, "cam", wall, True, None)
-    shutil.copyfile(source, store.final_path(cid))
-    store.add_finished(cid, Finished(wall, wall + 10, 10.0, labels=["car"], events=[{"id": cid + "-o"}]))
+    store.writer.begin(cid, "cam", wall, True, None)
+    shutil.copyfile(source, store.index.final_path(cid))
+    store.writer.add_finished(cid, Finished(wall, wall + 10, 10.0, labels=["car"], events=[{"id": cid + "-o"}]))
 
 
 def test_retention_decision_is_oldest_unheld_first():
@@ -52,21 +53,22 @@ def test_retention_and_holds_on_disk(tmp_path: Path):
     store = _store(tmp_path, max_bytes=int(size * 3.5))
     _fake_clip(store, "c1", src, 1000.0)
     _fake_clip(store, "c2", src, 999.0)  # an NTP step back: order is by insertion, not wall time
-    assert store.hold("c2")
+    assert store.catalog.hold("c2")
     _fake_clip(store, "c3", src, 1002.0)
-    assert [c.id for c in store.list_clips()] == ["c3", "c2", "c1"]
+    assert [c.id for c in store.catalog.list_clips()] == ["c3", "c2", "c1"]
     _fake_clip(store, "c4", src, 1003.0)  # 4 clips > 3.5: the oldest unheld (c1) goes
-    assert [c.id for c in store.list_clips()] == ["c4", "c3", "c2"]
-    assert not store.final_path("c1").exists() and store.file_path("c1") is None
+    assert [c.id for c in store.catalog.list_clips()] == ["c4", "c3", "c2"]
+    assert not store.index.final_path("c1").exists() and store.catalog.file_path("c1") is None
     _fake_clip(store, "c5", src, 1004.0)
-    assert [c.id for c in store.list_clips()] == ["c5", "c4", "c2"]  # c3 went, held c2 stays
-    assert store.get("c2").held and store.file_path("c2").is_file()
-    assert [c.id for c in store.list_clips(limit=2)] == ["c5", "c4"]
-    assert [c.id for c in store.list_clips(after="c4")] == ["c2"]
-    assert store.list_clips(label="person") == [] and len(store.list_clips(label="car", camera="cam")) == 3
-    assert store.file_path("../clips.db") is None and store.get("nope") is None
+    assert [c.id for c in store.catalog.list_clips()] == ["c5", "c4", "c2"]  # c3 went, held c2 stays
+    assert store.catalog.get("c2").held and store.catalog.file_path("c2").is_file()
+    assert [c.id for c in store.catalog.list_clips(limit=2)] == ["c5", "c4"]
+    assert [c.id for c in store.catalog.list_clips(after="c4")] == ["c2"]
+    assert store.catalog.list_clips(label="person") == []
+    assert len(store.catalog.list_clips(label="car", camera="cam")) == 3
+    assert store.catalog.file_path("../clips.db") is None and store.catalog.get("nope") is None
     os.symlink("/etc/passwd", store.dir / "evil.mp4")
-    assert store.file_path("evil") is None
+    assert store.catalog.file_path("evil") is None
     store.close()
 
 
@@ -76,9 +78,9 @@ def test_hold_and_release_commands(tmp_path: Path):
     cfg = tmp_path / "edgecam.toml"
     cfg.write_text(f'[storage]\npath = "{tmp_path / "storage"}"\n')
     assert cli.main(["clips", "hold", "-c", str(cfg), "c1"]) == 0
-    assert store.get("c1").held
+    assert store.catalog.get("c1").held
     assert cli.main(["clips", "release", "-c", str(cfg), "c1"]) == 0
-    assert not store.get("c1").held
+    assert not store.catalog.get("c1").held
     assert cli.main(["clips", "hold", "-c", str(cfg), "nope"]) == 1
     store.close()
 
@@ -102,21 +104,21 @@ def test_kill_9_mid_clip_then_recover(tmp_path: Path):
         child.wait()
     (root / "clips" / "junk.mp4.part").write_bytes(b"\x00" * 5000)  # an unreadable leftover
     store = _store(root)
-    assert store.get(cid) is None  # still "recording" in the index until recovered
+    assert store.catalog.get(cid) is None  # still "recording" in the index until recovered
     counts = store.recover()
     assert counts["finalised"] == 1 and counts["quarantined"] == 1  # the unexplained file is kept aside
     assert (root / "quarantine" / "junk.mp4.part").read_bytes() == b"\x00" * 5000
-    rec = store.get(cid)
+    rec = store.catalog.get(cid)
     assert rec is not None and rec.status == "ok"
     _assert_index_matches_disk(store)
-    errors, facts = ffprobe(store.file_path(cid))
+    errors, facts = ffprobe(store.catalog.file_path(cid))
     assert errors == "" and float(facts["format"]["duration"]) > 1.0
     store.close()
 
 
 def _assert_index_matches_disk(store: ClipStore) -> None:
     on_disk = sorted(p.name for p in store.dir.iterdir() if p.suffix == ".mp4" or ".part" in p.name)
-    indexed = sorted(f"{c.id}.mp4" for c in store.list_clips(limit=1000) if c.status == "ok")
+    indexed = sorted(f"{c.id}.mp4" for c in store.catalog.list_clips(limit=1000) if c.status == "ok")
     assert on_disk == indexed
     for name in on_disk:
         assert ffprobe(store.dir / name)[0] == ""
@@ -141,12 +143,12 @@ def test_full_disk_pauses_recording_and_keeps_held_clips(tmp_path: Path):
 def _full_disk(root: Path) -> None:
     store = _store(root)
     _fake_clip(store, "held1", video_path("road"), 1000.0)
-    assert store.hold("held1")
-    free = store.free_bytes()
+    assert store.catalog.hold("held1")
+    free = store.keeper.free_bytes()
     filler = root / "filler"
     filler.write_bytes(b"\x00" * max(0, free - 700_000))  # leave ~0.7 MB: one clip cannot fit
     info, pk = demux(video_path("highway"))
-    rec = ClipRecorder("cam", store, 2.0, 2.0, 300.0, lossless=True)
+    rec = ClipRecorder("cam", store.writer, 2.0, 2.0, 300.0, lossless=True)
     rec.start()
     rec.start_stream(info)
     ids = []
@@ -155,17 +157,17 @@ def _full_disk(root: Path) -> None:
         if not ids and p.time >= 3.0:
             ids.append(rec.on_event(event("start", p.time)))
     deadline = time.monotonic() + 30
-    while not store.paused and time.monotonic() < deadline:
+    while not store.keeper.paused and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert store.paused and rec.stats()["paused"], "recording must pause on a full disk"
+    assert store.keeper.paused and rec.stats()["paused"], "recording must pause on a full disk"
     assert rec.on_event(event("start", 30.0, "o2")) is None  # no clip while paused; events still flow
     assert rec._writer_alive()
-    assert store.file_path("held1") is not None and ffprobe(store.file_path("held1"))[0] == ""
+    assert store.catalog.file_path("held1") is not None and ffprobe(store.catalog.file_path("held1"))[0] == ""
     assert not list(store.dir.glob("*.part"))  # nothing half-written kept
     filler.unlink()
-    assert store.check_space() and not store.paused
+    assert store.check_space() and not store.keeper.paused
     rec.close(30)
-    assert store.get(ids[0]).status == "lost"
+    assert store.catalog.get(ids[0]).status == "lost"
     store.close()
 
 
@@ -173,10 +175,10 @@ def test_free_space_floor_pauses_recording(tmp_path: Path):
     """Runs everywhere (no mount needed): a floor above the disk's free space behaves like a full disk."""
     store = _store(tmp_path / "storage")
     _fake_clip(store, "held1", video_path("road"), 1000.0)
-    store.hold("held1")
-    store.budget = type(store.budget)(0, 0, store.free_bytes() + 10**12)
+    store.catalog.hold("held1")
+    store.keeper.budget = type(store.keeper.budget)(0, 0, store.keeper.free_bytes() + 10**12)
     info, pk = demux(video_path("road"))
-    rec = ClipRecorder("cam", store, 2.0, 2.0, 300.0, lossless=True)
+    rec = ClipRecorder("cam", store.writer, 2.0, 2.0, 300.0, lossless=True)
     rec.start()
     rec.start_stream(info)
     first = None
@@ -185,12 +187,12 @@ def test_free_space_floor_pauses_recording(tmp_path: Path):
         if first is None and p.time >= 3.0:
             first = rec.on_event(event("start", p.time))
     deadline = time.monotonic() + 30
-    while not store.paused and time.monotonic() < deadline:
+    while not store.keeper.paused and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert store.paused and "floor" in store.pause_reason
+    assert store.keeper.paused and "floor" in store.keeper.pause_reason
     assert rec.on_event(event("start", 15.0, "o2")) is None
     rec.close(30)
-    assert store.get(first).status == "lost" and store.file_path("held1") is not None
+    assert store.catalog.get(first).status == "lost" and store.catalog.file_path("held1") is not None
     assert not list(store.dir.glob("*.part")) and store.stats()["paused"]
     store.close()
 
@@ -199,11 +201,11 @@ def test_discard_drops_only_the_failed_clips_files(tmp_path: Path):
     """The recorder gives up a clip through the store (ClipWriter.discard), which alone knows the paths."""
     store = _store(tmp_path)
     for cid in ("c1", "c2"):
-        store.begin(cid, "cam", 1000.0, True, None)
-        store.tmp_path(cid).write_bytes(b"half")
-        store.final_path(cid).write_bytes(b"mp4")
-    store.discard("c1")
-    store.discard("../c2")  # not a clip id: nothing outside the store is touched, nothing of c2 either
-    assert not store.tmp_path("c1").exists() and not store.final_path("c1").exists()
-    assert store.tmp_path("c2").read_bytes() == b"half" and store.final_path("c2").read_bytes() == b"mp4"
+        store.writer.begin(cid, "cam", 1000.0, True, None)
+        store.index.tmp_path(cid).write_bytes(b"half")
+        store.index.final_path(cid).write_bytes(b"mp4")
+    store.writer.discard("c1")
+    store.writer.discard("../c2")  # not a clip id: nothing outside the store is touched, nothing of c2 either
+    assert not store.index.tmp_path("c1").exists() and not store.index.final_path("c1").exists()
+    assert store.index.tmp_path("c2").read_bytes() == b"half" and store.index.final_path("c2").read_bytes() == b"mp4"
     store.close()

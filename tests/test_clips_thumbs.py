@@ -44,7 +44,7 @@ def test_thumbnail_is_the_first_detection_with_its_box(tmp_path: Path):
     video = video_path("road")
     frames = _frames(video)
     store = ClipStore(tmp_path / "s", NodeKey.load_or_create(tmp_path / "s" / "keys"), node="n1")
-    rec = ClipRecorder("cam", store, 3.0, 1.0, 300.0, lossless=True)
+    rec = ClipRecorder("cam", store.writer, 3.0, 1.0, 300.0, lossless=True)
     rec.start()
     loop = AnalysisLoop("cam", FrameSlot(), None, rec, _Sink(), lambda: True)  # type: ignore[arg-type]
     info, pk = demux(video)
@@ -59,11 +59,11 @@ def test_thumbnail_is_the_first_detection_with_its_box(tmp_path: Path):
         elif shown is not None and 10.0 <= p.time < 10.1:
             loop._route(_ev("end", p.time), frames[-1][1])
     rec.close(30)
-    cid = store.list_clips(limit=1)[0].id
-    thumb = cv2.imdecode(np.frombuffer(store.thumbnail_path(cid).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    cid = store.catalog.list_clips(limit=1)[0].id
+    thumb = cv2.imdecode(np.frombuffer(store.catalog.thumbnail_path(cid).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
     h, w = thumb.shape[:2]
     at_event = cv2.resize(shown, (w, h), interpolation=cv2.INTER_AREA).astype(np.int16)
-    with av.open(str(store.file_path(cid))) as c:
+    with av.open(str(store.catalog.file_path(cid))) as c:
         first = next(c.decode(video=0)).to_ndarray(format="bgr24")
     first = cv2.resize(first, (w, h), interpolation=cv2.INTER_AREA).astype(np.int16)
     assert np.abs(at_event - first).mean() > 5, "the test needs a video that moves between pre-roll and event"
@@ -80,7 +80,7 @@ def test_thumbnail_is_the_first_detection_with_its_box(tmp_path: Path):
 
 def test_clip_without_a_detection_frame_falls_back_to_its_first_frame(tmp_path: Path):
     store = ClipStore(tmp_path / "s", NodeKey.load_or_create(tmp_path / "s" / "keys"), node="n1")
-    rec = ClipRecorder("cam", store, 1.0, 1.0, 300.0, lossless=True)
+    rec = ClipRecorder("cam", store.writer, 1.0, 1.0, 300.0, lossless=True)
     rec.start()
     info, pk = demux(video_path("road"))
     rec.start_stream(info)
@@ -90,5 +90,5 @@ def test_clip_without_a_detection_frame_falls_back_to_its_first_frame(tmp_path: 
         if cid is None and p.time >= 2.0:
             cid = rec.on_event(_ev("start", p.time))  # e.g. an event flushed at end of file: no frame
     rec.close(30)
-    assert store.thumbnail_path(cid).read_bytes()[:2] == b"\xff\xd8"
+    assert store.catalog.thumbnail_path(cid).read_bytes()[:2] == b"\xff\xd8"
     store.close()

@@ -34,7 +34,7 @@ def _loop(recorder: ClipRecorder, synced: bool) -> tuple[AnalysisLoop, _Sink]:
 
 def test_unsynchronised_clock_is_in_the_signed_record(tmp_path: Path) -> None:
     store = ClipStore(tmp_path / "s", NodeKey.load_or_create(tmp_path / "s" / "keys"), node="n1")
-    rec = ClipRecorder("cam", store, 1.0, 1.0, 300.0, lossless=True, thumbnails=False)
+    rec = ClipRecorder("cam", store.writer, 1.0, 1.0, 300.0, lossless=True, thumbnails=False)
     rec.start()
     info, pk = demux(video_path("road"))
     rec.start_stream(info)
@@ -49,11 +49,11 @@ def test_unsynchronised_clock_is_in_the_signed_record(tmp_path: Path) -> None:
     assert [e.time_ok for e in sink.events] == [False, False]
     cid = sink.events[-1].clip
     assert cid is not None
-    meta = store.meta(cid)
+    meta = store.catalog.meta(cid)
     assert meta is not None and meta["record"]["time_ok"] is False
     assert [e["time_ok"] for e in meta["events"]] == [False, False]
-    assert store.get(cid).time_ok is False
-    pub = evidence.parse_public_key(store.public_key())
+    assert store.catalog.get(cid).time_ok is False
+    pub = evidence.parse_public_key(store.catalog.public_key())
     assert evidence.signature_ok(pub, meta["record"], meta["signature"])
     store.close()
 
@@ -62,7 +62,7 @@ def test_clip_recovered_after_a_crash_keeps_time_ok_false(tmp_path: Path) -> Non
     """The index row written before the first byte is what recover() signs: it must say unsynchronised."""
     root = tmp_path / "s"
     store = ClipStore(root, NodeKey.load_or_create(root / "keys"), node="n1")
-    rec = ClipRecorder("cam", store, 1.0, 1.0, 300.0, lossless=True, thumbnails=False)
+    rec = ClipRecorder("cam", store.writer, 1.0, 1.0, 300.0, lossless=True, thumbnails=False)
     rec.start()
     info, pk = demux(video_path("road"))
     rec.start_stream(info)
@@ -73,23 +73,23 @@ def test_clip_recovered_after_a_crash_keeps_time_ok_false(tmp_path: Path) -> Non
             loop._route(event("start", p.time))
     rec._q.put(_STOP)  # the writer stops after what is queued, the clip left open: a crash mid-clip
     rec._thread.join(30)
-    with store._lock:
-        row = store._db.execute("SELECT id, time_ok FROM clips WHERE status='recording'").fetchone()
+    with store.index.lock:
+        row = store.index.db.execute("SELECT id, time_ok FROM clips WHERE status='recording'").fetchone()
     assert row is not None and row["time_ok"] == 0
     store.close()
     again = ClipStore(root, NodeKey.load_or_create(root / "keys"), node="n1")
     counts = again.recover()
     assert counts["finalised"] == 1
-    meta = again.meta(row["id"])
+    meta = again.catalog.meta(row["id"])
     assert meta is not None and meta["record"]["time_ok"] is False
     assert json.loads(json.dumps(meta["record"]))["sha256"] == evidence.sha256_bytes(
-        again.file_path(row["id"]).read_bytes())
+        again.catalog.file_path(row["id"]).read_bytes())
     again.close()
 
 
 def test_synchronised_clock_still_says_so(tmp_path: Path) -> None:
     store = ClipStore(tmp_path / "s", NodeKey.load_or_create(tmp_path / "s" / "keys"), node="n1")
-    rec = ClipRecorder("cam", store, 1.0, 1.0, 300.0, lossless=True, thumbnails=False)
+    rec = ClipRecorder("cam", store.writer, 1.0, 1.0, 300.0, lossless=True, thumbnails=False)
     rec.start()
     info, pk = demux(video_path("road"))
     rec.start_stream(info)
@@ -100,7 +100,7 @@ def test_synchronised_clock_still_says_so(tmp_path: Path) -> None:
             loop._route(event("start", p.time))
     loop._route(event("end", pk[len(pk) // 2].time))
     rec.close(30)
-    meta = store.meta(sink.events[-1].clip)
+    meta = store.catalog.meta(sink.events[-1].clip)
     assert meta["record"]["time_ok"] is True and [e["time_ok"] for e in meta["events"]] == [True, True]
     store.close()
 

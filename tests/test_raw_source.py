@@ -53,7 +53,7 @@ def event(kind: EventType, t: float) -> Event:
 
 def test_raw_camera_frames_are_encoded_into_a_playable_clip(tmp_path: Path) -> None:
     store = ClipStore(tmp_path, NodeKey.load_or_create(tmp_path / "keys"), node="n")
-    recorder = ClipRecorder("usb", store, 1.0, 1.0, 60.0, lossless=True)
+    recorder = ClipRecorder("usb", store.writer, 1.0, 1.0, 60.0, lossless=True)
     recorder.start()
     slot = FrameSlot(size=2, block=True)
     loop = CaptureLoop("usb", RawFrames(video_path("highway"), 8.0), slot, recorder, live=False, reconnect_max=1,
@@ -75,9 +75,9 @@ def test_raw_camera_frames_are_encoded_into_a_playable_clip(tmp_path: Path) -> N
     loop.run(stop)
     consumer.join(30)
     recorder.close(30)
-    clips = store.list_clips()
+    clips = store.catalog.list_clips()
     assert loop.packets > 200 and len(clips) == 1
-    path = store.file_path(clips[0].id)
+    path = store.catalog.file_path(clips[0].id)
     probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height",
                             "-show_entries", "format=duration", "-of", "json", str(path)],
                            capture_output=True, text=True, check=True)

@@ -118,9 +118,9 @@ def test_clips_are_the_main_stream_events_come_from_the_sub_and_recording_outliv
     assert health["streams"]["record"]["state"] == "running"
     wait_until(lambda: cam.recorder.stats()["recording"] != open_clip, 20, "the open clip to finish")
     assert cam.recorder.stats()["packets"] > packets_before + 24  # a second of main stream went on
-    record = daemon.clip_store.get(open_clip)
+    record = daemon.clip_store.catalog.get(open_clip)
     assert record is not None and record.status == "ok" and record.bytes > 0
-    path = daemon.clip_store.file_path(open_clip)
+    path = daemon.clip_store.catalog.file_path(open_clip)
     assert path is not None and video_size(path) == (1920, 1080)
     # the sub comes back: analysis resumes, the camera sees again, and the next clip opens with its full
     # pre-roll (2 s) before its first event: the event's detect-stream time was carried over to the record
@@ -130,8 +130,8 @@ def test_clips_are_the_main_stream_events_come_from_the_sub_and_recording_outliv
     wait_until(lambda: cam.recorder.stats()["recording"] not in (None, open_clip), 30, "a clip after the return")
     second = cam.recorder.stats()["recording"]
     sub.kill()  # its tracks end; the clip finishes with its post-roll
-    wait_until(lambda: daemon.clip_store.get(second) is not None, 20, "the second clip to finish")
-    record, meta = daemon.clip_store.get(second), daemon.clip_store.meta(second)
+    wait_until(lambda: daemon.clip_store.catalog.get(second) is not None, 20, "the second clip to finish")
+    record, meta = daemon.clip_store.catalog.get(second), daemon.clip_store.catalog.meta(second)
     assert record is not None and meta is not None and meta["events"]
     covered = min(e["ts"] for e in meta["events"]) - record.start_ts  # wall clock: first event - first packet
     assert covered >= 1.5, f"the clip starts {covered:.2f} s before its first event: pre-roll is 2 s"

@@ -30,7 +30,7 @@ CAMERA = "main-gate-north"
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("phone")
     store = ClipStore(root / "s", NodeKey.load_or_create(root / "s" / "keys"), node="edge-test-01")
-    rec = ClipRecorder(CAMERA, store, 1.0, 0.5, 300.0, lossless=True)
+    rec = ClipRecorder(CAMERA, store.writer, 1.0, 0.5, 300.0, lossless=True)
     rec.start()
     info, pk = demux(video_path("road"), start_wall=1_796_176_449.0)  # 2026-12-02T01:54:09Z
     rec.start_stream(info)
@@ -43,9 +43,9 @@ def served(tmp_path_factory):
             rec.on_event(event(nxt[1], p.time, oid=nxt[2], wall0=1_796_176_449.0))
             nxt = next(marks, None)
     rec.close(30)
-    ids = [c.id for c in store.list_clips()]
+    ids = [c.id for c in store.catalog.list_clips()]
     assert len(ids) == 3 and all(re.fullmatch(rf"{CAMERA}-\d{{8}}T\d{{6}}Z-[0-9a-f]{{6}}", i) for i in ids), ids
-    server = ApiServer(store, FullView({CAMERA: b""}), "127.0.0.1", 0, [hash_line(TOKEN, "alice")])
+    server = ApiServer(store.catalog, FullView({CAMERA: b""}), "127.0.0.1", 0, [hash_line(TOKEN, "alice")])
     server.start()
     yield server, ids
     server.stop()

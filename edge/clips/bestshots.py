@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
-import stat
 import threading
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import write_atomic
+from ..fsutil import regular_file_in, write_atomic
 from . import evidence, sidecar
 from .bundle import BEST_NAME
 from .retention import Kept
@@ -174,14 +172,7 @@ class BestShotFiles:
         """The JPEG of an indexed best shot: a regular file directly in the folder; symlinks are never followed."""
         if self.get(best_id) is None:
             return None
-        path = self.path(best_id)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return None
-        if not stat.S_ISREG(st.st_mode) or path.resolve().parent != self._real_dir:
-            return None
-        return path.resolve()
+        return regular_file_in(self._real_dir, self.path(best_id))
 
     # ----- retention (the store's ``enforce_retention`` decides, with clips, in one ``choose_expired``)
     def bytes_by_clip(self) -> dict[str, int]:

@@ -151,7 +151,7 @@ def _set_held(args: argparse.Namespace, held: bool) -> int:
     """Hold or release in the node's own index (``-c CONFIG``): no token, no daemon needed."""
     store = _cli_store(args)
     try:
-        found = store.hold(args.id) if held else store.release(args.id)
+        found = store.catalog.hold(args.id) if held else store.catalog.release(args.id)
     finally:
         store.close()
     if not found:

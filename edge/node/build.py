@@ -187,7 +187,7 @@ def best_shots(cfg: Config, store: ClipStore, still_at: Callable[[str, float], A
     the extra loads; a missing or broken extra is one line, and best shots go on without plates."""
     from ..vision.bestshot import BestShotWorker
 
-    worker = BestShotWorker(store, still_at, events)
+    worker = BestShotWorker(store.writer, still_at, events)
     root = plates_models(cfg)
     if root is not None:
         from ..vision.plate_worker import PlateWorker
@@ -224,7 +224,7 @@ def camera(name: str, cam: CameraConfig, cfg: Config, shared: Any, store: ClipSt
 
         c = cfg.clips
         # a file read flat out must not outrun the writer: it waits instead of dropping packets
-        recorder = ClipRecorder(name, store, c.pre_roll, c.post_roll, c.max_clip,
+        recorder = ClipRecorder(name, store.writer, c.pre_roll, c.post_roll, c.max_clip,
                                 thumbnails=c.thumbnails, lossless=not live and not cam.realtime)
         recorder.start()
     settings = analyzer_settings(cam, cfg)
@@ -272,7 +272,7 @@ def api(cfg: Config, store: ClipStore, view: NodeView) -> ApiServer | None:
     a = cfg.api
     try:
         ssl_context = make_ssl_context(a.tls_cert, a.tls_key) if a.tls_cert and a.tls_key else None
-        server = ApiServer(store, view, a.host, a.port, a.tokens, ssl_context)
+        server = ApiServer(store.catalog, view, a.host, a.port, a.tokens, ssl_context)
         server.start()
     except (ValueError, RuntimeError, OSError) as err:
         # the node keeps recording and publishing; technicians can pull once this is fixed

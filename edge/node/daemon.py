@@ -101,7 +101,7 @@ class Daemon:
         if self.clip_store is not None:  # wiring: requests (push fetch from central, edge/node/requests.py)
             from .requests import start_request_handler
 
-            self.requests = start_request_handler(self.cfg, self.clip_store)
+            self.requests = start_request_handler(self.cfg, self.clip_store.catalog)
         for runtime in self.cameras.values():
             runtime.capture.opened.wait(timeout=runtime.config.open_timeout + 2)
             if runtime.record is not None:

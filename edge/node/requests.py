@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clips.evidence import canonical, parse_public_key
+from ..interfaces import ClipCatalog
 
 log = logging.getLogger("edge.fetchrequests")  # the name the journal has shown for these lines
 MAX_REQUEST = 4096
@@ -36,7 +37,7 @@ class Refused(Exception):
 
 
 class RequestHandler:
-    def __init__(self, node_id: str, central_pubkey: str, clips: Any, storage: Path, settings: Any = None,
+    def __init__(self, node_id: str, central_pubkey: str, clips: ClipCatalog, storage: Path, settings: Any = None,
                  pause: float = 2.0) -> None:
         self.node_id, self.clips, self.settings, self.pause = node_id, clips, settings, pause
         self.pub = parse_public_key(central_pubkey)
@@ -242,7 +243,7 @@ def _text(body: bytes) -> str:
         return body[:200].decode("utf-8", "replace")
 
 
-def start_request_handler(cfg: Any, clips: Any) -> RequestHandler | None:
+def start_request_handler(cfg: Any, clips: ClipCatalog) -> RequestHandler | None:
     """The daemon's hook: a handler when ``[central] pubkey`` is set, else None (push fetch off)."""
     from .build import settings_from_config
 

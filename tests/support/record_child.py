@@ -19,7 +19,7 @@ def main() -> None:
     store = ClipStore(root, NodeKey.load_or_create(root / "keys"), node="n1")
     store.recover()
     info, pk = demux(video)
-    rec = ClipRecorder("cam", store, 2.0, 2.0, 300.0, lossless=True)
+    rec = ClipRecorder("cam", store.writer, 2.0, 2.0, 300.0, lossless=True)
     rec.start()
     rec.start_stream(info)
     started = False

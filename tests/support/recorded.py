@@ -27,7 +27,7 @@ def record_node(root: Path, node: str = "gate-node", video: str = "highway",
     """
     key = NodeKey.load_or_create(root / "keys")
     store = ClipStore(root, key, node=node)
-    recorder = ClipRecorder("cam", store, 2.0, 2.0, 60.0, lossless=True)
+    recorder = ClipRecorder("cam", store.writer, 2.0, 2.0, 60.0, lossless=True)
     recorder.start()
     info, packets = demux(video_path(video))
     recorder.start_stream(info)
@@ -40,7 +40,7 @@ def record_node(root: Path, node: str = "gate-node", video: str = "highway",
             clip = recorder.on_event(ev)
             if best and ev.type.value == "end":
                 jpeg, box = best_jpeg(video, t)
-                store.add_best(ev.id, ev.id, ev.camera, clip, jpeg, box, ev.ts, ev.label)
+                store.writer.add_best(ev.id, ev.id, ev.camera, clip, jpeg, box, ev.ts, ev.label)
     recorder.close(60)
     return store, key
 
@@ -63,7 +63,7 @@ def best_jpeg(video: str, t: float, box: tuple[float, float, float, float] = (0.
 
 def serve(store: ClipStore, port: int = 0) -> ApiServer:
     """The node's LAN API over the store, accepting ``TOKEN`` (named "central")."""
-    server = ApiServer(store, StillView({}), "127.0.0.1", port, [hash_line(TOKEN, "central")])
+    server = ApiServer(store.catalog, StillView({}), "127.0.0.1", port, [hash_line(TOKEN, "central")])
     server.start()
     return server
 
