@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..fsutil import write_atomic
-from ..types import ClipRecord, Finished
+from ..types import ClipRecord, ClipStoreStats, Finished
 from . import evidence, sidecar
 from .ageclock import AgeClock
 from .bestshots import LOOSE, BestShotFiles
@@ -644,14 +644,14 @@ class ClipStore:
         with self._lock:
             return self._db.execute(f"SELECT COUNT(*) FROM clips WHERE {where}").fetchone()[0]
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ClipStoreStats:
         with self._lock:
             r = self._db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(held), 0)"
                                  " FROM clips WHERE status='ok'").fetchone()
-        return {"clips": r[0], "bytes": r[1], "held": r[2], "lost": self._count("status='lost'"),
-                "best_bytes": self.best.total_bytes(),
-                "quarantined": self.quarantined,
-                "paused": self.paused, "pause_reason": self.pause_reason, "free_bytes": self.free_bytes()}
+        return ClipStoreStats(clips=r[0], bytes=r[1], held=r[2], lost=self._count("status='lost'"),
+                              best_bytes=self.best.total_bytes(),
+                              quarantined=self.quarantined,
+                              paused=self.paused, pause_reason=self.pause_reason, free_bytes=self.free_bytes())
 
     def close(self) -> None:
         with self._lock:
