@@ -64,10 +64,10 @@ def mode_rss(source: Path, pre_roll: float) -> dict:
                 rec.on_event(event("end", p.time))
                 ended = True
             st = rec.stats()
-            ring_peak, ring_bytes = max(ring_peak, st["ring_s"]), max(ring_bytes, st["ring_bytes"])
+            ring_peak, ring_bytes = max(ring_peak, st.ring_s), max(ring_bytes, st.ring_bytes)
         rec.close(60)
         st = rec.stats()  # the writer lags the feeder: its ring is fullest at the end
-        ring_peak, ring_bytes = max(ring_peak, st["ring_s"]), max(ring_bytes, st["ring_bytes"])
+        ring_peak, ring_bytes = max(ring_peak, st.ring_s), max(ring_bytes, st.ring_bytes)
         store.close()
         del pk
     return {"source": str(source), "width": info.width, "height": info.height, "pre_roll": pre_roll,

@@ -54,7 +54,7 @@ def main() -> None:
     print("daemon started", rss())
     for step in range(6):
         time.sleep(5)
-        ring = daemon.cameras["c"].recorder.stats()["ring_bytes"] // 1024  # type: ignore[union-attr]
+        ring = daemon.cameras["c"].recorder.stats().ring_bytes // 1024  # type: ignore[union-attr]
         print(f"t={5 * (step + 1)}s", rss(), "ring", ring, "kB")
     daemon.request_stop()
     daemon.shutdown()

@@ -76,14 +76,15 @@ def run_one(path: Path, detector: Any, low_light: bool) -> dict[str, Any]:
     analyzer = CameraAnalyzer("night", detector, settings)
     run = analyse_file(path, analyzer, 5.0)
     s = run.stats
+    assert s is not None  # analyse_file sets them
     # Times from the first decoded frame: the street clip decodes from its first keyframe at 1.86 s, its
     # re-encoded versions start that same picture at 0 s.
     start = next(iter_frames(path, 5.0))[1]
     return {
         "events": [(kind, a - start, b - start) for kind, a, b in intervals(run.events)],
-        "motion_ms": s["ms_total"].get("motion", 0.0) / max(1, run.analysed),
-        "motion_frames": s["motion_frames"], "analysed": run.analysed, "detector_calls": s["detector_calls"],
-        "resets": s["lightning_resets"], "cpu_s_per_video_s": run.cpu_s / max(run.video_s, 1e-9),
+        "motion_ms": s.ms_total.get("motion", 0.0) / max(1, run.analysed),
+        "motion_frames": s.motion_frames, "analysed": run.analysed, "detector_calls": s.detector_calls,
+        "resets": s.lightning_resets, "cpu_s_per_video_s": run.cpu_s / max(run.video_s, 1e-9),
     }
 
 

@@ -21,7 +21,7 @@ from .capture import SourceError
 from .capture.pyav import PyavSource
 from .errors import UserError
 from .node.status import peak_rss_mb
-from .types import Event, Frame, Packet
+from .types import AnalyzerStats, Event, Frame, Packet
 from .vision.pipeline import CameraAnalyzer, FrameGate
 
 
@@ -30,7 +30,7 @@ class FileRun:
     """What one pass over a file produced."""
 
     events: list[Event] = field(default_factory=list)
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: AnalyzerStats | None = None  # the analyzer's, at the end of the pass
     frames: int = 0  # decoded
     analysed: int = 0
     video_s: float = 0.0
@@ -134,7 +134,9 @@ def _baselines(path: Path, detector, detect_fps: float, video_s: float) -> dict[
 
 def summarise(run: FileRun, source: Path, model: str) -> dict[str, Any]:
     s = run.stats
-    starts = s.get("started", {})
+    if s is None:
+        raise ValueError("summarise: the run has no analyzer stats (analyse_file sets them)")
+    starts = s.started
     return {
         "source": source.name,
         "size": f"{run.size[0]}x{run.size[1]}",
@@ -145,14 +147,14 @@ def summarise(run: FileRun, source: Path, model: str) -> dict[str, Any]:
         "fps": round(run.frames / max(run.wall_s, 1e-9), 1),
         "ms_per_analysed_frame": {
             "decode": round(run.decode_ms / max(1, run.analysed), 2),
-            **{k: round(v / max(1, run.analysed), 2) for k, v in s.get("ms_total", {}).items()},
+            **{k: round(v / max(1, run.analysed), 2) for k, v in s.ms_total.items()},
         },
-        "detect_ms_per_call": round(s.get("ms_total", {}).get("detect", 0.0) / max(1, s.get("detector_calls", 0)), 2),
-        "detector_calls": s.get("detector_calls", 0),
-        "motion_frames": s.get("motion_frames", 0),
-        "tracks": s.get("tracks", 0),
-        "short_tracks": s.get("short_tracks", 0),
-        "median_track_s": s.get("median_track_s", 0.0),
+        "detect_ms_per_call": round(s.ms_total.get("detect", 0.0) / max(1, s.detector_calls), 2),
+        "detector_calls": s.detector_calls,
+        "motion_frames": s.motion_frames,
+        "tracks": s.tracks,
+        "short_tracks": s.short_tracks,
+        "median_track_s": s.median_track_s,
         "starts": dict(sorted(starts.items())),
         "cpu_s_per_video_s": round(run.cpu_s / max(run.video_s, 1e-9), 3),
         "peak_rss_mb": peak_rss_mb(),

@@ -13,7 +13,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .types import BestShot, ClipRecord, Event, Finished, Frame, Packet, StreamInfo
+from .types import (
+    AnalyzerStats,
+    BestShot,
+    ClipRecord,
+    ClipStoreStats,
+    Event,
+    Finished,
+    Frame,
+    Packet,
+    RecorderStats,
+    StreamInfo,
+)
 
 
 class Picture(Protocol):
@@ -82,7 +93,7 @@ class Analyzer(Protocol):
     def take_shots(self) -> list[BestShot]:
         """Best-shot candidates of the last ``process`` call (empty unless best shots are on)."""
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> AnalyzerStats: ...
 
 
 class BestShots(Protocol):
@@ -116,7 +127,7 @@ class ClipSink(Protocol):
     def close(self, timeout: float) -> None:
         """Finish open clips (post-roll cut short) and stop the writer thread."""
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> RecorderStats: ...
 
 
 class EventSink(Protocol):
@@ -172,7 +183,7 @@ class ClipRetention(Protocol):
 
     def check_space(self) -> bool: ...
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> ClipStoreStats: ...
 
     def close(self) -> None: ...
 

@@ -9,6 +9,7 @@ Normalised 0..1 boxes exist only in MQTT payloads (see ``edge.payload``).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -231,3 +232,94 @@ class Finished:
     time_ok: bool = True
     labels: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---- stage reports -------------------------------------------------------------------------------
+# What each stage's ``stats()`` hands out: frozen snapshots, read by the node (``edge.node.status`` alone
+# turns them into the MQTT ``stats`` payload and ``/api/v1/health``, with the published key names).
+# They live here, not next to their stage, because the protocols in ``edge.interfaces`` name them and
+# the camera loops see stages only through those protocols.
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderStats:
+    """A clip recorder (``ClipRecorder.stats``) at one moment."""
+
+    packets: int  # fed
+    dropped: int  # not queued: the writer was behind
+    clips: int  # finished
+    lost: int
+    errors: int
+    queued: int  # waiting for the writer thread
+    ring_s: float  # pre-roll held in memory (seconds, 2 decimals)
+    ring_bytes: int
+    recording: str | None  # the open clip's id
+    paused: bool  # the store's pause (a full disk)
+    streaming: bool  # a record stream is connected
+    down: str | None  # why there is no record stream now; None while streaming or before the first
+
+
+@dataclass(frozen=True, slots=True)
+class ClipStoreStats:
+    """The clip store (``ClipStore.stats``) at one moment."""
+
+    clips: int  # finished ("ok") clips
+    bytes: int  # their size
+    held: int
+    lost: int
+    best_bytes: int  # the best-shot JPEGs
+    quarantined: int
+    paused: bool
+    pause_reason: str
+    free_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """The event outbox (``OutboxService.stats``) at one moment."""
+
+    depth: int  # kept plus still queued
+    oldest_age_s: float  # 1 decimal
+    evicted: int
+    trimmed: int
+    published: int
+    replayed: int
+    connected: bool
+    blocked_submits: int
+    last_seq: int
+    unsent: int
+    end_to_end: bool
+    central_seq: int
+    resent: int
+    unstored: int
+    disk_reserve: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorStats:
+    """The shared detector's load (``SharedDetector.stats``), per calling thread (``analysis-<camera>``)."""
+
+    calls: Mapping[str, int]
+    waited_s: Mapping[str, float]  # seconds waited for the detector (3 decimals)
+    busy_s: float  # the detector's busy seconds (3 decimals)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzerStats:
+    """One camera's vision pipeline (``CameraAnalyzer.stats``) at one moment."""
+
+    frames: int
+    motion_frames: int
+    detector_calls: int
+    ms: Mapping[str, float]  # mean per frame that ran the stage (3 decimals)
+    ms_total: Mapping[str, float]  # total per stage (1 decimal)
+    tracks: int  # confirmed tracks that ended
+    short_tracks: int  # of those, lived < 1 s
+    median_track_s: float
+    ghosts: int
+    live_tracks: int
+    started: Mapping[str, int]  # start events per label
+    events: Mapping[str, int]  # events sent per type
+    lines: Mapping[str, Mapping[str, int]]  # crossings per line and direction
+    lightning_resets: int
+    best_shots_offered: int

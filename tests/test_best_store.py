@@ -208,7 +208,7 @@ def test_retention_counts_best_shot_bytes_and_deletes_them_with_their_clip(tmp_p
     try:
         old, new = sorted(store.catalog.list_clips(), key=lambda c: c.start_ts)
         shots = store.index.best.total_bytes()
-        assert shots > 1000 and store.stats()["best_bytes"] == shots == sum(
+        assert shots > 1000 and store.stats().best_bytes == shots == sum(
             p.stat().st_size for p in store.index.best.dir.glob("*.jpg"))
         # both clips fit without their best shots, not with them: the oldest clip goes, its best shot with it
         store.keeper.budget = Budget(max_bytes=old.bytes + new.bytes + 1, max_age_s=0, min_free_bytes=0)

@@ -102,7 +102,7 @@ def test_unsynchronised_clock_pauses_ageing_but_not_byte_limits(tmp_path: Path):
     _clips(store, clock, 3)
     clock.run(MAX_AGE + DAY)  # old enough by the age clock, but the wall clock is not trusted
     assert store.enforce_retention() == []
-    store.keeper.budget = type(store.keeper.budget)(store.stats()["bytes"] - 1, MAX_AGE, 0)
+    store.keeper.budget = type(store.keeper.budget)(store.stats().bytes - 1, MAX_AGE, 0)
     assert store.enforce_retention() == ["c1"]  # the byte limit still applies
     clock.sync = True
     clock.run(61)

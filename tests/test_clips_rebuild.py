@@ -130,7 +130,7 @@ def test_unexplained_and_forged_files_are_quarantined_not_deleted(tmp_path: Path
     q = root / "quarantine"
     assert (q / "c1.mp4").read_bytes() == data["c1"]
     assert (q / "stray.mp4").read_bytes() == video_path("street").read_bytes()
-    assert store.stats()["quarantined"] == 3
+    assert store.stats().quarantined == 3
     _clip(store, "c4")
     assert store.catalog.meta("c4")["record"]["seq"] == 4  # c1's seq (1) is below the head anyway: no reuse
     store.close()

@@ -91,7 +91,7 @@ def test_clip_from_video_is_playable_and_bit_identical(store: ClipStore, name: s
     start, end = 8.0, 11.0
     info, pk, ids, times, stats = _record(store, name, start, end)
     assert len(set(ids)) == 1 and ids[0] is not None
-    assert stats["dropped"] == 0 and stats["clips"] == 1 and stats["errors"] == 0
+    assert stats.dropped == 0 and stats.clips == 1 and stats.errors == 0
     path = store.catalog.file_path(ids[0])
     assert path is not None and path.suffix == ".mp4"
     errors, facts = ffprobe(path)

@@ -159,7 +159,7 @@ def _full_disk(root: Path) -> None:
     deadline = time.monotonic() + 30
     while not store.keeper.paused and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert store.keeper.paused and rec.stats()["paused"], "recording must pause on a full disk"
+    assert store.keeper.paused and rec.stats().paused, "recording must pause on a full disk"
     assert rec.on_event(event("start", 30.0, "o2")) is None  # no clip while paused; events still flow
     assert rec._writer_alive()
     assert store.catalog.file_path("held1") is not None and ffprobe(store.catalog.file_path("held1"))[0] == ""
@@ -193,7 +193,7 @@ def test_free_space_floor_pauses_recording(tmp_path: Path):
     assert rec.on_event(event("start", 15.0, "o2")) is None
     rec.close(30)
     assert store.catalog.get(first).status == "lost" and store.catalog.file_path("held1") is not None
-    assert not list(store.dir.glob("*.part")) and store.stats()["paused"]
+    assert not list(store.dir.glob("*.part")) and store.stats().paused
     store.close()
 
 

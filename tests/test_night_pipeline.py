@@ -57,8 +57,8 @@ def test_headlight_sweep_with_reflection_starts_no_event(detector, night):
         return np.clip(night.astype(np.float32) + light[..., None], 0, 255)
 
     events, stats = run(detector, frame, 28, np.random.default_rng(7))
-    assert stats["motion_frames"] >= 10  # motion does see the lights ...
-    assert stats["detector_calls"] >= 10  # ... and asks the detector, which finds no object in them
+    assert stats.motion_frames >= 10  # motion does see the lights ...
+    assert stats.detector_calls >= 10  # ... and asks the detector, which finds no object in them
     assert events == []
 
 
@@ -70,7 +70,7 @@ def test_insect_at_the_lens_starts_no_event(detector, night):
         return np.clip(night.astype(np.float32) + glow(night.shape, cx, cy, 45, 45, 200)[..., None], 0, 255)
 
     events, stats = run(detector, frame, 28, np.random.default_rng(8))
-    assert stats["motion_frames"] >= 5  # part of its path is dropped as light; the rest reaches the detector
+    assert stats.motion_frames >= 5  # part of its path is dropped as light; the rest reaches the detector
     assert events == []
 
 
@@ -88,5 +88,5 @@ def test_ir_switch_lights_up_parked_cars_without_events(detector, night):
         return ir
 
     events, stats = run(detector, frame, 36, np.random.default_rng(9))
-    assert stats["lightning_resets"] >= 1
+    assert stats.lightning_resets >= 1
     assert events == []

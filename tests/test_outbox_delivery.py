@@ -16,6 +16,7 @@ from support.mqtt_collector import Collector
 
 from edge.check.broker import probe_broker
 from edge.check.result import FAIL, OK
+from edge.node.status import outbox_body
 from edge.outbox.publisher import MqttSettings
 from edge.outbox.service import OutboxService
 from edge.types import Event, EventType, LineCrossing
@@ -54,7 +55,8 @@ def test_every_message_validates_against_the_schemas(tmp_path: Path, broker: Bro
     svc.submit(event(1, type=EventType.UPDATE, zones=("drive", "gate"), line=LineCrossing("gate", "in")))
     svc.submit(event(1, type=EventType.END, clip="gate-20260101-000001", duration=12.5, time_ok=False))
     assert wait_until(lambda: svc.publisher.connected and svc.depth() == 0, 10)
-    svc.publish_stats({"fps": {"gate": 5.0}, "stage_ms": {"detect": 12.0}, "cpu_temp_c": None})
+    svc.publish_stats({"fps": {"gate": 5.0}, "stage_ms": {"detect": 12.0}, "cpu_temp_c": None,
+                       "outbox": outbox_body(svc.stats())})
     assert wait_until(lambda: col.of_kind("stats"), 5)
     assert svc.stop(5.0) is True
     assert wait_until(lambda: any(s["state"] == "offline" for s in col.of_kind("status")), 5)

@@ -117,7 +117,7 @@ def test_auto_without_central_deletes_on_puback(tmp_path: Path, broker) -> None:
     for i in range(20):
         svc.submit(event(i))
     wait_until(lambda: svc.publisher.connected and svc.depth() == 0, 10, "PUBACKs delete the rows")
-    assert svc.outbox.e2e_active is False and svc.stats()["end_to_end"] is False
+    assert svc.outbox.e2e_active is False and svc.stats().end_to_end is False
     assert svc.stop(3.0)
 
 

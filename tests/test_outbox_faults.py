@@ -182,7 +182,7 @@ def test_full_disk_with_nothing_to_delete_stores_in_the_reserve_then_counts_and_
     again = OutboxService(db, "n1", nobody, reserve_bytes=2 << 20)
     assert again.outbox.depth() == 300, "nothing already stored was lost"
     assert again.outbox.enqueue_many([body(999)]) == [351], "seqs 301..350 are skipped: central sees the gap"
-    assert again.stats()["unstored"] == 50, "the count survives the restart"
+    assert again.stats().unstored == 50, "the count survives the restart"
     again.start()
     assert again.reserve.present, "the reserve is made again once there is room"
     again.stop(drain_timeout=0.5)

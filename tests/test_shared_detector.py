@@ -48,4 +48,4 @@ def test_four_saturating_cameras_get_equal_turns() -> None:
     assert max(calls.values()) - min(calls.values()) <= 2, calls  # first come, first served: turns alternate
     assert all(w > 0 for w in shared.waited_s.values())  # saturated: every camera waited its turn
     stats = shared.stats()
-    assert stats["calls"] == calls and 0 < stats["busy_s"] <= 1.6
+    assert stats.calls == calls and 0 < stats.busy_s <= 1.6

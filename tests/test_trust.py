@@ -20,6 +20,7 @@ from edge.central.store import Store
 from edge.central.trust import KeyRing, TrustPolicy, Untrusted
 from edge.cli import main
 from edge.clips.evidence import NodeKey
+from edge.node.status import outbox_body
 from edge.outbox.publisher import MqttSettings
 from edge.outbox.service import OutboxService
 from edge.types import Event, EventType
@@ -177,7 +178,7 @@ def test_a_signing_node_is_stored_end_to_end(broker, tmp_path: Path) -> None:
                              time=float(i), box=(0.1, 0.1, 0.2, 0.2), zones=tuple(zones), color="red",
                              color_score=0.9))
         wait_until(lambda: consumer.counters.stored == 5 and consumer.counters.statuses >= 1, what="stored")
-        svc.publish_stats({"fps": {"gate": 5.0}})
+        svc.publish_stats({"fps": {"gate": 5.0}, "outbox": outbox_body(svc.stats())})
         wait_until(lambda: consumer.counters.stats >= 1, what="stats stored")
     finally:
         assert svc.stop(5.0)

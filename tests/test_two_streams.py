@@ -92,7 +92,7 @@ def test_clips_are_the_main_stream_events_come_from_the_sub_and_recording_outliv
     daemon, main, sub, tap = node
     cam = daemon.cameras["road"]
     assert cam.record is not None and cam.recorder is not None
-    wait_until(lambda: cam.recorder.stats()["recording"], 30, "a clip being recorded")
+    wait_until(lambda: cam.recorder.stats().recording, 30, "a clip being recorded")
     # analysis runs on the sub stream: every analysed frame is 640x360; the record loop decodes nothing
     assert cam.analysis.latest is not None and cam.analysis.latest.image.shape == (360, 640, 3)
     health = camera_health(daemon)
@@ -109,15 +109,15 @@ def test_clips_are_the_main_stream_events_come_from_the_sub_and_recording_outliv
 
     # the sub stream's server goes away: the camera is blind, its tracks end, the open clip finishes with its
     # post-roll while recording goes on (the record stream's packets keep arriving)
-    open_clip = cam.recorder.stats()["recording"]
-    packets_before = cam.recorder.stats()["packets"]
+    open_clip = cam.recorder.stats().recording
+    packets_before = cam.recorder.stats().packets
     sub.kill()
     wait_until(lambda: camera_health(daemon)["blind"], 20, "status to say the camera is blind")
     health = camera_health(daemon)
     assert health["streams"]["detect"]["state"] == "reconnecting"
     assert health["streams"]["record"]["state"] == "running"
-    wait_until(lambda: cam.recorder.stats()["recording"] != open_clip, 20, "the open clip to finish")
-    assert cam.recorder.stats()["packets"] > packets_before + 24  # a second of main stream went on
+    wait_until(lambda: cam.recorder.stats().recording != open_clip, 20, "the open clip to finish")
+    assert cam.recorder.stats().packets > packets_before + 24  # a second of main stream went on
     record = daemon.clip_store.catalog.get(open_clip)
     assert record is not None and record.status == "ok" and record.bytes > 0
     path = daemon.clip_store.catalog.file_path(open_clip)
@@ -127,8 +127,8 @@ def test_clips_are_the_main_stream_events_come_from_the_sub_and_recording_outliv
     # stream by arrival time (the first clip could not have it: it opened in the stream's first seconds)
     sub.start()
     wait_until(lambda: not camera_health(daemon)["blind"], 30, "the detect stream back")
-    wait_until(lambda: cam.recorder.stats()["recording"] not in (None, open_clip), 30, "a clip after the return")
-    second = cam.recorder.stats()["recording"]
+    wait_until(lambda: cam.recorder.stats().recording not in (None, open_clip), 30, "a clip after the return")
+    second = cam.recorder.stats().recording
     sub.kill()  # its tracks end; the clip finishes with its post-roll
     wait_until(lambda: daemon.clip_store.catalog.get(second) is not None, 20, "the second clip to finish")
     record, meta = daemon.clip_store.catalog.get(second), daemon.clip_store.catalog.meta(second)
@@ -141,14 +141,14 @@ def test_record_stream_down_keeps_events_flowing_with_no_clip(node, caplog) -> N
     daemon, main, sub, tap = node
     cam = daemon.cameras["road"]
     assert cam.record is not None and cam.recorder is not None
-    wait_until(lambda: cam.recorder.stats()["recording"], 30, "a clip being recorded")
+    wait_until(lambda: cam.recorder.stats().recording, 30, "a clip being recorded")
     with caplog.at_level(logging.WARNING, logger="edge.clips.recorder"):
         main.kill()
         wait_until(lambda: camera_health(daemon).get("record_down"), 20, "status to say the record stream is down")
         down = time.monotonic()
         assert cam.record.state is CameraState.RECONNECTING
         assert not camera_health(daemon)["blind"]
-        assert cam.recorder.stats()["streaming"] is False and cam.recorder.stats()["down"]
+        assert cam.recorder.stats().streaming is False and cam.recorder.stats().down
         # tracks that start while the record stream is down end with clip = null; events keep coming
         wait_until(lambda: any(e.type is EventType.START for e in tap.since(down)), 40, "a start with main down")
         started_after = {e.id for e in tap.since(down) if e.type is EventType.START}
@@ -161,7 +161,7 @@ def test_record_stream_down_keeps_events_flowing_with_no_clip(node, caplog) -> N
     # the main stream comes back on its own: clips again
     main.start()
     wait_until(lambda: camera_health(daemon).get("record_down") is None, 30, "the record stream back")
-    wait_until(lambda: cam.recorder.stats()["recording"], 30, "a clip once the record stream is back")
+    wait_until(lambda: cam.recorder.stats().recording, 30, "a clip once the record stream is back")
 
 
 def test_a_bad_detect_source_is_one_line_naming_the_key() -> None:

@@ -101,7 +101,7 @@ def test_updates_are_rate_limited(runs):
 
 def test_line_counts_match_hand_count(runs):
     run = runs("road")
-    counts = run.stats["lines"]["middle"]
+    counts = run.stats.lines["middle"]
     truth = TRUTH["road"]
     assert abs(counts["in"] - truth["line_in"]) <= max(2, 0.25 * truth["line_in"]), counts
     assert abs(counts["out"] - truth["line_out"]) <= max(2, 0.25 * truth["line_out"]), counts
@@ -137,7 +137,7 @@ def test_static_scene_costs_no_detector_call(detector):
         noisy = np.clip(image.astype(np.int16) + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
         events += analyzer.process(Frame("static", i, i / 5, i / 5, 1e9 + i / 5, noisy))
     events += analyzer.flush(12.0, 1e9 + 12)
-    assert analyzer.stats()["detector_calls"] == 0
+    assert analyzer.stats().detector_calls == 0
     assert events == []
 
 
@@ -150,8 +150,8 @@ def test_brightness_step_makes_no_event_of_its_own(detector, runs):
     step = CameraAnalyzer("step", detector)
     stepped = analyse_file(video_path("street"), step, 5.0, transform=brighter, stop_at=30.0)
     plain = runs("street")  # the same frames up to 30 s: analysis is deterministic by source time
-    assert stepped.stats["lightning_resets"] >= 1
-    assert plain.stats["lightning_resets"] == 0
+    assert stepped.stats.lightning_resets >= 1
+    assert plain.stats.lightning_resets == 0
     times = sorted(e.time for e in stepped.events if e.type is EventType.START)
     assert not [t for t in times if 20.0 <= t < 21.5], times  # nothing born of the step itself
     assert len(times) <= len([e for e in plain.events if e.type is EventType.START and e.time < 30.0])

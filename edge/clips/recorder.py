@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from ..interfaces import ClipWriter
-from ..types import Event, EventType, Finished, Packet, StreamInfo
+from ..types import Event, EventType, Finished, Packet, RecorderStats, StreamInfo
 from .eventmeta import clip_event
 from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
@@ -166,11 +166,13 @@ class ClipRecorder:
                 log.error("clips %s: writer did not finish in %.0f s; recover() will finish the clip at next start",
                           self.camera, timeout)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> RecorderStats:
         cur = self._cur
-        return {**self._counts, "queued": self._q.qsize(), "ring_s": round(self._ring.seconds, 2),
-                "ring_bytes": self._ring.bytes, "recording": cur.id if cur else None,
-                "paused": self._store.paused, "streaming": self._streaming, "down": self._down_reason or None}
+        n = self._counts
+        return RecorderStats(packets=n["packets"], dropped=n["dropped"], clips=n["clips"], lost=n["lost"],
+                             errors=n["errors"], queued=self._q.qsize(), ring_s=round(self._ring.seconds, 2),
+                             ring_bytes=self._ring.bytes, recording=cur.id if cur else None,
+                             paused=self._store.paused, streaming=self._streaming, down=self._down_reason or None)
 
     def still_at(self, mono: float) -> np.ndarray | None:
         """``StillSource``: the record stream's frame nearest to ``mono`` (BGR, full size), from the ring.

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..types import ClipStoreStats
 from . import sidecar
 from .catalog import StoreCatalog
 from .evidence import NodeKey
@@ -57,15 +58,14 @@ class ClipStore:
     def check_space(self) -> bool:
         return self.keeper.check_space()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ClipStoreStats:
         ix, keeper = self.index, self.keeper
         with ix.lock:
             r = ix.db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(held), 0)"
                               " FROM clips WHERE status='ok'").fetchone()
-        return {"clips": r[0], "bytes": r[1], "held": r[2], "lost": ix.count("status='lost'"),
-                "best_bytes": ix.best.total_bytes(),
-                "quarantined": self.quarantined,
-                "paused": keeper.paused, "pause_reason": keeper.pause_reason, "free_bytes": keeper.free_bytes()}
+        return ClipStoreStats(clips=r[0], bytes=r[1], held=r[2], lost=ix.count("status='lost'"),
+                              best_bytes=ix.best.total_bytes(), quarantined=self.quarantined,
+                              paused=keeper.paused, pause_reason=keeper.pause_reason, free_bytes=keeper.free_bytes())
 
     def close(self) -> None:
         self.index.close()

@@ -208,7 +208,8 @@ class Daemon:
                        self.detector.stats() if self.detector is not None else None)
 
     def stats(self) -> dict[str, Any]:
-        return stats_body(self.status())
+        """The ``stats`` payload's body, the outbox's own figures included (what ``publish_stats`` sends)."""
+        return stats_body(self.status(), self.outbox.stats() if self.outbox is not None else None)
 
     def latest_frame(self, camera: str) -> Frame | None:
         """The last analysed frame of ``camera`` (the page's live view), None before the first."""

@@ -305,7 +305,7 @@ class AnalysisLoop:
         """This loop's counters and its analyzer's stage timings and line counts, now."""
         analyzer = self.analyzer.stats()
         return AnalysisStatus(analysed=self.analysed, events=sum(self.event_counts.values()),
-                              stage_ms=analyzer.get("ms", {}), lines=analyzer.get("lines", {}))
+                              stage_ms=analyzer.ms, lines=analyzer.lines)
 
     def _route(self, event: Event, image: Any = None) -> None:
         # time facts first: the recorder copies the event into the clip's signed record, which must never

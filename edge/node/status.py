@@ -1,10 +1,12 @@
 """What the node reports about itself: one frozen snapshot, serialised here and nowhere else.
 
 Each loop hands out a frozen snapshot of its own counters (``CaptureStatus``,
-``AnalysisStatus``); the daemon gathers them with the outbox, clip store and
-disk facts into one ``NodeStatus``. ``stats_body`` turns it into the MQTT
-``stats`` payload, ``health_body`` into ``/api/v1/health`` (which the page
-reads): the key names of both are the published contract and do not change.
+``AnalysisStatus``), each stage its frozen report (``RecorderStats``,
+``ClipStoreStats``, ``DetectorStats``, ``OutboxStats``: ``edge.types``); the
+daemon gathers them with the disk facts into one ``NodeStatus``. ``stats_body``
+turns it into the MQTT ``stats`` payload, ``health_body`` into ``/api/v1/health``
+(which the page reads): the key names of both are the published contract and do
+not change, and this module is the only place that writes them.
 This module imports nothing of the daemon's, so the two cannot import each other.
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from .. import __version__
 from ..redact import redact_url
-from ..types import CameraState, Frame
+from ..types import CameraState, ClipStoreStats, DetectorStats, Frame, OutboxStats, RecorderStats
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -92,7 +94,7 @@ class CameraStatus:
     name: str
     capture: CaptureStatus  # the stream that is analysed (a two-stream camera's detect stream)
     analysis: AnalysisStatus
-    recorder: Mapping[str, Any] | None  # ClipRecorder.stats(), published as it is
+    recorder: RecorderStats | None  # ClipRecorder.stats(), published whole (recorder_body)
     record: CaptureStatus | None = None  # a two-stream camera's record stream; None: one stream does both
 
     @property
@@ -126,15 +128,15 @@ class NodeStatus:
     cameras: tuple[CameraStatus, ...]
     outbox_depth: int
     disk: DiskUsage | None
-    clips: Mapping[str, Any] | None  # ClipStore.stats(); None with clips off
+    clips: ClipStoreStats | None  # ClipStore.stats(); None with clips off
     cpu_temp_c: float | None
     time_ok: bool
-    detector: Mapping[str, Any] | None = None  # SharedDetector.stats(): calls and waits per analysis thread
+    detector: DetectorStats | None = None  # SharedDetector.stats(): calls and waits per analysis thread
 
 
 def collect(node: str, stopping: bool, started: float, cameras: tuple[CameraStatus, ...], outbox_depth: int,
-            storage: Path, clips: Mapping[str, Any] | None, time_ok: bool,
-            detector: Mapping[str, Any] | None = None) -> NodeStatus:
+            storage: Path, clips: ClipStoreStats | None, time_ok: bool,
+            detector: DetectorStats | None = None) -> NodeStatus:
     """One snapshot; ``started`` is the daemon's ``time.monotonic()`` at construction."""
     return NodeStatus(node=node, stopping=stopping, version=__version__, uptime_s=time.monotonic() - started,
                       cameras=cameras, outbox_depth=outbox_depth, disk=disk_usage(storage), clips=clips,
@@ -145,17 +147,41 @@ def detector_body(s: NodeStatus) -> dict[str, Any] | None:
     """The shared detector's load: busy share of the node's uptime, and each camera's calls and wait (s)."""
     if s.detector is None:
         return None
-    calls, waited = s.detector.get("calls", {}), s.detector.get("waited_s", {})
+    calls, waited = s.detector.calls, s.detector.waited_s
     cams = {}
     for cam in s.cameras:
         thread = f"analysis-{cam.name}"  # the thread that calls the detector for this camera (node.build)
         cams[cam.name] = {"calls": int(calls.get(thread, 0)), "waited_s": round(float(waited.get(thread, 0.0)), 3)}
-    busy = float(s.detector.get("busy_s", 0.0))
+    busy = float(s.detector.busy_s)
     return {"busy_share": round(busy / max(1e-6, s.uptime_s), 3), "cameras": cams}
 
 
-def stats_body(s: NodeStatus) -> dict[str, Any]:
-    """The daemon's part of ``<prefix>/<node>/stats`` (the outbox adds v, node, ts, uptime and its own)."""
+def recorder_body(r: RecorderStats) -> dict[str, Any]:
+    """A camera's clip recorder, as ``stats`` shows it (``cameras.<name>.recorder``)."""
+    return {"packets": r.packets, "dropped": r.dropped, "clips": r.clips, "lost": r.lost, "errors": r.errors,
+            "queued": r.queued, "ring_s": r.ring_s, "ring_bytes": r.ring_bytes, "recording": r.recording,
+            "paused": r.paused, "streaming": r.streaming, "down": r.down}
+
+
+def clips_body(c: ClipStoreStats) -> dict[str, Any]:
+    """The clip store, as ``/api/v1/health`` shows it (``clips``)."""
+    return {"clips": c.clips, "bytes": c.bytes, "held": c.held, "lost": c.lost, "best_bytes": c.best_bytes,
+            "quarantined": c.quarantined, "paused": c.paused, "pause_reason": c.pause_reason,
+            "free_bytes": c.free_bytes}
+
+
+def outbox_body(o: OutboxStats) -> dict[str, Any]:
+    """The outbox, as ``stats`` shows it (``outbox``: edge/schema/stats.schema.json)."""
+    return {"depth": o.depth, "oldest_age_s": o.oldest_age_s, "evicted": o.evicted, "trimmed": o.trimmed,
+            "published": o.published, "replayed": o.replayed, "connected": o.connected,
+            "blocked_submits": o.blocked_submits, "last_seq": o.last_seq, "unsent": o.unsent,
+            "end_to_end": o.end_to_end, "central_seq": o.central_seq, "resent": o.resent,
+            "unstored": o.unstored, "disk_reserve": o.disk_reserve}
+
+
+def stats_body(s: NodeStatus, outbox: OutboxStats | None = None) -> dict[str, Any]:
+    """The daemon's part of ``<prefix>/<node>/stats``, with ``outbox`` (last) when it is given; the outbox
+    service adds v, node, ts and uptime in front."""
     uptime = max(1e-6, s.uptime_s)
     cameras: dict[str, Any] = {}
     stage_ms: dict[str, float] = {}
@@ -175,13 +201,13 @@ def stats_body(s: NodeStatus) -> dict[str, Any]:
             cameras[cam.name]["streams"] = {"record": stream_body(cam.record), "detect": stream_body(cam.capture)}
             cameras[cam.name]["record_down"] = cam.record_down
         if cam.recorder is not None:
-            cameras[cam.name]["recorder"] = dict(cam.recorder)
+            cameras[cam.name]["recorder"] = recorder_body(cam.recorder)
     disk: dict[str, int] = {}
     if s.disk is not None:
         disk = {"used_bytes": s.disk.used, "free_bytes": s.disk.free, "total_bytes": s.disk.total}
     if s.clips is not None:
-        disk["clips_bytes"] = int(s.clips.get("bytes", 0))
-        disk["best_bytes"] = int(s.clips.get("best_bytes", 0))
+        disk["clips_bytes"] = int(s.clips.bytes)
+        disk["best_bytes"] = int(s.clips.best_bytes)
     return {
         "fps": {cam.name: round(cam.analysis.analysed / uptime, 2) for cam in s.cameras},
         "stage_ms": stage_ms,
@@ -191,6 +217,7 @@ def stats_body(s: NodeStatus) -> dict[str, Any]:
         "cpu_temp_c": s.cpu_temp_c,
         "time_ok": s.time_ok,
         **({"detector": det} if (det := detector_body(s)) is not None else {}),
+        **({"outbox": outbox_body(outbox)} if outbox is not None else {}),
     }
 
 
@@ -205,7 +232,7 @@ def health_body(s: NodeStatus) -> dict[str, Any]:
         "cameras": {c.name: _camera_health(c) for c in s.cameras},
         "outbox": {"depth": s.outbox_depth},
         "disk": {"total": d.total, "used": d.used, "free": d.free},
-        "clips": dict(s.clips) if s.clips is not None else {},
+        "clips": clips_body(s.clips) if s.clips is not None else {},
         "time_ok": s.time_ok,
     }
 

@@ -17,12 +17,13 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..payload import SCHEMA_VERSION, dumps, event_body
-from ..types import Event
+from ..types import Event, OutboxStats
 from .publisher import MqttSettings, Publisher
 from .reserve import DEFAULT_RESERVE_BYTES, Reserve, is_disk_full
 from .store import Outbox, OutboxLimits
@@ -177,29 +178,35 @@ class OutboxService:
         """Events kept (stored, not yet confirmed by the broker or, end to end, by central) plus still queued."""
         return self.outbox.depth() + self._queue.qsize()
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "depth": self.depth(),
-            "oldest_age_s": round(self.outbox.oldest_age(), 1),
-            "evicted": self.outbox.evicted_total,
-            "trimmed": self.outbox.trimmed_total,
-            "published": self.publisher.published_total,
-            "replayed": self.publisher.replayed_total,
-            "connected": self.publisher.connected,
-            "blocked_submits": self.blocked_total,
-            "last_seq": self.outbox.last_seq(),
-            "unsent": self.outbox.unsent(),
-            "end_to_end": self.outbox.e2e_active,
-            "central_seq": self.outbox.watermark,
-            "resent": self.publisher.resent_total,
-            "unstored": self.outbox.unstored_total,
-            "disk_reserve": self.reserve.present,
-        }
+    def stats(self) -> OutboxStats:
+        return OutboxStats(
+            depth=self.depth(),
+            oldest_age_s=round(self.outbox.oldest_age(), 1),
+            evicted=self.outbox.evicted_total,
+            trimmed=self.outbox.trimmed_total,
+            published=self.publisher.published_total,
+            replayed=self.publisher.replayed_total,
+            connected=self.publisher.connected,
+            blocked_submits=self.blocked_total,
+            last_seq=self.outbox.last_seq(),
+            unsent=self.outbox.unsent(),
+            end_to_end=self.outbox.e2e_active,
+            central_seq=self.outbox.watermark,
+            resent=self.publisher.resent_total,
+            unstored=self.outbox.unstored_total,
+            disk_reserve=self.reserve.present,
+        )
 
-    def publish_stats(self, stats: dict[str, Any]) -> None:
-        """Send the daemon's stats (QoS 0, not stored) with this node's outbox figures added."""
+    def publish_stats(self, stats: Mapping[str, Any]) -> None:
+        """Send the daemon's stats (QoS 0, not stored), v, node, ts and uptime added in front.
+
+        ``stats`` carries this outbox's own figures as its ``outbox`` part, last (``stats()`` as
+        ``edge.node.status.stats_body`` writes it: that module alone turns the node's reports into payloads).
+        """
+        if "outbox" not in stats:
+            raise ValueError("stats without their outbox part (edge.node.status.stats_body writes it)")
         msg = {"v": SCHEMA_VERSION, "node": self.node, "ts": round(time.time(), 3),
-               "uptime_s": round(time.monotonic() - self._started, 1), **stats, "outbox": self.stats()}
+               "uptime_s": round(time.monotonic() - self._started, 1), **stats}
         self.publisher.send_stats(self.signer.seal("stats", msg) if self.signer is not None else dumps(msg))
 
     def stop(self, drain_timeout: float = 30.0) -> bool:

@@ -12,11 +12,11 @@ import math
 import time as _time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from ..types import BestShot, Box, Detection, Event, Frame, StageTimings
+from ..types import AnalyzerStats, BestShot, Box, Detection, Event, Frame, StageTimings
 from .events import EventBuilder
 from .motion import MotionDetector
 from .regions import filter_area, inside_any, merge_detections, plan_regions, to_frame
@@ -153,26 +153,26 @@ class CameraAnalyzer:
             return []
         return self._events.process([], self._tracker.end_all(), time, wall)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> AnalyzerStats:
         track = self._tracker.stats() if self._tracker else None
         ev = self._events
-        return {
-            "frames": self.frames,
-            "motion_frames": self.motion_frames,
-            "detector_calls": self.detector_calls,
-            "ms": {k: round(v, 3) for k, v in self.timings.mean_ms().items()},  # per frame that ran the stage
-            "ms_total": {k: round(v, 1) for k, v in self.timings.totals_ms.items()},
-            "tracks": track.tracks if track else 0,
-            "short_tracks": track.short if track else 0,
-            "median_track_s": round(track.median_life, 2) if track else 0.0,
-            "ghosts": track.ghosts if track else 0,
-            "live_tracks": len(self._tracker.tracks) if self._tracker else 0,
-            "started": dict(ev.started) if ev else {},
-            "events": dict(ev.sent) if ev else {},
-            "lines": {k: dict(v) for k, v in ev.line_counts.items()} if ev else {},
-            "lightning_resets": self._motion.resets if self._motion else 0,
-            "best_shots_offered": ev.shots_offered if ev else 0,
-        }
+        return AnalyzerStats(
+            frames=self.frames,
+            motion_frames=self.motion_frames,
+            detector_calls=self.detector_calls,
+            ms={k: round(v, 3) for k, v in self.timings.mean_ms().items()},  # per frame that ran the stage
+            ms_total={k: round(v, 1) for k, v in self.timings.totals_ms.items()},
+            tracks=track.tracks if track else 0,
+            short_tracks=track.short if track else 0,
+            median_track_s=round(track.median_life, 2) if track else 0.0,
+            ghosts=track.ghosts if track else 0,
+            live_tracks=len(self._tracker.tracks) if self._tracker else 0,
+            started=dict(ev.started) if ev else {},
+            events=dict(ev.sent) if ev else {},
+            lines={k: dict(v) for k, v in ev.line_counts.items()} if ev else {},
+            lightning_resets=self._motion.resets if self._motion else 0,
+            best_shots_offered=ev.shots_offered if ev else 0,
+        )
 
     def _build(self, size: tuple[int, int]) -> None:
         s = self.settings

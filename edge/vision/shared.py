@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Any
 
+from ..types import DetectorStats
+
 
 class SharedDetector:
     """One detector serving several camera threads, in the order they asked (a ticket turnstile).
@@ -49,8 +51,8 @@ class SharedDetector:
                 self.waited_s[name] = self.waited_s.get(name, 0.0) + (began - asked)
                 self.busy_s += done - began
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> DetectorStats:
         """Per calling thread (``analysis-<camera>``): calls and seconds waited; the detector's busy seconds."""
         with self._turn:
-            return {"calls": dict(self.calls), "waited_s": {k: round(v, 3) for k, v in self.waited_s.items()},
-                    "busy_s": round(self.busy_s, 3)}
+            return DetectorStats(calls=dict(self.calls), waited_s={k: round(v, 3) for k, v in self.waited_s.items()},
+                                 busy_s=round(self.busy_s, 3))
