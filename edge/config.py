@@ -25,6 +25,8 @@ from pydantic import (
 )
 
 from .config_words import NAME_PATTERN, NODE_ID_PATTERN, did_you_mean, pattern_words, quoted_hint
+from .mqttaddress import BrokerAddress
+from .vision.settings import AnalyzerSettings, DetectorSettings, EventSettings, MotionSettings, TrackerSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,7 +47,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 
-DEFAULT_LABELS = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+DEFAULT_LABELS = list(DetectorSettings.labels)
 
 # Names that travel in every event are bounded so that every possible event fits 1 KiB (``event_size_problem``).
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -70,17 +72,18 @@ class NodeConfig(_Section):
 class BrokerLink(_Section):
     """How to reach and log in to the broker: the keys the node's and central's ``[mqtt]`` share."""
 
-    host: str = "127.0.0.1"
-    port: Port = 1883
-    prefix: str = Field(default="edgecam", min_length=1, max_length=64)
-    protocol: Literal["3.1.1", "5"] = "3.1.1"
-    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
-    username: str | None = None
+    # The defaults are edge.mqttaddress.BrokerAddress's (what the publisher and the central consumer use too).
+    host: str = BrokerAddress.host
+    port: Port = BrokerAddress.port
+    prefix: str = Field(default=BrokerAddress.prefix, min_length=1, max_length=64)
+    protocol: Literal["3.1.1", "5"] = BrokerAddress.protocol
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = BrokerAddress.keepalive
+    username: str | None = BrokerAddress.username
     password_file: FilePath | None = None
-    tls: bool = False
-    ca_file: FilePath | None = None
-    cert_file: FilePath | None = None
-    key_file: FilePath | None = None
+    tls: bool = BrokerAddress.tls
+    ca_file: FilePath | None = BrokerAddress.ca_file
+    cert_file: FilePath | None = BrokerAddress.cert_file
+    key_file: FilePath | None = BrokerAddress.key_file
 
     @field_validator("prefix")
     @classmethod
@@ -193,37 +196,41 @@ class ApiConfig(_Section):
 class DetectorConfig(_Section):
     model: FilePath | None = None  # default: models/ (manifest decides INT8 or FP32)
     precision: Literal["auto", "int8", "fp32"] = "auto"
-    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
-    threads: Annotated[int, Field(ge=1, le=64)] = 2
+    # The defaults are edge.vision.settings' (DetectorSettings; min_area/max_area: AnalyzerSettings).
+    providers: list[str] = Field(default_factory=lambda: list(DetectorSettings.providers))
+    threads: Annotated[int, Field(ge=1, le=64)] = DetectorSettings.threads
     labels: list[Label] = Field(default_factory=lambda: list(DEFAULT_LABELS))
-    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.4
+    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = DetectorSettings.min_score
     scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
-    min_area: NonNegative = 0.0005  # fraction of the frame
-    max_area: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
-    nms_iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.45
+    min_area: NonNegative = AnalyzerSettings.min_area  # fraction of the frame
+    max_area: Annotated[float, Field(gt=0.0, le=1.0)] = AnalyzerSettings.max_area
+    nms_iou: Annotated[float, Field(gt=0.0, le=1.0)] = DetectorSettings.nms_iou
 
 
 class TrackerConfig(_Section):
-    min_hits: Annotated[int, Field(ge=1, le=30)] = 3
-    max_lost: Positive = 1.5  # seconds a track may go unseen before it ends
-    match_iou: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
-    stationary_recheck: Positive = 5.0  # seconds between re-detections of a still object
+    # The defaults (and what each key means) are edge.vision.settings.TrackerSettings'.
+    min_hits: Annotated[int, Field(ge=1, le=30)] = TrackerSettings.min_hits
+    max_lost: Positive = TrackerSettings.max_lost  # seconds a track may go unseen before it ends
+    match_iou: Annotated[float, Field(ge=0.0, le=1.0)] = TrackerSettings.match_iou
+    stationary_recheck: Positive = TrackerSettings.stationary_recheck  # seconds between re-detections
 
 
 class EventsConfig(_Section):
-    update_interval: Positive = 1.0  # at most one update per object per this many seconds
-    score_step: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # best-score gain that earns an update
+    # The defaults are edge.vision.settings.EventSettings'.
+    update_interval: Positive = EventSettings.update_interval  # at most one update per object per this many s
+    score_step: Annotated[float, Field(ge=0.0, le=1.0)] = EventSettings.score_step  # gain that earns an update
 
 
 class MotionConfig(_Section):
-    height: Annotated[int, Field(ge=60, le=1080)] = 120  # analysis resolution (frame height in px)
-    threshold: Annotated[int, Field(ge=1, le=255)] = 25
-    min_area: Annotated[float, Field(ge=0.0, le=1.0)] = 0.001  # fraction of the frame
-    lightning_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
-    frame_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
-    persist_frames: Annotated[int, Field(ge=1, le=30)] = 2
-    mask: list[Polygon] = Field(default_factory=list)
-    low_light: bool = True  # dark scene: threshold follows its contrast (down to a measured noise floor)
+    # The defaults are edge.vision.settings.MotionSettings' (``height`` is its ``analysis_height``).
+    height: Annotated[int, Field(ge=60, le=1080)] = MotionSettings.analysis_height  # analysis rows (px)
+    threshold: Annotated[int, Field(ge=1, le=255)] = MotionSettings.threshold
+    min_area: Annotated[float, Field(ge=0.0, le=1.0)] = MotionSettings.min_area  # fraction of the frame
+    lightning_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = MotionSettings.lightning_threshold
+    frame_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = MotionSettings.frame_alpha
+    persist_frames: Annotated[int, Field(ge=1, le=30)] = MotionSettings.persist_frames
+    mask: list[Polygon] = Field(default_factory=list)  # MotionSettings.mask: none
+    low_light: bool = MotionSettings.low_light  # dark scene: threshold follows its contrast (to a noise floor)
 
 
 class ZoneConfig(_Section):

@@ -15,6 +15,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from .mqttaddress import BrokerAddress as BrokerAddress  # re-exported: the shared connection fields
+from .mqttaddress import MqttProtocol as MqttProtocol
+
 
 def new_client(client_id: str, protocol: str, persistent: bool, manual_ack: bool = False) -> mqtt.Client:
     """A paho client (callback API 2) for MQTT ``"5"`` or ``"3.1.1"``; ``persistent`` keeps a 3.1.1 session.

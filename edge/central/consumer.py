@@ -15,14 +15,13 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .. import payload
-from ..mqttclient import login, new_client, use_tls
+from ..mqttclient import BrokerAddress, login, new_client, use_tls
 from ..redact import redact_url
 from .acks import publish_watermarks
 from .messages import BadMessage, EventRow, StatsRow, StatusRow, parse_event, parse_stats, parse_status
@@ -35,21 +34,13 @@ log = logging.getLogger("edgecam.central")
 
 
 @dataclass(frozen=True)
-class BrokerSettings:
-    """Plain values the consumer needs from ``[mqtt]`` (the CLI builds this from the config)."""
+class BrokerSettings(BrokerAddress):
+    """Plain values the consumer needs from ``[mqtt]`` (the CLI builds this from the config).
 
-    host: str = "127.0.0.1"
-    port: int = 1883
-    prefix: str = "edgecam"
-    protocol: str = "3.1.1"  # or "5"
+    Where and how to log in (host, port, prefix, protocol, keepalive, username, TLS files) is ``BrokerAddress``."""
+
     client_id: str = "edgecam-central"
-    keepalive: int = 30
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    password: str | None = None  # the password file's text (the CLI reads it)
     shared_group: str | None = None
     session_expiry: int = 7 * 24 * 3600
 

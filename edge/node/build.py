@@ -19,7 +19,7 @@ from .. import __version__, assets
 from ..capture import open_source, source_kind
 from ..config import CameraConfig, Config, DetectorConfig, MqttConfig
 from ..outbox.store import OutboxLimits
-from ..vision.pipeline import AnalyzerSettings, EventSettings, MotionSettings, TrackerSettings
+from ..vision.settings import AnalyzerSettings, EventSettings, MotionSettings, TrackerSettings
 from .loops import AnalysisLoop, CaptureLoop, FrameSlot, StreamClock, translate
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ..mqttclient import CLOSED, listen_connack, login, new_client, read_password, use_tls, wait_connack
+from ..mqttclient import CLOSED, BrokerAddress, listen_connack, login, new_client, read_password, use_tls, wait_connack
 from ..payload import acks_topic, events_topic, stats_topic, status_message, status_topic
 from .store import EndToEnd, Outbox
 
@@ -43,21 +43,13 @@ RESEND_MAX_ROWS = 10_000  # at most this many per resend round
 
 
 @dataclass(frozen=True)
-class MqttSettings:
-    """Everything a client needs to reach the broker (``edge.node.build.settings_from_config`` fills it in)."""
+class MqttSettings(BrokerAddress):
+    """Everything a client needs to reach the broker (``edge.node.build.settings_from_config`` fills it in).
 
-    host: str = "127.0.0.1"
-    port: int = 1883
-    prefix: str = "edgecam"
-    protocol: str = "3.1.1"  # or "5"
+    Where and how to log in (host, port, prefix, protocol, keepalive, username, TLS files) is ``BrokerAddress``."""
+
     client_id: str = "edgecam"
-    keepalive: int = 30
-    username: str | None = None
     password_file: Path | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
     connect_timeout: float = 10.0
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0

@@ -19,14 +19,15 @@ import onnxruntime as ort
 
 from .. import assets
 from ..types import Box, Detection
+from .settings import DetectorSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KEEP = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+DEFAULT_KEEP = DetectorSettings.labels
 STRIDES = (8, 16, 32)
 PAD_VALUE = 114
 MANIFEST = "manifest.json"
-CPU = "CPUExecutionProvider"
+CPU = "CPUExecutionProvider"  # the fallback provider (the default is DetectorSettings.providers)
 # COCO's VOC-style names in the YOLOX label file -> the COCO 2017 names INTERFACE.md uses.
 RENAME = {
     "motorbike": "motorcycle",
@@ -118,12 +119,12 @@ class Detector:
         self,
         model_path: Path,
         labels: list[str],
-        keep_labels: Sequence[str] = DEFAULT_KEEP,
-        min_score: float = 0.4,
+        keep_labels: Sequence[str] = DetectorSettings.labels,
+        min_score: float = DetectorSettings.min_score,
         scores: Mapping[str, float] | None = None,
-        nms_iou: float = 0.45,
-        threads: int = 2,
-        providers: Sequence[str] = (CPU,),
+        nms_iou: float = DetectorSettings.nms_iou,
+        threads: int = DetectorSettings.threads,
+        providers: Sequence[str] = DetectorSettings.providers,
         low_light: str = "off",
     ) -> None:
         if low_light not in LOW_LIGHT_MODES:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..types import BestShot, Event, EventType, LineCrossing
 from .attributes import color_of, heading_of, shot_quality
+from .settings import EventSettings
 from .tracker import Track
 
 SHOT_INTERVAL = 0.5  # s of source time between two best-shot candidates of one track
@@ -89,9 +90,9 @@ class EventBuilder:
         frame_size: tuple[int, int],
         zones: Mapping[str, Sequence[Point]] | None = None,
         lines: Mapping[str, tuple[Point, Point]] | None = None,
-        update_interval: float = 1.0,
-        score_step: float = 0.1,
-        best_shots: bool = False,
+        update_interval: float = EventSettings.update_interval,
+        score_step: float = EventSettings.score_step,
+        best_shots: bool = EventSettings.best_shots,
     ) -> None:
         """``best_shots``: offer best-shot candidates (``take_shots``) and name them in ``end`` events."""
         self.camera = camera

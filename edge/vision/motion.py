@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ..types import Box
+from .settings import MotionSettings
 
 # A change counts only if something changed near it in the previous frames: a
 # candidate must overlap a grown copy of an earlier candidate. Fast cars move
@@ -61,14 +62,14 @@ class MotionDetector:
     def __init__(
         self,
         frame_size: tuple[int, int],
-        analysis_height: int = 120,
-        threshold: int = 25,
-        min_area: float = 0.001,
-        lightning_threshold: float = 0.6,
-        frame_alpha: float = 0.05,
-        persist_frames: int = 2,
-        mask_polygons: Sequence[Sequence[tuple[float, float]]] = (),
-        low_light: bool = True,
+        analysis_height: int = MotionSettings.analysis_height,
+        threshold: int = MotionSettings.threshold,
+        min_area: float = MotionSettings.min_area,
+        lightning_threshold: float = MotionSettings.lightning_threshold,
+        frame_alpha: float = MotionSettings.frame_alpha,
+        persist_frames: int = MotionSettings.persist_frames,
+        mask_polygons: Sequence[Sequence[tuple[float, float]]] = MotionSettings.mask,
+        low_light: bool = MotionSettings.low_light,
     ) -> None:
         width, height = frame_size
         self.frame_size = (width, height)
@@ -274,8 +275,8 @@ class SceneLight:
         return self.brightness < _DARK_BRIGHTNESS and self.threshold > _DARK_SHARE * self.contrast_range
 
 
-def scene_light(image: np.ndarray, analysis_height: int = 120, threshold: int = 25,
-                low_light: bool = True) -> SceneLight:
+def scene_light(image: np.ndarray, analysis_height: int = MotionSettings.analysis_height,
+                threshold: int = MotionSettings.threshold, low_light: bool = MotionSettings.low_light) -> SceneLight:
     """What ``MotionDetector`` would make of this frame's light with these settings."""
     md = MotionDetector((image.shape[1], image.shape[0]), analysis_height, threshold)
     md.detect(image)  # the first frame: background, brightness, range and the gain low light would give

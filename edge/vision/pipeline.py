@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import time as _time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -20,9 +19,12 @@ from ..types import AnalyzerStats, BestShot, Box, Detection, Event, Frame, Stage
 from .events import EventBuilder
 from .motion import MotionDetector
 from .regions import filter_area, inside_any, merge_detections, plan_regions, to_frame
+from .settings import AnalyzerSettings, EventSettings, MotionSettings, Point, TrackerSettings
 from .tracker import Tracker
 
-Point = tuple[float, float]
+__all__ = ["AnalyzerSettings", "CameraAnalyzer", "EventSettings", "FrameGate", "MotionSettings", "ObjectDetector",
+           "Point", "TrackerSettings"]  # the settings live in .settings; imported from here too
+
 NEW_OBJECT_MOTION_COVER = 0.3  # a new object must have this much of its box inside a motion box
 # (not tracker.TRACK_MOTION_COVER, 0.1: a track already known needs less to count as still moving)
 
@@ -33,44 +35,6 @@ class ObjectDetector(Protocol):
     input_size: int
 
     def detect(self, image: np.ndarray) -> list[Detection]: ...
-
-
-@dataclass(frozen=True)
-class MotionSettings:
-    analysis_height: int = 120
-    threshold: int = 25
-    min_area: float = 0.001  # fraction of the frame
-    lightning_threshold: float = 0.6
-    frame_alpha: float = 0.05
-    persist_frames: int = 2
-    mask: tuple[tuple[Point, ...], ...] = ()  # normalised polygons where motion is ignored
-    low_light: bool = True  # see edge.vision.motion: the threshold follows a dark scene's contrast
-
-
-@dataclass(frozen=True)
-class TrackerSettings:
-    min_hits: int = 3
-    max_lost: float = 1.5
-    match_iou: float = 0.2
-    stationary_recheck: float = 5.0
-
-
-@dataclass(frozen=True)
-class EventSettings:
-    zones: Mapping[str, tuple[Point, ...]] = field(default_factory=dict)
-    lines: Mapping[str, tuple[Point, Point]] = field(default_factory=dict)
-    update_interval: float = 1.0
-    score_step: float = 0.1
-    best_shots: bool = False  # choose best-shot candidates (on where a worker stores them: end events name them)
-
-
-@dataclass(frozen=True)
-class AnalyzerSettings:
-    motion: MotionSettings = MotionSettings()
-    tracker: TrackerSettings = TrackerSettings()
-    events: EventSettings = EventSettings()
-    min_area: float = 0.0005  # detections smaller than this fraction of the frame are dropped
-    max_area: float = 0.9
 
 
 def _grow(box: Box, width: int, height: int) -> Box:

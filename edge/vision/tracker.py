@@ -28,6 +28,7 @@ import numpy as np
 from ..types import Box, Detection
 from .assignment import min_cost_assignment
 from .regions import inside_any
+from .settings import TrackerSettings
 
 VEHICLES = frozenset({"car", "truck", "bus", "motorcycle", "bicycle", "train", "boat"})
 _NO_MATCH = 1e6
@@ -116,10 +117,10 @@ class Tracker:
     def __init__(
         self,
         frame_size: tuple[int, int],
-        min_hits: int = 3,
-        max_lost: float = 1.5,
-        match_iou: float = 0.2,
-        stationary_recheck: float = 5.0,
+        min_hits: int = TrackerSettings.min_hits,
+        max_lost: float = TrackerSettings.max_lost,
+        match_iou: float = TrackerSettings.match_iou,
+        stationary_recheck: float = TrackerSettings.stationary_recheck,
     ) -> None:
         self.frame_size = frame_size
         self.min_hits = min_hits
