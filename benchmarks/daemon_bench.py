@@ -3,12 +3,18 @@
 Usage:
   PYTHONPATH=. python benchmarks/daemon_bench.py rss --source FILE [--detect-source SUB] [--cameras N]
                                                       [--pre-roll 10] [--seconds 60]
+  PYTHONPATH=. python benchmarks/daemon_bench.py rss --rtsp --source MAIN [--detect-source SUB] --cameras 4
   PYTHONPATH=. python benchmarks/daemon_bench.py downloads --source FILE [--seconds 30] [--rounds 2] [--flat-out]
 
 Each run provisions a node into a temp root with scripts/provision (config, LAN token, signing key), starts a
 local mosquitto, and runs the daemon as a subprocess on the file with `loop = true` (and `realtime = true`
 unless --flat-out), so it behaves like a live camera. `rss` samples /proc/PID/status every 0.5 s and reports
-VmHWM (peak RSS) and the daemon's CPU-s per wall-s. `downloads` waits for a finished clip, then alternates
+VmHWM (peak RSS), the peaks of its private (RssAnon) and file-backed (RssFile: shared-library pages, shared with
+every other process and dropped by the kernel under pressure) parts, and the daemon's CPU-s per wall-s.
+`--rtsp` serves the file(s) from the RTSP test server (`tests/support/rtsp.py`, one process, mounts /main and
+/sub that every camera opens) instead of looping files; the last MQTT `stats` message (sent every 10 s) gives
+each camera's analysis fps and dropped frames and the shared detector's busy share.
+`downloads` waits for a finished clip, then alternates
 windows of no downloads and of 4 parallel unthrottled `curl` downloads of that clip through the LAN API (with
 the provisioned token), and reads the analysed-frame counter from the daemon's progress log line (every 5 s).
 Prints one JSON object.
@@ -34,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.broker import Broker, free_port, wait_port  # noqa: E402
+from support.rtsp import RtspServer  # noqa: E402
 
 PROGRESS = re.compile(r"^(\S+ \S+) INFO\s+\S+ camera \S+: [\d.]+ s of video, (\d+) frames analysed")
 CLK = os.sysconf("SC_CLK_TCK")
@@ -55,9 +62,17 @@ class Node:
     """A provisioned node in a temp root, run as a subprocess against a local mosquitto."""
 
     def __init__(self, tmp: Path, source: Path, pre_roll: float, realtime: bool, spin: bool = False,
-                 detect_source: Path | None = None, cameras: int = 1) -> None:
+                 detect_source: Path | None = None, cameras: int = 1, rtsp: bool = False) -> None:
         self.tmp, self.api_port, self.spin = tmp, free_port(), spin
         self.broker = Broker(tmp / "broker", persistence=False).start()
+        self.rtsp: RtspServer | None = None
+        main, sub, playback = str(source), str(detect_source) if detect_source else None, f"""
+realtime = {str(realtime).lower()}
+loop = true"""
+        if rtsp:
+            mounts = {"/main": source, **({"/sub": detect_source} if detect_source else {})}
+            self.rtsp = RtspServer(mounts=mounts).start()
+            main, sub, playback = self.rtsp.url_of("/main"), self.rtsp.url_of("/sub") if sub else None, ""
         template = tmp / "bench-template.toml"
         template.write_text(f"""
 [node]
@@ -65,6 +80,7 @@ id = "bench"
 [mqtt]
 host = "127.0.0.1"
 port = 1883
+stats_interval = 10
 [storage]
 path = "{tmp / 'root/var/lib/edgecam'}"
 [clips]
@@ -76,10 +92,8 @@ listen = "127.0.0.1:{self.api_port}"
 tokens = []
 """ + "".join(f"""
 [cameras.cam{i if i else ""}]
-source = "{source}"
-{f'detect_source = "{detect_source}"' if detect_source else ""}
-realtime = {str(realtime).lower()}
-loop = true
+source = "{main}"
+{f'detect_source = "{sub}"' if sub else ""}{playback}
 detect_fps = 5
 """ for i in range(cameras)))
         run = subprocess.run([sys.executable, str(ROOT / "scripts/provision"), "--template", str(template),
@@ -102,7 +116,7 @@ detect_fps = 5
         assert self.proc is not None
         fields = dict(ln.split(":", 1) for ln in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
                       if ":" in ln)
-        return {k: int(fields[k].split()[0]) for k in ("VmHWM", "VmRSS", "Threads")}
+        return {k: int(fields[k].split()[0]) for k in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "Threads")}
 
     def cpu_s(self) -> float:
         assert self.proc is not None
@@ -128,29 +142,65 @@ detect_fps = 5
                 self.proc.kill()
                 rc = self.proc.wait(10)
         self.broker.stop()
+        if self.rtsp is not None:
+            self.rtsp.kill()
         return rc
 
 
+def last_stats(port: int, into: dict, stop: threading.Event) -> None:
+    """Keep the newest ``stats`` body the node publishes (signed envelope or plain body)."""
+    import paho.mqtt.client as mqtt
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        into.clear()
+        into.update(body.get("body", body) if isinstance(body.get("body"), dict) else body)
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-stats")
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe("edgecam/bench/stats", qos=0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    stop.wait()
+    client.loop_stop()
+    client.disconnect()
+
+
 def mode_rss(source: Path, pre_roll: float, seconds: float, realtime: bool, spin: bool,
-             detect_source: Path | None = None, cameras: int = 1) -> dict:
+             detect_source: Path | None = None, cameras: int = 1, rtsp: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="daemon-bench-") as tmp:
-        node = Node(Path(tmp), source, pre_roll, realtime, spin, detect_source, cameras).start()
+        node = Node(Path(tmp), source, pre_roll, realtime, spin, detect_source, cameras, rtsp).start()
         peak: dict[str, int] = {}
+        top = {"RssAnon": 0, "RssFile": 0}
+        stats: dict = {}
+        done = threading.Event()
+        listener = threading.Thread(target=last_stats, args=(node.broker.port, stats, done), daemon=True)
+        listener.start()
         t0, cpu0 = time.monotonic(), 0.0
         try:
             while time.monotonic() - t0 < seconds and node.proc.poll() is None:
                 peak = node.status()
+                top = {k: max(v, peak[k]) for k, v in top.items()}
                 cpu0 = node.cpu_s()
                 time.sleep(0.5)
             wall = time.monotonic() - t0
         finally:
+            done.set()
             rc = node.stop()
         frames = node.progress()
+        det = stats.get("detector") or {}
     return {"source": source.name, "detect_source": detect_source.name if detect_source else None,
             "cameras": cameras, "pre_roll": pre_roll, "seconds": round(wall, 1), "realtime": realtime,
             "peak_rss_mb": round(peak.get("VmHWM", 0) / 1024, 1), "rss_end_mb": round(peak.get("VmRSS", 0) / 1024, 1),
+            "peak_anon_mb": round(top["RssAnon"] / 1024, 1), "peak_file_mb": round(top["RssFile"] / 1024, 1),
             "threads": peak.get("Threads", 0), "cpu_s_per_wall_s": round(cpu0 / max(wall, 1e-9), 3),
-            "frames_analysed": frames[-1][1] if frames else 0, "spin": spin, "exit_code": rc}
+            "cpu_s_per_wall_s_per_camera": round(cpu0 / max(wall, 1e-9) / cameras, 3),
+            "frames_analysed": frames[-1][1] if frames else 0, "spin": spin, "exit_code": rc, "rtsp": rtsp,
+            "fps": stats.get("fps"), "dropped_frames": stats.get("dropped_frames"),
+            "detector_busy_share": det.get("busy_share"), "detector_cameras": det.get("cameras")}
 
 
 def api_get(node: Node, path: str) -> bytes:
@@ -244,11 +294,12 @@ def main() -> int:
     ap.add_argument("--spin", action="store_true", help="rss: onnxruntime threads spin (its default; experiment)")
     ap.add_argument("--detect-source", type=Path, help="rss: a second stream analysed (source is then only recorded)")
     ap.add_argument("--cameras", type=int, default=1, help="rss: this many cameras, each on the same file(s)")
+    ap.add_argument("--rtsp", action="store_true", help="rss: serve the file(s) from the RTSP test server")
     args = ap.parse_args()
     if args.mode == "rss":
         detect = args.detect_source.resolve() if args.detect_source else None
         result = mode_rss(args.source.resolve(), args.pre_roll, args.seconds, not args.flat_out, args.spin,
-                          detect, args.cameras)
+                          detect, args.cameras, args.rtsp)
     else:
         result = mode_downloads(args.source.resolve(), args.seconds, args.rounds, not args.flat_out)
     print(json.dumps(result))

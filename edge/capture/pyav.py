@@ -23,6 +23,7 @@ from .plain import plain_error
 log = logging.getLogger(__name__)
 
 TIME_BASE_FALLBACK = Fraction(1, 90000)  # a stream that states no time base: the MPEG clock
+ONE_THREAD_PIXELS = 1024 * 576  # D1 / 640x360 sub streams and smaller: decoded on one thread
 __all__ = ["LIVE_PREFIXES", "PyavPicture", "PyavSource", "hardware_decoders"]
 # Hardware decoders FFmpeg names per codec, in the order "auto" tries them: V4L2 memory-to-memory (Raspberry
 # Pi), NVDEC through cuvid (Jetson, NVIDIA), Quick Sync (Intel). PyAV's wheel has no VAAPI device; on Intel
@@ -135,8 +136,13 @@ class PyavSource:
             container.close()
             raise SourceError(f"{self.url}: no video stream", retryable=self.live)
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         ctx = stream.codec_context
+        if (stream.width or 0) * (stream.height or 0) <= ONE_THREAD_PIXELS:
+            # A sub stream decodes far faster than real time on one core; frame threads would each hold their
+            # own frames (and a frame of latency each), per camera, for nothing.
+            ctx.thread_count = 1
+        else:
+            stream.thread_type = "AUTO"
         if not stream.width or not stream.height:
             container.close()
             raise SourceError(f"{self.url}: video stream has no size (corrupt or unsupported)", retryable=self.live)

@@ -116,6 +116,7 @@ class Consumer:
         self._lag_max = 0.0
         self._quarantine_logged = 0  # warnings since the last progress line
         self.connected = threading.Event()
+        self._barrier = threading.Event()  # the broker answered stop()'s UNSUBSCRIBE: it has read our acks
         self._closed = threading.Event()  # set by on_disconnect: stop() waits for it before loop_stop()
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=10_000)
         self._stopping = threading.Event()
@@ -138,6 +139,7 @@ class Consumer:
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         return client
 
     def _on_connect(self, client: mqtt.Client, _userdata, flags, reason_code, _properties) -> None:
@@ -148,6 +150,9 @@ class Consumer:
         client.subscribe(subscriptions(self.broker.prefix, self.broker.shared_group))
         log.info("connected to %s:%d (session %s)", self.broker.host, self.broker.port,
                  "resumed" if flags.session_present else "new")
+
+    def _on_unsubscribe(self, *_args) -> None:
+        self._barrier.set()
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
         """Ready only once the broker has the subscriptions: events sent before that are not ours yet."""
@@ -225,10 +230,16 @@ class Consumer:
         # paho writes queued packets on its network thread; loop_stop() right after disconnect() can end that
         # thread before the last PUBACKs are on the wire, and the broker then redelivers messages that are
         # already stored. on_disconnect runs once DISCONNECT, queued behind those PUBACKs, has been written.
+        # Written is not read: a new session under this client id (a restart) can take the session over while
+        # the broker has not yet read this connection's last PUBACKs, and then it redelivers those messages.
+        # The broker answers packets of one connection in order, so its UNSUBACK (of a filter never
+        # subscribed: changes nothing, needs no ACL) means every PUBACK before it was processed.
         self._closed.clear()
-        flushed = time.monotonic() + 5.0
-        while self.connected.is_set() and self._client.want_write() and time.monotonic() < flushed:
-            time.sleep(0.01)  # the PUBACKs still queued in paho go out before DISCONNECT is queued
+        if self.connected.is_set():
+            self._barrier.clear()
+            rc, _mid = self._client.unsubscribe(f"{self.broker.prefix}/_central_stop_barrier")
+            if rc == mqtt.MQTT_ERR_SUCCESS and not self._barrier.wait(5.0):
+                log.warning("the broker did not answer within 5 s; the last acks may be redelivered")
         if self._client.disconnect() == mqtt.MQTT_ERR_SUCCESS and self.connected.is_set():
             if not self._closed.wait(5.0):
                 log.warning("the broker connection did not close within 5 s; the last acks may be redelivered")

@@ -30,8 +30,10 @@ class RtspServer:
     """One server process; ``mounts`` ({"/main": A, "/sub": B}) serves several streams from it instead."""
 
     def __init__(self, video: Path | None = None, port: int | None = None, path: str = "/cam",
-                 mounts: dict[str, Path] | None = None) -> None:
+                 mounts: dict[str, Path] | None = None, one_feeder: bool = False) -> None:
+        """``one_feeder``: every mount paced by one ffmpeg (one clock, like a camera's main and sub)."""
         self.video = video
+        self.one_feeder = one_feeder
         self.port = port or free_port()
         self.path = path
         self.mounts = dict(mounts or {})
@@ -48,6 +50,8 @@ class RtspServer:
         args = ["--path", self.path, "--video", str(self.video)] if self.video is not None else []
         for mount, video in self.mounts.items():
             args += ["--mount", f"{mount}={video}"]
+        if self.one_feeder:
+            args.append("--one-feeder")
         self.proc = subprocess.Popen(
             [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

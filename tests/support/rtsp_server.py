@@ -7,6 +7,9 @@ client. ``tsdemux ignore-pcr=true`` keeps clients at full rate (NOTES.md).
 Prints ``READY <url>`` when it accepts clients. The ffmpeg child dies with us.
 ``--mount /main=A.mp4 --mount /sub=B.mp4`` serves several mounts from one
 process (a camera's main and sub stream), each looping its own file.
+``--one-feeder``: one ffmpeg paces every mount's file (one clock, as a camera's
+one encoder gives its main and sub the same moments); without it each mount
+has its own ffmpeg, whose start-up times differ by up to a few hundred ms.
 """
 
 import argparse
@@ -42,6 +45,7 @@ def main() -> None:
     ap.add_argument("--path", default="/cam")
     ap.add_argument("--video")
     ap.add_argument("--mount", action="append", default=[], metavar="/PATH=FILE")
+    ap.add_argument("--one-feeder", action="store_true")
     args = ap.parse_args()
     mounts = [tuple(m.split("=", 1)) for m in args.mount]
     if args.video:
@@ -54,13 +58,23 @@ def main() -> None:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     feeders = []
-    for path, video in mounts:
-        udp = _udp_port()
-        feeders.append(subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-             "-i", video, "-map", "0:v:0", "-c", "copy", "-f", "mpegts", f"udp://127.0.0.1:{udp}?pkt_size=1316"],
-            preexec_fn=_die_with_parent,
-        ))
+    ports = [_udp_port() for _ in mounts]
+    head = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error"]
+
+    def source(video: str) -> list:
+        return ["-re", "-stream_loop", "-1", "-i", video]
+
+    def sink(i: int, udp: int) -> list:
+        return ["-map", f"{i}:v:0", "-c", "copy", "-f", "mpegts", f"udp://127.0.0.1:{udp}?pkt_size=1316"]
+
+    if args.one_feeder:
+        argv = head + [a for _, video in mounts for a in source(video)]
+        argv += [a for i, udp in enumerate(ports) for a in sink(i, udp)]
+        feeders.append(subprocess.Popen(argv, preexec_fn=_die_with_parent))
+    else:
+        for (_, video), udp in zip(mounts, ports, strict=True):
+            feeders.append(subprocess.Popen(head + source(video) + sink(0, udp), preexec_fn=_die_with_parent))
+    for (path, _video), udp in zip(mounts, ports, strict=True):
         pipeline = (
             f'( udpsrc address=127.0.0.1 port={udp} caps="video/mpegts,systemstream=(boolean)true" '
             "! tsdemux ignore-pcr=true ! queue ! h264parse config-interval=-1 "
