@@ -303,6 +303,49 @@ def section_soak(soak: dict | None) -> str:
         "traceback)"])
 
 
+def section_streams(entries: list[dict] | None) -> str:
+    """#20: a node of 1 and 4 two-stream cameras on the RTSP test server, against main streams only."""
+    out = ["## Two streams per camera on the RTSP test server (`make bench`, step `streams`)", ""]
+    good = ok(entries)
+    if not good:
+        return "\n".join(out + ["Not run (`python benchmarks/run_all.py --only streams`)." + failures(entries)])
+    nodes = [e for e in good if e.get("what") == "node" and isinstance(e.get("result"), dict)]
+    skews = [e for e in good if e.get("what") == "skew" and isinstance(e.get("result"), dict)]
+    out += [f"{when(good)}. Each camera opens `/main` (1920x1080, H.264 High as IP cameras encode it, "
+            "4 Mbit/s, made from the road clip by `run_all.make_camera_streams`) and, split, `/sub` (640x360, "
+            "1 Mbit/s) of one RTSP test server process; 10 s pre-roll, detect_fps 5, best shots on, plates off. "
+            "CPU is the daemon's own (the server stands for the cameras). RssAnon is the daemon's private memory; "
+            "RssFile its shared-library pages (shared with every process using the same libraries, dropped by "
+            "the kernel under pressure); VmHWM counts both.", "",
+            "| cameras | analysed stream | CPU-s per s, node (after a 15 s warm-up) | per camera "
+            "| analysis fps per camera | dropped frames "
+            "| detector busy | VmHWM | RssAnon peak | RssFile peak |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in nodes:
+        r = e["result"]
+        fps = ", ".join(f"{v:g}" for v in (r.get("fps") or {}).values())
+        dropped = sum((r.get("dropped_frames") or {}).values())
+        out.append(f"| {r['cameras']} | {'sub 640x360' if e.get('split') else 'main 1920x1080'} | "
+                   f"{r['cpu_s_per_s_after_warm_up']} | {r['cpu_s_per_s_per_camera_after_warm_up']} | {fps or '-'} | "
+                   f"{dropped} | "
+                   f"{r.get('detector_busy_share', '-')} | {r['peak_rss_mb']} MB | {r.get('peak_anon_mb', '-')} MB | "
+                   f"{r.get('peak_file_mb', '-')} MB |")
+    for cams in (1, 4):
+        pair = {bool(e.get("split")): e["result"] for e in nodes if e["result"]["cameras"] == cams}
+        if True in pair and False in pair and pair[False]["cpu_s_per_s_after_warm_up"]:
+            ratio = pair[True]["cpu_s_per_s_after_warm_up"] / pair[False]["cpu_s_per_s_after_warm_up"]
+            out.append(f"\n- {cams} camera(s): the split costs **{ratio:.2f}x** the CPU of analysing the main "
+                       "streams (target: at most 0.5)")
+    for e in skews:
+        r = e["result"]
+        kind = "one ffmpeg paces both (one clock, as a camera)" if r.get("one_feeder") else \
+            "each mount its own ffmpeg (their start-up differs)"
+        out.append(f"- clock skew, {kind}: median {r['skew_ms_median']} ms, |skew| p95 {r['abs_skew_ms_p95']} ms, "
+                   f"max {r['abs_skew_ms_max']} ms over {r['compared']} analysed frames (a frame is {r['frame_ms']} "
+                   f"ms; within one frame: {r['within_one_frame']:.0%})")
+    out.append("\nCommands:\n\n" + cmds(good))
+    return "\n".join(out)
+
+
 HAND_RUN = ("plates.md", "identification.md", "streams.md", "central.md")
 
 
@@ -325,7 +368,8 @@ def render(data: dict) -> str:
     body = [section_vision(s.get("vision")), section_decode(s.get("decode")), section_int8(s.get("int8")),
             section_memory(s.get("daemon_rss")) + "\n\n" + section_spin(s.get("spin")),
             section_outbox(s.get("outbox")), section_disk(s.get("disk")),
-            section_api(s.get("api"), s.get("downloads")), section_soak(data.get("soak")),
+            section_api(s.get("api"), s.get("downloads")), section_streams(s.get("streams")),
+            section_soak(data.get("soak")),
             night_report.section(), pi_estimate.section(s), pi_estimate.EARLIER]
     here = Path(__file__).resolve().parent
     for name in HAND_RUN:  # hand-run sections (they need extras, PostgreSQL or hours): kept as written

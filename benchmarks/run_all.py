@@ -84,6 +84,21 @@ def make_1080p(work: Path) -> Path:
     return out
 
 
+def make_camera_streams(work: Path) -> tuple[Path, Path]:
+    """A camera's two streams from the road clip: a 1920x1080 main encoded as IP cameras do (H.264 High,
+    CABAC and deblocking on, no B-frames, 4 Mbit/s, GOP 2 s) and its 640x360 sub (1 Mbit/s)."""
+    out = []
+    for size, rate, name in (("1920:1080", "4M", "road-main-1080p.mp4"), ("640:360", "1M", "road-sub-360p.mp4")):
+        path = work / name
+        if not path.exists():
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video(VIDEOS[0])), "-an", "-vf", f"scale={size}",
+                            "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "0", "-g", "48",
+                            "-b:v", rate, "-maxrate", rate, "-bufsize", rate, "-pix_fmt", "yuv420p", str(path)],
+                           check=True, timeout=600)
+        out.append(path)
+    return out[0], out[1]
+
+
 def steps(args: argparse.Namespace, work: Path) -> dict:
     """Step name -> function returning a list of entries (one per repeat or variant)."""
     reps = args.repeats or (1 if args.quick else 2)
@@ -141,8 +156,23 @@ def steps(args: argparse.Namespace, work: Path) -> dict:
     def decode() -> list[dict]:
         return [run([PY, b + "decode.py", "--json"])]
 
+    def streams() -> list[dict]:
+        """#20: 1 and 4 cameras on the RTSP test server, main + sub against main only; the two clocks' skew."""
+        main, sub = make_camera_streams(work)
+        seconds = str(30 if args.quick else 60)
+        out = []
+        for cameras in ("1", "4"):
+            for split in (True, False):
+                cmd = [PY, b + "daemon_bench.py", "rss", "--rtsp", "--source", str(main), "--cameras", cameras,
+                       "--pre-roll", "10", "--seconds", seconds, *(["--detect-source", str(sub)] if split else [])]
+                out.append(run(cmd) | {"what": "node", "split": split})
+        for feeders in ([], ["--two-feeders"]):
+            out.append(run([PY, b + "stream_skew.py", "--seconds", "30", "--work", str(work), *feeders])
+                       | {"what": "skew"})
+        return out
+
     table = {"vision": vision, "decode": decode, "daemon_rss": daemon_rss, "spin": spin, "outbox": outbox, "disk": disk,
-             "api": api, "downloads": downloads}
+             "api": api, "downloads": downloads, "streams": streams}
     if not args.quick:
         table["int8"] = int8
     return table
