@@ -68,11 +68,13 @@ def matched(day: list[tuple[str, float, float]], night: list[tuple[str, float, f
     return hits
 
 
-def run_one(path: Path, detector: Any, low_light: bool) -> dict[str, Any]:
+def run_one(path: Path, detector: Any, low_light: bool, min_hits: int | None = None) -> dict[str, Any]:
     cfg = Config()
     cam = CameraConfig(source=str(path), detect_fps=5.0)
     settings = analyzer_settings(cam, cfg)
     settings = replace(settings, motion=replace(settings.motion, low_light=low_light))
+    if min_hits is not None:
+        settings = replace(settings, tracker=replace(settings.tracker, min_hits=min_hits))
     analyzer = CameraAnalyzer("night", detector, settings)
     run = analyse_file(path, analyzer, 5.0)
     s = run.stats
@@ -123,6 +125,10 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=1, help="median motion ms over this many passes")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--motion-cost", action="store_true", help="only time motion alone (on and off, per version)")
+    ap.add_argument("--night-min-score", type=float, default=None,
+                    help="experiment: the night versions and still scenes with this detector score threshold")
+    ap.add_argument("--night-min-hits", type=int, default=None,
+                    help="experiment: the night versions and still scenes with this tracker min_hits")
     args = ap.parse_args()
     night_clips.make_all(args.clips)
     if args.motion_cost:
@@ -137,6 +143,10 @@ def main() -> int:
         kwargs["low_light"] = args.detector_night
     detector, choice = load_detector(assets.find(assets.MODEL_FP32), "auto", **kwargs)
     low = args.motion_night == "on"
+    night_detector = detector
+    if args.night_min_score is not None:
+        night_detector, _ = load_detector(assets.find(assets.MODEL_FP32), "auto",
+                                          **{**kwargs, "min_score": args.night_min_score})
     rows, static = [], []
     for name in night_clips.VIDEOS:
         stem = name.removesuffix(".mp4")
@@ -145,7 +155,9 @@ def main() -> int:
         runs = {}
         for variant in ("day", *VARIANTS):
             path = assets.video(name) if variant == "day" else args.clips / f"{stem}.{variant}.mp4"
-            passes = [run_one(Path(path), detector, low) for _ in range(args.repeats)]
+            night = variant != "day"
+            passes = [run_one(Path(path), night_detector if night else detector, low,
+                              args.night_min_hits if night else None) for _ in range(args.repeats)]
             r = passes[0]
             r["motion_ms"] = statistics.median(p["motion_ms"] for p in passes)
             runs[variant] = r
@@ -164,7 +176,7 @@ def main() -> int:
     for clip in STATIC:
         if args.only and clip not in args.only:
             continue
-        r = run_one(args.clips / f"static.{clip}.mp4", detector, low)
+        r = run_one(args.clips / f"static.{clip}.mp4", night_detector, low, args.night_min_hits)
         item = {"clip": f"static.{clip}", "false_events": len(r["events"]), "motion_frames": r["motion_frames"],
                 "analysed": r["analysed"], "detector_calls": r["detector_calls"], "resets": r["resets"],
                 "motion_ms": round(r["motion_ms"], 3), "labels": sorted({k for k, _, _ in r["events"]})}

@@ -4,7 +4,7 @@ Only frozen dataclasses, no cv2/numpy, so that ``edge/config.py`` can take its
 field defaults from here cheaply (``threshold: ... = MotionSettings.threshold``)
 and the stage constructors theirs (``MotionDetector(..., threshold=MotionSettings.threshold)``).
 ``edge.node.build.analyzer_settings`` fills them in from the config. A test
-(tests/test_config.py) fails if the config's default and the stage's drift apart.
+(tests/test_config_defaults.py) fails if the config's default and the stage's drift apart.
 """
 
 from __future__ import annotations
