@@ -346,7 +346,7 @@ def section_streams(entries: list[dict] | None) -> str:
     return "\n".join(out)
 
 
-HAND_RUN = ("plates.md", "identification.md", "streams.md", "central.md")
+HAND_RUN = ("night_experiments.md", "plates.md", "identification.md", "streams.md", "central.md")
 
 
 def render(data: dict) -> str:
