@@ -178,3 +178,22 @@ def test_timestamps_going_back_inside_a_clip_stay_playable(store: ClipStore):
     rec.close(30)
     errors, facts = ffprobe(store.catalog.file_path(cid))
     assert errors == "" and float(facts["format"]["duration"]) >= 2 * pk[-1].time - 0.5
+
+
+def test_ring_is_bounded_by_bytes_too_and_still_starts_at_a_keyframe():
+    """A 10 s GOP at a high bit rate would hold far more than the pre-roll: the byte bound drops old GOPs."""
+    ring = PacketRing(pre_roll_s=20.0, max_bytes=50_000)
+    unbounded = PacketRing(pre_roll_s=20.0, max_bytes=10**9)
+    t = 0.0
+    for _gop in range(6):  # GOPs of 10 s, 25 packets of 1 KB each
+        for i in range(25):
+            p = Packet(data=b"x" * 1000, pts=int(t * 1000), dts=int(t * 1000), duration=400, keyframe=i == 0,
+                       time=t, mono=t, wall=t)
+            ring.push(p)
+            unbounded.push(p)
+            assert ring.bytes <= 50_000
+            t += 0.4
+    assert unbounded.bytes == 75_000 and unbounded.trimmed_by_bytes == 0  # 20 s of pre-roll + the open GOP
+    assert ring.bytes == 50_000 and ring.trimmed_by_bytes > 0  # two whole GOPs: 10 s less than asked
+    assert ring.since(0.0)[0].keyframe and len(ring.since(0.0)) == 50
+    assert PacketRing(pre_roll_s=10.0).max_bytes == 40 * 1024 * 1024  # 2 x 10 s at 16 Mbit/s

@@ -89,6 +89,7 @@ class ClipRecorder:
         self._ring_lock = threading.Lock()  # the writer pushes, ``still_at`` (another thread) copies a GOP out
         self._thread: threading.Thread | None = None
         self._streaming = False
+        self._said_ring_cap = False
         self._down_reason = ""  # why there is no record stream now ("" while streaming or before the first)
         self._waiting_key = False
         self._info: StreamInfo | None = None
@@ -219,6 +220,10 @@ class ClipRecorder:
             self._counts["packets"] += 1
             with self._ring_lock:
                 self._ring.push(item)
+            if self._ring.trimmed_by_bytes and not self._said_ring_cap:  # once: a GOP or bit rate far too big
+                self._said_ring_cap = True
+                log.warning("clips %s: pre-roll cut to %.1f s by its %d MiB memory bound (long GOP or high bit"
+                            " rate)", self.camera, self._ring.seconds, self._ring.max_bytes // (1024 * 1024))
             if self._cur is not None:
                 self._cur.writer.write(item)
         elif isinstance(item, StreamInfo):
