@@ -7,6 +7,9 @@ import math
 SLOWDOWN = (4.0, 6.0)  # Pi 4 Cortex-A72 core vs one core of this x86 VM, for onnxruntime / OpenCV / ffmpeg work
 USABLE_CORES = 3.0  # of the Pi 4's 4: one left for the OS, the network, MQTT, clip finalisation and thermal margin
 PI_RAM_MB = (2048, 4096)
+# Pi 5 (Cortex-A76 at 2.4 GHz) is about 2-3x a Pi 4 core for this work (the Raspberry Pi Foundation's own
+# figure is 2-3x CPU); so 1.5-3x slower than one core of this VM. An assumption, like SLOWDOWN.
+PI5_SLOWDOWN = (1.5, 3.0)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -22,6 +25,24 @@ def _daemon(steps: dict, video: str, key: str) -> float | None:
 def _bench(steps: dict, video: str, ten: bool) -> float | None:
     return _mean([e["result"]["cpu_s_per_video_s"] for e in steps.get("vision") or [] if "result" in e
                   and e.get("video") == video and ("baselines" not in e["result"]) == ten])
+
+
+def _two_streams(steps: dict) -> list[str]:
+    """IP cameras analysed on their 640x360 sub stream, recorded from their 1080p main (make bench `streams`)."""
+    runs = [e["result"] for e in steps.get("streams") or [] if isinstance(e.get("result"), dict)
+            and e.get("what") == "node" and e.get("split") and e["result"].get("cpu_s_per_s_after_warm_up")]
+    if not runs:
+        return []
+    per = max(r["cpu_s_per_s_after_warm_up"] / r["cameras"] for r in runs)  # the dearer of 1 and 4 cameras
+
+    def count(factor: tuple[float, float]) -> str:
+        return f"{math.floor(USABLE_CORES / (per * factor[1]))}-{math.floor(USABLE_CORES / (per * factor[0]))}"
+
+    return [f"- IP cameras with two streams (1080p main recorded, 640x360 sub analysed at 5 fps; step `streams`): "
+            f"{per:.3f} CPU-s per s per camera here → {per * SLOWDOWN[0]:.2f}-{per * SLOWDOWN[1]:.2f} Pi 4 cores "
+            f"each: **{count(SLOWDOWN)} cameras per Pi 4**, **{count(PI5_SLOWDOWN)} per Pi 5** (Pi 5 core taken as "
+            f"{PI5_SLOWDOWN[0]:g}-{PI5_SLOWDOWN[1]:g}x slower than this VM's). Hardware decode of the sub stream "
+            "(`decode = \"auto\"`) would lower this on the device; not measurable here"]
 
 
 def section(steps: dict) -> str:
@@ -66,6 +87,7 @@ def section(steps: dict) -> str:
             "similar); each further 640x360 camera adds its decoder, a pre-roll ring of a few MB and the "
             "analysis buffers, tens of MB by this estimate (not measured), so RAM does not limit a 2 or 4 GB "
             "Pi 4 before CPU does")
+    lines += _two_streams(steps)
     lines += ["", f"**Answer (estimate): one Pi 4 carries about {lo5}-{hi5} cameras at 640x360 10 fps** with "
               "the default detect_fps 5 (fewer if every frame is analysed, see above; busy scenes cost more "
               "detector calls). Measure on the device: `edgecam bench --source FILE` and `edgecam model prepare` "
