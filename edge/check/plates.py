@@ -30,11 +30,12 @@ def probe_plates(enabled: bool, max_cpu: float, clips_enabled: bool) -> Result:
     reader.read(crop)  # warm-up (first call builds the sessions' buffers)
     t0, c0 = time.perf_counter(), time.thread_time()
     reader.read(crop)
-    ms, cpu_ms = (time.perf_counter() - t0) * 1000, (time.thread_time() - c0) * 1000
+    # Round once, so the figure shown and the rate derived from it agree.
+    ms, cpu_ms = round((time.perf_counter() - t0) * 1000, 1), round((time.thread_time() - c0) * 1000, 1)
     per_min = 60_000 * max_cpu / max(cpu_ms, 1.0)
     detail = (f"on: models in {root}; {cpu_ms:.0f} ms CPU per vehicle here ({ms:.0f} ms wall); max_cpu {max_cpu:g}"
               f" of a core ≈ {per_min:.0f} vehicles a minute (a Pi 4 core is 4-6x slower)")
-    data = {"ms": round(ms, 1), "cpu_ms": round(cpu_ms, 1), "max_cpu": max_cpu, "vehicles_per_min": round(per_min)}
+    data = {"ms": ms, "cpu_ms": cpu_ms, "max_cpu": max_cpu, "vehicles_per_min": round(per_min)}
     if not clips_enabled:
         return Result("plates", WARN, detail, "plates are read from best shots, kept in the clip store: "
                       "[clips] enabled = false turns plates off", data=data)
