@@ -63,7 +63,8 @@ class Node:
     """A provisioned node in a temp root, run as a subprocess against a local mosquitto."""
 
     def __init__(self, tmp: Path, source: Path, pre_roll: float, realtime: bool, spin: bool = False,
-                 detect_source: Path | None = None, cameras: int = 1, rtsp: bool = False) -> None:
+                 detect_source: Path | None = None, cameras: int = 1, rtsp: bool = False,
+                 still_max_cpu: float | None = None) -> None:
         self.tmp, self.api_port, self.spin = tmp, free_port(), spin
         self.broker = Broker(tmp / "broker", persistence=False).start()
         self.rtsp: RtspServer | None = None
@@ -88,6 +89,7 @@ path = "{tmp / 'root/var/lib/edgecam'}"
 pre_roll = {pre_roll}
 post_roll = 2
 max_clip = 30
+{f"still_max_cpu = {still_max_cpu}" if still_max_cpu is not None else ""}
 [api]
 listen = "127.0.0.1:{self.api_port}"
 tokens = []
@@ -171,9 +173,11 @@ def last_stats(port: int, into: dict, stop: threading.Event) -> None:
 
 
 def mode_rss(source: Path, pre_roll: float, seconds: float, realtime: bool, spin: bool,
-             detect_source: Path | None = None, cameras: int = 1, rtsp: bool = False) -> dict:
+             detect_source: Path | None = None, cameras: int = 1, rtsp: bool = False,
+             still_max_cpu: float | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="daemon-bench-") as tmp:
-        node = Node(Path(tmp), source, pre_roll, realtime, spin, detect_source, cameras, rtsp).start()
+        node = Node(Path(tmp), source, pre_roll, realtime, spin, detect_source, cameras, rtsp,
+                    still_max_cpu).start()
         peak: dict[str, int] = {}
         top = {"RssAnon": 0, "RssFile": 0}
         stats: dict = {}
@@ -205,6 +209,7 @@ def mode_rss(source: Path, pre_roll: float, seconds: float, realtime: bool, spin
             "cpu_s_per_s_after_warm_up": round(steady, 3) if steady is not None else None,
             "cpu_s_per_s_per_camera_after_warm_up": round(steady / cameras, 3) if steady is not None else None,
             "frames_analysed": frames[-1][1] if frames else 0, "spin": spin, "exit_code": rc, "rtsp": rtsp,
+            "still_max_cpu": still_max_cpu,
             "fps": stats.get("fps"), "dropped_frames": stats.get("dropped_frames"),
             "detector_busy_share": det.get("busy_share"), "detector_cameras": det.get("cameras")}
 
@@ -301,11 +306,13 @@ def main() -> int:
     ap.add_argument("--detect-source", type=Path, help="rss: a second stream analysed (source is then only recorded)")
     ap.add_argument("--cameras", type=int, default=1, help="rss: this many cameras, each on the same file(s)")
     ap.add_argument("--rtsp", action="store_true", help="rss: serve the file(s) from the RTSP test server")
+    ap.add_argument("--still-max-cpu", type=float, help="rss: [clips] still_max_cpu (0: best shots never decode "
+                    "the record stream)")
     args = ap.parse_args()
     if args.mode == "rss":
         detect = args.detect_source.resolve() if args.detect_source else None
         result = mode_rss(args.source.resolve(), args.pre_roll, args.seconds, not args.flat_out, args.spin,
-                          detect, args.cameras, args.rtsp)
+                          detect, args.cameras, args.rtsp, args.still_max_cpu)
     else:
         result = mode_downloads(args.source.resolve(), args.seconds, args.rounds, not args.flat_out)
     print(json.dumps(result))

@@ -162,9 +162,12 @@ def steps(args: argparse.Namespace, work: Path) -> dict:
         seconds = str(30 if args.quick else 60)
         out = []
         for cameras in ("1", "4"):
-            for split in (True, False):
+            # split with best-shot stills at the default budget, split without stills (the analysis alone),
+            # main only (its best shots are cut from the decoded 1080p frames, free)
+            for split, stills in ((True, None), (True, "0"), (False, None)):
                 cmd = [PY, b + "daemon_bench.py", "rss", "--rtsp", "--source", str(main), "--cameras", cameras,
-                       "--pre-roll", "10", "--seconds", seconds, *(["--detect-source", str(sub)] if split else [])]
+                       "--pre-roll", "10", "--seconds", seconds, *(["--detect-source", str(sub)] if split else []),
+                       *(["--still-max-cpu", stills] if stills is not None else [])]
                 out.append(run(cmd) | {"what": "node", "split": split})
         for feeders in ([], ["--two-feeders"]):
             out.append(run([PY, b + "stream_skew.py", "--seconds", "30", "--work", str(work), *feeders])

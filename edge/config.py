@@ -146,6 +146,9 @@ class ClipsConfig(_Section):
     max_age_days: Positive = 14.0
     min_free_bytes: Annotated[int, Field(ge=0)] = 512 * 1024**2
     thumbnails: bool = True
+    # CPU-seconds per second, of one core, for decoding the record stream's full-size stills that a two-stream
+    # camera's best shots are cropped from; over it a best shot is cut from the analysed frame (counted).
+    still_max_cpu: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15
 
     @model_validator(mode="after")
     def _pre_roll_fits(self) -> ClipsConfig:

@@ -7,7 +7,7 @@ takes plain values in its own ``__init__``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +62,10 @@ class StillSource(Protocol):
     """
 
     def still_at(self, mono: float) -> np.ndarray | None: ...
+
+    def stills_at(self, monos: Sequence[float]) -> Iterator[tuple[int, np.ndarray]]:
+        """``(k, image)`` for each ``monos[k]`` still held, one decoding pass per GOP."""
+        ...
 
 
 class BestShotSink(Protocol):

@@ -18,6 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from .eventmeta import clip_event
 from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
 from .ring import PacketRing
-from .still import decode_still
+from .still import decode_still, decode_stills
 from .thumbs import shot_jpeg
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,22 @@ class ClipRecorder:
         if info is None or not gop or mono > gop[-1].mono + STILL_SLACK_S:
             return None
         return decode_still(info, gop, mono)
+
+    def stills_at(self, monos: Sequence[float]) -> Iterator[tuple[int, np.ndarray]]:
+        """``StillSource``: ``(k, image)`` for each ``monos[k]`` the ring holds, one decoding pass per GOP
+        (moments in one GOP share it); moments it no longer holds are left out."""
+        groups: dict[int, tuple[list[Packet], list[int]]] = {}
+        with self._ring_lock:
+            info = self._info
+            for k, mono in enumerate(monos):
+                gop = self._ring.gop_at(mono)
+                if gop and mono <= gop[-1].mono + STILL_SLACK_S:
+                    groups.setdefault(id(gop[0]), (gop, []))[1].append(k)  # one GOP, one key
+        if info is None:
+            return
+        for gop, ks in groups.values():
+            for j, image in decode_stills(info, gop, [monos[k] for k in ks]):
+                yield ks[j], image
 
     def _writer_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -182,12 +182,13 @@ def plates_models(cfg: Config) -> Any:
         return None
 
 
-def best_shots(cfg: Config, store: ClipStore, still_at: Callable[[str, float], Any], events: EventSink) -> Any:
+def best_shots(cfg: Config, store: ClipStore, stills_at: Callable[[str, Sequence[float]], Any],
+               events: EventSink) -> Any:
     """The node's best-shot worker (started), with the plate reader behind it when ``[plates]`` is on and
     the extra loads; a missing or broken extra is one line, and best shots go on without plates."""
     from ..vision.bestshot import BestShotWorker
 
-    worker = BestShotWorker(store.writer, still_at, events)
+    worker = BestShotWorker(store.writer, stills_at, events, still_max_cpu=cfg.clips.still_max_cpu)
     root = plates_models(cfg)
     if root is not None:
         from ..vision.plate_worker import PlateWorker

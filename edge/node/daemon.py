@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +84,7 @@ class Daemon:
         self.outbox.start()
         if self.cfg.clips.enabled:
             self.clip_store = build.clip_store(self.cfg, self.node_key)
-            self.best_shots = build.best_shots(self.cfg, self.clip_store, self.still_at, self.outbox)
+            self.best_shots = build.best_shots(self.cfg, self.clip_store, self.stills_at, self.outbox)
         elif build.plates_models(self.cfg) is not None:
             log.warning("plates: read from best shots, which live in the clip store: off while [clips] is off")
         for name, cam in self.cfg.cameras.items():
@@ -222,6 +223,14 @@ class Daemon:
         if cam is None or cam.record is None or cam.recorder is None:
             return None
         return cam.recorder.still_at(mono)
+
+    def stills_at(self, camera: str, monos: Sequence[float]) -> Iterator[tuple[int, Any]]:
+        """``(k, image)`` for each ``monos[k]`` a two-stream camera's record stream still holds (one decoding
+        pass per GOP); nothing for a camera with one stream."""
+        cam = self.cameras.get(camera)
+        if cam is None or cam.record is None or cam.recorder is None:
+            return iter(())
+        return cam.recorder.stills_at(monos)
 
     # ---- stop --------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:

@@ -4,11 +4,13 @@ The event builder (``vision.events``) picks the candidates: a few per track, eac
 analysed frame by reference. This worker, on its own thread behind a bounded queue, keeps a small copy of the
 newest candidate's crop per live object (never the frame). At the object's ``end`` it makes the JPEG: from
 the record stream's full-resolution still when the camera has one and its pre-roll ring still holds the
-moment (``interfaces.StillSource``: a two-stream camera analyses its small stream; one GOP decoded per
-object, not per candidate), else from the analysed crop; stores it (``BestShotSink``, the clip store: signed
-with its clip, deleted with it) and, for vehicles, hands it and the earlier candidates' crops to the plate
-reader; a plate read after the ``end`` comes back as an ``update`` event of the same object (consumers keep
-the latest).
+moment (``interfaces.StillSource``: a two-stream camera analyses its small stream), else from the analysed
+crop. Stills are the costly part (a 1080p GOP is 48 frames to decode): ends are gathered for ``BATCH_S`` so
+the objects whose best moments share a GOP share its decoding pass, and the decoding is held to
+``clips.still_max_cpu`` of a core (a token bucket; over it, the analysed crop, counted). The JPEG is stored
+(``BestShotSink``, the clip store: signed with its clip, deleted with it) and, for vehicles, handed with
+the earlier candidates' crops to the plate reader; a plate read after the ``end`` comes back as an
+``update`` event of the same object (consumers keep the latest).
 
 Nothing here blocks the caller: a full queue drops the candidate (counted); the end of an object that was
 dropped is still handled with whatever candidate got through.
@@ -20,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,10 +34,15 @@ from ..types import BestShot, Event, EventType
 
 log = logging.getLogger(__name__)
 
+Box = tuple[float, float, float, float]
+StillsAt = Callable[[str, Sequence[float]], Iterable[tuple[int, np.ndarray]]]  # StillSource.stills_at, by camera
+
 PLATE_LABELS = frozenset({"car", "motorcycle", "truck", "bus"})
 MARGIN = 0.15  # of the box's size on each side: the object whole, a little context, the plate not cut off
 MAX_SIDE = 1280  # px on the long side of the stored JPEG (a plate must stay readable)
 JPEG_QUALITY = 88
+BATCH_S = 1.0  # ends wait this long for others whose best moments share a GOP (one decoding pass for all)
+STILL_BURST_S = 1.0  # CPU-seconds of stills the budget can lend at once (after a quiet spell)
 _STOP = object()
 
 
@@ -47,6 +54,8 @@ class BestShotStats:
     dropped: int = 0  # candidates or ends refused because the queue was full
     encoded: int = 0  # candidates whose crop was kept
     from_record_stream: int = 0  # stored shots cropped from the record stream's still (two-stream cameras)
+    stills_over_budget: int = 0  # shots cut from the analysed frame because stills were over still_max_cpu
+    still_cpu_s: float = 0.0  # CPU spent decoding stills
     stored: int = 0
     store_failed: int = 0
     plates_submitted: int = 0
@@ -99,14 +108,22 @@ def encode_jpeg(crop: np.ndarray, max_side: int = MAX_SIDE, quality: int = JPEG_
 class BestShotWorker:
     """``offer(shot)`` per candidate, ``finish(end_event)`` per object; the work happens on one thread."""
 
-    def __init__(self, sink: BestShotSink | None, still_at: Callable[[str, float], np.ndarray | None] | None = None,
+    def __init__(self, sink: BestShotSink | None, stills_at: StillsAt | None = None,
                  events: EventSink | None = None, plates: Any = None, queue_size: int = 64,
-                 clock: Callable[[], float] = time.time) -> None:
-        """``still_at(camera, mono)``: the camera's record-stream still (``StillSource``), None where it has none;
+                 clock: Callable[[], float] = time.time, still_max_cpu: float = 0.15,
+                 batch_s: float = BATCH_S) -> None:
+        """``stills_at(camera, monos)``: the camera's record-stream stills (``StillSource.stills_at``), nothing
+        where it has one stream; ``still_max_cpu``: CPU-s per s (of one core) the stills may take, 0 = never;
         ``plates``: a ``PlateWorker``-like object (``submit(key, shots) -> bool``) or None;
         ``events`` gets the ``update`` events that carry a plate read after its object's ``end``."""
         self.sink = sink
-        self.still_at = still_at
+        self.stills_at = stills_at
+        self.still_max_cpu = still_max_cpu
+        self.batch_s = batch_s
+        self._budget = STILL_BURST_S  # CPU-seconds the stills may spend now; refilled at still_max_cpu
+        self._budget_at = time.monotonic()
+        self._pending: list[Event] = []  # ends waiting for their batch (worker thread only)
+        self._pending_since = 0.0
         self.events = events
         self.plates = plates
         self.stats = BestShotStats()
@@ -151,16 +168,41 @@ class BestShotWorker:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            timeout = None if not self._pending else max(0.0, self._pending_since + self.batch_s - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
             if item is _STOP:
+                self._flush()
                 return
             try:
                 if isinstance(item, BestShot):
                     self._encode(item)
-                else:
-                    self._store(item)
-            except Exception:  # one bad frame or a store fault must not end the thread
+                elif isinstance(item, Event):
+                    if not self._pending:
+                        self._pending_since = time.monotonic()
+                    self._pending.append(item)
+            except Exception:  # one bad frame must not end the thread
                 log.exception("best shots: failed for %s", getattr(item, "object_id", getattr(item, "id", "?")))
+            if self._pending and time.monotonic() >= self._pending_since + self.batch_s:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Store the waiting ends' best shots: one still pass per camera and GOP, then crop, encode, store."""
+        ends, self._pending = self._pending, []
+        batch = [(end, latest) for end in ends
+                 if (latest := self._latest.pop(end.id, None)) is not None and end.best is not None]
+        try:
+            stills = self._stills(batch)
+        except Exception:  # a decoder fault: every shot of the batch falls back to its analysed crop
+            log.exception("best shots: record-stream stills failed")
+            stills = {}
+        for i, (end, latest) in enumerate(batch):
+            try:
+                self._store(end, latest, stills.get(i))
+            except Exception:  # one store fault must not end the thread, nor lose the rest of the batch
+                log.exception("best shots: failed for %s", end.id)
 
     def _encode(self, shot: BestShot) -> None:
         """Keep a copy of the candidate's crop (small); the frame itself is let go at once."""
@@ -173,21 +215,42 @@ class BestShotWorker:
         self._latest[shot.object_id] = _Latest(shot.camera, shot.mono, shot.wall, shot.box,
                                                np.ascontiguousarray(crop).copy(), inner, runner_ups)
 
-    def _final_crop(self, latest: _Latest) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-        """The record stream's full-resolution crop where the camera has one and its ring still holds the
-        moment (decoded once per object, here); else the analysed frame's."""
-        if self.still_at is not None:
-            still = self.still_at(latest.camera, latest.mono)
-            if still is not None:
-                self.stats.from_record_stream += 1
-                return crop_box(still, latest.box)
-        return latest.crop, latest.inner
+    def _stills(self, batch: list[tuple[Event, _Latest]]) -> dict[int, tuple[np.ndarray, Box]]:
+        """Index in ``batch`` -> the full-resolution crop, for the shots whose camera's record stream still
+        holds their moment, while the CPU budget lasts (checked per camera's pass; a pass may overdraw it)."""
+        crops: dict[int, tuple[np.ndarray, Box]] = {}
+        if self.stills_at is None or not batch or self.still_max_cpu <= 0:
+            return crops
+        by_camera: dict[str, list[int]] = {}
+        for i, (_, latest) in enumerate(batch):
+            by_camera.setdefault(latest.camera, []).append(i)
+        for camera, idx in by_camera.items():
+            if not self._budget_left():
+                self.stats.stills_over_budget += len(idx)
+                continue
+            began = time.thread_time()
+            for k, still in self.stills_at(camera, [batch[i][1].mono for i in idx]):
+                crop, inner = crop_box(still, batch[idx[k]][1].box)
+                crops[idx[k]] = (crop.copy(), inner)  # a copy, so the full-size frame is let go at once
+            spent = time.thread_time() - began
+            self.stats.still_cpu_s += spent
+            self._budget -= spent
+        return crops
 
-    def _store(self, end: Event) -> None:
-        latest = self._latest.pop(end.id, None)
-        if latest is None or end.best is None:
+    def _budget_left(self) -> bool:
+        now = time.monotonic()
+        self._budget = min(STILL_BURST_S, self._budget + (now - self._budget_at) * self.still_max_cpu)
+        self._budget_at = now
+        return self._budget > 0
+
+    def _store(self, end: Event, latest: _Latest, still: tuple[np.ndarray, Box] | None) -> None:
+        if end.best is None:
             return
-        crop, box = self._final_crop(latest)
+        if still is not None:
+            self.stats.from_record_stream += 1
+            crop, box = still
+        else:
+            crop, box = latest.crop, latest.inner
         jpeg = encode_jpeg(crop)
         if jpeg is None:
             return

@@ -1,0 +1,152 @@
+"""Full-size stills for best shots (#20): one decoding pass per GOP, and a CPU budget for them.
+
+A two-stream camera's best shots are cut from its record stream, decoded on demand from the pre-roll ring.
+Measured on the 4-camera bench, that decoding was most of a camera's CPU (one 1080p GOP per object); these
+tests hold the two levers: objects whose best moments share a GOP share its pass, and ``still_max_cpu``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from fractions import Fraction
+from types import SimpleNamespace
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from edge.clips import still as still_module
+from edge.clips.still import decode_still, decode_stills
+from edge.types import BestShot, Event, EventType, Packet, StreamInfo
+from edge.vision.bestshot import BestShotWorker
+from tests.support.assets import video_path
+
+
+@pytest.fixture(scope="module", params=["ultrafast", "veryfast"])
+def gop(request, tmp_path_factory) -> tuple[StreamInfo, list[Packet]]:
+    """One 1080p GOP of the road clip (48 frames): no B-frames (ultrafast) and with B-frames (veryfast)."""
+    path = tmp_path_factory.mktemp("stills") / f"{request.param}.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video_path("road")), "-t", "2", "-an",
+                    "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", request.param, "-g", "48",
+                    "-keyint_min", "48", "-pix_fmt", "yuv420p", str(path)], check=True, timeout=300)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        info = StreamInfo(ctx.name, ctx.width, ctx.height, Fraction(stream.time_base), 24.0,
+                          bytes(ctx.extradata) if ctx.extradata else None)
+        packets = [Packet(bytes(p), p.pts, p.dts, p.duration or 0, p.is_keyframe, float(p.pts * p.time_base),
+                          100.0 + i / 24, time.time()) for i, p in enumerate(container.demux(stream)) if p.size]
+    assert packets[0].keyframe and not any(p.keyframe for p in packets[1:])
+    return info, packets
+
+
+def test_several_moments_of_a_gop_cost_one_pass_and_match_one_by_one(gop, monkeypatch) -> None:
+    info, packets = gop
+    monos = [packets[30].mono, packets[5].mono + 0.001, packets[30].mono, packets[17].mono]
+    alone = [decode_still(info, packets, m) for m in monos]
+    assert all(a is not None and a.shape == (1080, 1920, 3) for a in alone)
+    assert not np.array_equal(alone[1], alone[3])  # different moments, different pictures
+
+    decoders: list[int] = []  # packets each decoder was fed
+    real_create = av.CodecContext.create
+
+    class Counting:
+        def __init__(self, ctx) -> None:
+            self.ctx, self.fed = ctx, 0
+            decoders.append(0)
+
+        def __setattr__(self, name, value) -> None:
+            if name in ("ctx", "fed"):
+                object.__setattr__(self, name, value)
+            else:
+                setattr(self.ctx, name, value)
+
+        def decode(self, pkt=None):
+            if pkt is not None:
+                decoders[-1] += 1
+            return self.ctx.decode(pkt)
+
+    counting_av = SimpleNamespace(CodecContext=SimpleNamespace(create=lambda *a: Counting(real_create(*a))),
+                                  Packet=av.Packet, error=av.error, VideoFrame=av.VideoFrame)
+    monkeypatch.setattr(still_module, "av", counting_av)
+    together = dict(decode_stills(info, packets, monos))
+    assert sorted(together) == [0, 1, 2, 3]
+    for k, image in together.items():
+        assert np.array_equal(image, alone[k]), k
+    assert len(decoders) == 1 and decoders[0] <= 31  # one decoder, keyframe to the last wanted packet only
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.stored: dict[str, tuple[int, int]] = {}
+
+    def add_best(self, best_id, object_id, camera, clip_id, jpeg, box, wall, label):
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        self.stored[best_id] = image.shape[:2]
+        return "0" * 64
+
+
+class Stills:
+    """A record stream that hands out 1080p stills (all grey) and notes what each call asked for."""
+
+    def __init__(self, cost_s: float = 0.0) -> None:
+        self.calls: list[tuple[str, list[float]]] = []
+        self.cost_s = cost_s
+
+    def __call__(self, camera, monos):
+        self.calls.append((camera, list(monos)))
+        end = time.thread_time() + self.cost_s
+        while time.thread_time() < end:  # the CPU a decoding pass would take
+            pass
+        return [(k, np.full((1080, 1920, 3), 128, np.uint8)) for k in range(len(monos))]
+
+
+def shot_and_end(n: int, camera: str = "gate") -> tuple[BestShot, Event]:
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    box = (0.25, 0.25, 0.5, 0.5)
+    oid = f"{camera}-1-{n}"
+    shot = BestShot(oid, camera, "car", 0.9, 100.0, 5.0, 50.0 + n, 1.8e9 + n, box, frame)
+    end = Event(id=oid, type=EventType.END, camera=camera, label="car", score=0.9, ts=1.8e9 + n, time=5.0,
+                box=box, clip=None, duration=3.0, best=oid)
+    return shot, end
+
+
+def run_worker(worker: BestShotWorker, objects: list[tuple[BestShot, Event]]) -> None:
+    for shot, _ in objects:
+        worker.offer(shot)
+    for _, end in objects:
+        worker.finish(end)
+    worker.stop()
+
+
+def test_ends_that_arrive_together_share_one_still_pass_per_camera() -> None:
+    sink, stills = Sink(), Stills()
+    worker = BestShotWorker(sink, stills, batch_s=5.0)
+    run_worker(worker, [shot_and_end(1), shot_and_end(2), shot_and_end(3, "yard")])
+    assert sorted(stills.calls) == [("gate", [51.0, 52.0]), ("yard", [53.0])]
+    assert worker.stats.from_record_stream == 3 and worker.stats.stored == 3
+    h, w = sink.stored["gate-1-1"]
+    assert (h, w) > (200, 300)  # cut from the 1080p still: the analysed crop is 126 x 210
+
+
+def test_stills_over_budget_fall_back_to_the_analysed_crop_and_are_counted() -> None:
+    sink, stills = Sink(), Stills(cost_s=0.3)
+    worker = BestShotWorker(sink, stills, still_max_cpu=0.01, batch_s=0.0)
+    objects = [shot_and_end(i, f"cam{i}") for i in range(6)]
+    run_worker(worker, objects)
+    assert worker.stats.stored == 6
+    # the 1 s burst pays for ~3 passes of 0.3 s, then the budget (0.01 CPU-s per s) is spent
+    assert 3 <= worker.stats.from_record_stream <= 4 and len(stills.calls) == worker.stats.from_record_stream
+    assert worker.stats.stills_over_budget == 6 - worker.stats.from_record_stream
+    assert worker.stats.still_cpu_s >= 0.3 * worker.stats.from_record_stream
+    small = [oid for oid, (h, w) in sink.stored.items() if (h, w) < (200, 300)]
+    assert len(small) == worker.stats.stills_over_budget
+
+
+def test_still_max_cpu_zero_never_decodes() -> None:
+    sink, stills = Sink(), Stills()
+    worker = BestShotWorker(sink, stills, still_max_cpu=0.0, batch_s=0.0)
+    run_worker(worker, [shot_and_end(1)])
+    assert stills.calls == [] and worker.stats.stored == 1 and worker.stats.from_record_stream == 0
