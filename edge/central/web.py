@@ -570,7 +570,10 @@ def web_command(args: Any) -> int:
         signal.signal(sig, deferred(stop.set))
     print(f"desk: {server.url}", flush=True)
     try:
-        stop.wait()
+        # A timed wait: the kernel may hand SIGTERM to any thread (the desk's loop, a pool worker); Python runs
+        # the handler only when the main thread next runs bytecode, which a wait without a timeout never does.
+        while not stop.wait(0.5):
+            pass
     finally:
         server.stop()
     return 0
