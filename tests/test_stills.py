@@ -150,3 +150,47 @@ def test_still_max_cpu_zero_never_decodes() -> None:
     worker = BestShotWorker(sink, stills, still_max_cpu=0.0, batch_s=0.0)
     run_worker(worker, [shot_and_end(1)])
     assert stills.calls == [] and worker.stats.stored == 1 and worker.stats.from_record_stream == 0
+
+
+def test_a_hardware_still_decoder_that_does_not_open_falls_back_to_software_once(gop, tmp_path, caplog) -> None:
+    """The camera's ``decode`` reaches the record stream's stills: each hardware decoder is tried once, the
+    software one decodes what they could not, and one line says so (this machine has no decoding hardware)."""
+    from edge.capture.pyav import hardware_decoders
+    from edge.clips.evidence import NodeKey
+    from edge.clips.recorder import ClipRecorder
+    from edge.clips.store import ClipStore
+    from edge.node.build import still_decoders
+
+    info, packets = gop
+    store = ClipStore(tmp_path / "s", NodeKey.load_or_create(tmp_path / "s" / "keys"), node="n1")
+    asked: list[str] = []
+
+    def names(codec: str) -> list[str]:
+        asked.append(codec)
+        return ["h264_no_such_decoder", *hardware_decoders(codec)]
+
+    rec = ClipRecorder("gate", store.writer, 10.0, 1.0, 300.0, thumbnails=False, still_decoders=names)
+    rec.start()
+    try:
+        rec.start_stream(info)
+        for p in packets:
+            rec.feed(p)
+        deadline = time.monotonic() + 20
+        while rec.stats().packets < len(packets) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with caplog.at_level("INFO", logger="edge.clips.recorder"):
+            first = dict(rec.stills_at([packets[10].mono, packets[40].mono]))
+            again = rec.still_at(packets[20].mono)
+    finally:
+        rec.close(5.0)
+        store.close()
+    assert sorted(first) == [0, 1] and first[0].shape == (1080, 1920, 3) and again is not None
+    assert np.array_equal(first[0], decode_still(info, packets, packets[10].mono))
+    said = [r.getMessage() for r in caplog.records if "stills decode in software" in r.getMessage()]
+    assert len(said) == 1 and "h264_no_such_decoder" in said[0], said
+    assert asked == ["h264"]  # tried once, not at every still
+    # what the camera's `decode` gives the recorder
+    assert still_decoders("software") is None
+    assert still_decoders("h264_v4l2m2m")("h264") == ["h264_v4l2m2m"]
+    assert still_decoders("h264_v4l2m2m")("hevc") == []  # a decoder of another codec is never tried
+    assert still_decoders("auto") is hardware_decoders

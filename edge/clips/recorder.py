@@ -18,7 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from .eventmeta import clip_event
 from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
 from .ring import PacketRing
-from .still import decode_still, decode_stills
+from .still import StillDecoderUnavailable, decode_stills
 from .thumbs import shot_jpeg
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,17 @@ class ClipRecorder:
     """
 
     def __init__(self, camera: str, store: ClipWriter, pre_roll: float, post_roll: float, max_clip: float,
-                 queue_packets: int = 600, *, thumbnails: bool = True, lossless: bool = False) -> None:
+                 queue_packets: int = 600, *, thumbnails: bool = True, lossless: bool = False,
+                 still_decoders: Callable[[str], list[str]] | None = None) -> None:
+        """``still_decoders(codec)``: the hardware decoders to try for stills, in order (the camera's
+        ``decode``); software when none opens (said once)."""
         self.camera = camera
+        self._still_decoders = still_decoders
+        self._still_decoder: str | None = None  # the hardware decoder stills use, once one opened
+        self._still_software = still_decoders is None  # no hardware decoder (configured, or none opened)
+        self._still_tried: dict[str, str] = {}  # hardware decoders that did not open, and why
+        self._said_hardware = False
+        self._still_names: list[str] | None = None
         self._store = store
         self._thumbnails = thumbnails
         self._lossless = lossless  # files played as fast as possible: wait for the writer, never drop
@@ -182,12 +191,7 @@ class ClipRecorder:
         Called from worker threads, never the hot path: the GOP is copied out under a lock the writer holds
         only to push, then decoded here with a short-lived decoder. None when the ring does not hold ``mono``.
         """
-        with self._ring_lock:
-            info = self._info
-            gop = self._ring.gop_at(mono)
-        if info is None or not gop or mono > gop[-1].mono + STILL_SLACK_S:
-            return None
-        return decode_still(info, gop, mono)
+        return next((image for _, image in self.stills_at([mono])), None)
 
     def stills_at(self, monos: Sequence[float]) -> Iterator[tuple[int, np.ndarray]]:
         """``StillSource``: ``(k, image)`` for each ``monos[k]`` the ring holds, one decoding pass per GOP
@@ -202,8 +206,45 @@ class ClipRecorder:
         if info is None:
             return
         for gop, ks in groups.values():
-            for j, image in decode_stills(info, gop, [monos[k] for k in ks]):
-                yield ks[j], image
+            rest = ks  # indices into monos not decoded yet
+            while rest and (decoder := self._hardware_still_decoder(info)) is not None:
+                done: set[int] = set()
+                try:
+                    for i, image in decode_stills(info, gop, [monos[k] for k in rest], decoder):
+                        done.add(rest[i])
+                        yield rest[i], image
+                except StillDecoderUnavailable as err:
+                    self._hardware_failed(err)
+                    rest = [k for k in rest if k not in done]
+                    continue
+                if not self._said_hardware:
+                    self._said_hardware = True
+                    log.info("camera %s: record-stream stills decode with %s (hardware)", self.camera, decoder)
+                rest = [k for k in rest if k not in done]
+                break
+            for i, image in decode_stills(info, gop, [monos[k] for k in rest]):  # software: what is left
+                yield rest[i], image
+
+    def _hardware_still_decoder(self, info: StreamInfo) -> str | None:
+        """The next hardware decoder to try for stills of ``info.codec``; None: software."""
+        if self._still_software or self._still_decoders is None:
+            return None
+        if self._still_decoder is None:
+            if self._still_names is None:  # asked once: what this FFmpeg has does not change while we run
+                self._still_names = list(self._still_decoders(info.codec))
+            names = [n for n in self._still_names if n not in self._still_tried]
+            if not names:
+                self._still_software = True
+                why = "; ".join(self._still_tried.values()) or f"no hardware decoder for {info.codec} here"
+                log.warning("camera %s: record-stream stills decode in software (%s)", self.camera, why)
+                return None
+            self._still_decoder = names[0]
+        return self._still_decoder
+
+    def _hardware_failed(self, err: StillDecoderUnavailable) -> None:
+        assert self._still_decoder is not None
+        self._still_tried[self._still_decoder] = str(err)
+        self._still_decoder = None
 
     def _writer_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

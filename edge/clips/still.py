@@ -32,10 +32,33 @@ def nearest_packet(gop: list[Packet], mono: float) -> int:
     return min(range(len(gop)), key=lambda i: abs(gop[i].mono - mono))
 
 
-def decode_stills(info: StreamInfo, gop: list[Packet], monos: Sequence[float]) -> Iterator[tuple[int, np.ndarray]]:
+class StillDecoderUnavailable(Exception):
+    """The named (hardware) decoder cannot be opened here: decode in software instead."""
+
+
+def open_decoder(info: StreamInfo, name: str | None) -> Any:
+    """A decoder for one pass: FFmpeg's software one for ``info.codec``, or the one named (a hardware decoder
+    such as h264_v4l2m2m); ``StillDecoderUnavailable`` when the named one does not open."""
+    try:
+        ctx: Any = av.CodecContext.create(name or info.codec, "r")  # a video decoder (stubs type the base)
+        ctx.thread_count = 1  # one GOP off the hot path: frame threads would each hold 1080p buffers
+        if info.extradata:
+            ctx.extradata = info.extradata
+        if name:
+            ctx.open()
+        return ctx
+    except (av.error.FFmpegError, ValueError, KeyError, NotImplementedError) as err:
+        if not name:
+            raise
+        raise StillDecoderUnavailable(f"{name}: {' '.join(str(err).split())[:80] or type(err).__name__}") from err
+
+
+def decode_stills(info: StreamInfo, gop: list[Packet], monos: Sequence[float],
+                  decoder: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """``(k, image)`` for each ``monos[k]`` that decodes, in decoding order: one pass from the keyframe to the
     last wanted packet. A frame is converted to BGR only when it is wanted, and handed out at once (the
-    caller crops it and lets it go), so the pass holds one full-size image at a time."""
+    caller crops it and lets it go), so the pass holds one full-size image at a time. ``decoder``: a
+    hardware decoder's name (``StillDecoderUnavailable`` before anything is yielded when it does not open)."""
     if not gop or not monos:
         return
     targets = [nearest_packet(gop, m) for m in monos]
@@ -44,10 +67,11 @@ def decode_stills(info: StreamInfo, gop: list[Packet], monos: Sequence[float]) -
         wanted.setdefault(gop[t].pts, []).append(k)
     last = max(targets)
     try:
-        ctx: Any = av.CodecContext.create(info.codec, "r")  # a video decoder (the stubs type it as the base)
-        ctx.thread_count = 1  # one GOP off the hot path: frame threads would each hold 1080p buffers
-        if info.extradata:
-            ctx.extradata = info.extradata
+        ctx = open_decoder(info, decoder)
+    except av.error.FFmpegError as err:  # software: this FFmpeg cannot decode the codec at all
+        log.warning("still: no decoder for %s: %s", info.codec, err)
+        return
+    try:
         latest: av.VideoFrame | None = None
         for packet in [*gop[:last + 1], None]:
             if packet is None:
@@ -68,4 +92,6 @@ def decode_stills(info: StreamInfo, gop: list[Packet], monos: Sequence[float]) -
             for k in [k for ks in wanted.values() for k in ks]:
                 yield k, image
     except av.error.FFmpegError as err:
+        if decoder:  # a hardware decoder that opens and then fails on the stream (h264_qsv without a GPU)
+            raise StillDecoderUnavailable(f"{decoder} failed on the stream: {' '.join(str(err).split())[:80]}") from err
         log.warning("still: could not decode the record stream at %.2f: %s", monos[0], err)

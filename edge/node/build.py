@@ -182,6 +182,18 @@ def plates_models(cfg: Config) -> Any:
         return None
 
 
+def still_decoders(decode: str) -> Callable[[str], list[str]] | None:
+    """The hardware decoders a recorder tries for record-stream stills, by the camera's ``decode``: "auto"
+    tries what this FFmpeg has for the stream's codec, a named one is tried for its own codec only."""
+    if decode == "software":
+        return None
+    if decode == "auto":
+        from ..capture.pyav import hardware_decoders
+
+        return hardware_decoders
+    return lambda codec: [decode] if decode.startswith(f"{codec}_") else []
+
+
 def best_shots(cfg: Config, store: ClipStore, stills_at: Callable[[str, Sequence[float]], Any],
                events: EventSink) -> Any:
     """The node's best-shot worker (started), with the plate reader behind it when ``[plates]`` is on and
@@ -226,7 +238,8 @@ def camera(name: str, cam: CameraConfig, cfg: Config, shared: Any, store: ClipSt
         c = cfg.clips
         # a file read flat out must not outrun the writer: it waits instead of dropping packets
         recorder = ClipRecorder(name, store.writer, c.pre_roll, c.post_roll, c.max_clip,
-                                thumbnails=c.thumbnails, lossless=not live and not cam.realtime)
+                                thumbnails=c.thumbnails, lossless=not live and not cam.realtime,
+                                still_decoders=still_decoders(cam.decode))
         recorder.start()
     settings = analyzer_settings(cam, cfg)
     if shots is not None:  # end events name a best shot only where a worker stores it
