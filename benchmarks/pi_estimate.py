@@ -10,7 +10,6 @@ PI_RAM_MB = (2048, 4096)
 # Pi 5 (Cortex-A76 at 2.4 GHz) is about 2-3x a Pi 4 core for this work (the Raspberry Pi Foundation's own
 # figure is 2-3x CPU); so 1.5-3x slower than one core of this VM. An assumption, like SLOWDOWN.
 PI5_SLOWDOWN = (1.5, 3.0)
-STILL_MAX_CPU = 0.15  # edge.config ClipsConfig.still_max_cpu (the default), of one core of the device
 
 
 def _mean(values: list[float]) -> float | None:
@@ -40,7 +39,9 @@ def _two_streams(steps: dict) -> list[str]:
     if not runs:
         return []
     per = max(r["cpu_s_per_s_after_warm_up"] / r["cameras"] for r in alone or runs)  # the dearer of 1 and 4
-    budget = STILL_MAX_CPU if alone else 0.0
+    from edge.config import ClipsConfig  # the default budget, read where it is written
+
+    budget = float(ClipsConfig.model_fields["still_max_cpu"].default) if alone else 0.0
 
     def count(factor: tuple[float, float]) -> str:
         cores = USABLE_CORES - budget

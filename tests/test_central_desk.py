@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import zipfile
@@ -179,11 +180,11 @@ def _wait_http(url: str, timeout: float = 20.0) -> int:
             time.sleep(0.2)
 
 
-@pytest.mark.parametrize("command", ["run", "web"])
-def test_central_run_and_central_web_serve_the_page(command: str, tmp_path: Path) -> None:
-    """`central run` serves the desk when [web] listen is set; `central web` serves it alone; SIGTERM ends both."""
+@contextlib.contextmanager
+def _central_serving_the_desk(command: str, tmp_path: Path, client_id: str):
+    """`edgecam central <command>` with [web] listen on a free port, against a broker of its own; yields the
+    process once the desk answers, and leaves neither running."""
     import os
-    import signal
     import subprocess
     import sys
 
@@ -193,17 +194,29 @@ def test_central_run_and_central_web_serve_the_page(command: str, tmp_path: Path
     broker = Broker(tmp_path / "broker").start()
     port = free_port()
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'[mqtt]\nport = {broker.port}\nclient_id = "desk-run-test"\n[database]\nurl = "sqlite:///'
+    cfg.write_text(f'[mqtt]\nport = {broker.port}\nclient_id = "{client_id}"\n[database]\nurl = "sqlite:///'
                    f'{tmp_path}/e.db"\n[evidence]\npath = "{tmp_path}/ev"\n[web]\nlisten = "127.0.0.1:{port}"\n')
     proc = subprocess.Popen([sys.executable, "-m", "edge", "central", command, "-c", str(cfg)], cwd=root,
                             env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         assert _wait_http(f"http://127.0.0.1:{port}/") == 200
+        yield proc
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        broker.stop()
+
+
+@pytest.mark.parametrize("command", ["run", "web"])
+def test_central_run_and_central_web_serve_the_page(command: str, tmp_path: Path) -> None:
+    """`central run` serves the desk when [web] listen is set; `central web` serves it alone; SIGTERM ends both."""
+    import signal
+
+    with _central_serving_the_desk(command, tmp_path, "desk-run-test") as proc:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
-        broker.stop()
     assert proc.returncode == 0, out[-2000:]
 
 
@@ -211,30 +224,16 @@ def test_central_run_and_central_web_serve_the_page(command: str, tmp_path: Path
 def test_sigterm_that_the_kernel_hands_to_another_thread_still_ends_central(command: str, tmp_path: Path) -> None:
     """The kernel may deliver a process's SIGTERM to any of its threads; Python runs the handler in the main
     thread only when that thread runs bytecode. `central web` waited without a timeout and, under CI load,
-    ignored SIGTERM for 30 s. Here the signal goes to every thread but the main one (tgkill), as it can."""
+    ignored SIGTERM for 30 s. Here the signal goes to one thread that is not the main one (tgkill), as it can."""
     import ctypes
     import os
     import platform
     import signal
-    import subprocess
-    import sys
     import time
-
-    from support.broker import Broker, free_port
 
     if platform.machine() != "x86_64":
         pytest.skip("tgkill's syscall number is x86-64's here")
-    root = Path(__file__).resolve().parent.parent
-    broker = Broker(tmp_path / "broker").start()
-    port = free_port()
-    cfg = tmp_path / "central.toml"
-    cfg.write_text(f'[mqtt]\nport = {broker.port}\nclient_id = "desk-sig-test"\n[database]\nurl = "sqlite:///'
-                   f'{tmp_path}/e.db"\n[evidence]\npath = "{tmp_path}/ev"\n[web]\nlisten = "127.0.0.1:{port}"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "central", command, "-c", str(cfg)], cwd=root,
-                            env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        assert _wait_http(f"http://127.0.0.1:{port}/") == 200
+    with _central_serving_the_desk(command, tmp_path, "desk-sig-test") as proc:
         others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
         assert others, "central has more threads than its main one"
         libc = ctypes.CDLL(None, use_errno=True)
@@ -242,11 +241,6 @@ def test_sigterm_that_the_kernel_hands_to_another_thread_still_ends_central(comm
         assert libc.syscall(234, proc.pid, others[-1], int(signal.SIGTERM)) == 0  # SYS_tgkill
         out, _ = proc.communicate(timeout=30)
         took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        broker.stop()
     assert proc.returncode == 0, out[-2000:]
     assert took < 15, f"{took:.1f} s to stop"
 

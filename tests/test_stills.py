@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from edge.clips import still as still_module
-from edge.clips.still import decode_still, decode_stills
+from edge.clips.still import decode_stills
 from edge.types import BestShot, Event, EventType, Packet, StreamInfo
 from edge.vision.bestshot import BestShotWorker
 from tests.support.assets import video_path
@@ -42,10 +42,15 @@ def gop(request, tmp_path_factory) -> tuple[StreamInfo, list[Packet]]:
     return info, packets
 
 
+def decode_one(info: StreamInfo, packets: list[Packet], mono: float) -> np.ndarray | None:
+    """One moment on its own pass, as a still for a single object was decoded before."""
+    return dict(decode_stills(info, packets, [mono])).get(0)
+
+
 def test_several_moments_of_a_gop_cost_one_pass_and_match_one_by_one(gop, monkeypatch) -> None:
     info, packets = gop
     monos = [packets[30].mono, packets[5].mono + 0.001, packets[30].mono, packets[17].mono]
-    alone = [decode_still(info, packets, m) for m in monos]
+    alone = [decode_one(info, packets, m) for m in monos]
     assert all(a is not None and a.shape == (1080, 1920, 3) for a in alone)
     assert not np.array_equal(alone[1], alone[3])  # different moments, different pictures
 
@@ -185,7 +190,7 @@ def test_a_hardware_still_decoder_that_does_not_open_falls_back_to_software_once
         rec.close(5.0)
         store.close()
     assert sorted(first) == [0, 1] and first[0].shape == (1080, 1920, 3) and again is not None
-    assert np.array_equal(first[0], decode_still(info, packets, packets[10].mono))
+    assert np.array_equal(first[0], decode_one(info, packets, packets[10].mono))
     said = [r.getMessage() for r in caplog.records if "stills decode in software" in r.getMessage()]
     assert len(said) == 1 and "h264_no_such_decoder" in said[0], said
     assert asked == ["h264"]  # tried once, not at every still

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 TIME_BASE_FALLBACK = Fraction(1, 90000)  # a stream that states no time base: the MPEG clock
 ONE_THREAD_PIXELS = 1024 * 576  # D1 / 640x360 sub streams and smaller: decoded on one thread
-__all__ = ["LIVE_PREFIXES", "PyavPicture", "PyavSource", "hardware_decoders"]
+__all__ = ["LIVE_PREFIXES", "HardwareUnavailable", "PyavPicture", "PyavSource", "hardware_decoders",
+           "open_hardware_decoder"]
 # Hardware decoders FFmpeg names per codec, in the order "auto" tries them: V4L2 memory-to-memory (Raspberry
 # Pi), NVDEC through cuvid (Jetson, NVIDIA), Quick Sync (Intel). PyAV's wheel has no VAAPI device; on Intel
 # QSV is the named decoder that reaches the same hardware.
@@ -35,6 +36,22 @@ def hardware_decoders(codec: str) -> list[str]:
     """The hardware decoders this PyAV's FFmpeg was built with for ``codec``, in the order "auto" tries them."""
     have = av.codecs_available
     return [f"{codec}_{suffix}" for suffix in HARDWARE_SUFFIXES if f"{codec}_{suffix}" in have]
+
+
+class HardwareUnavailable(Exception):
+    """A named hardware decoder that this FFmpeg or this machine cannot open; the message says why."""
+
+
+def open_hardware_decoder(name: str, extradata: bytes | None) -> Any:
+    """An opened decoder ``name`` (e.g. h264_v4l2m2m), or ``HardwareUnavailable`` with FFmpeg's reason."""
+    try:
+        ctx: Any = av.CodecContext.create(name, "r")
+        if extradata:
+            ctx.extradata = extradata
+        ctx.open()
+        return ctx
+    except (av.error.FFmpegError, ValueError, KeyError, NotImplementedError) as err:
+        raise HardwareUnavailable(f"{name}: {' '.join(str(err).split())[:80] or type(err).__name__}") from err
 
 
 class PyavPicture:
@@ -168,12 +185,9 @@ class PyavSource:
         tried: list[str] = []
         for name in names:
             try:
-                hw: Any = av.CodecContext.create(name, "r")
-                if stream_ctx.extradata:
-                    hw.extradata = stream_ctx.extradata
-                hw.open()
-            except (av.error.FFmpegError, ValueError, KeyError, NotImplementedError) as err:
-                tried.append(f"{name}: {' '.join(str(err).split())[:80] or type(err).__name__}")
+                hw = open_hardware_decoder(name, stream_ctx.extradata)
+            except HardwareUnavailable as err:
+                tried.append(str(err))
                 continue
             self._hw, self.decoder = hw, name
             log.info("%s: decoding with %s (hardware)", self.name, name)

@@ -18,7 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from .eventmeta import clip_event
 from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
 from .ring import PacketRing
-from .still import StillDecoderUnavailable, decode_stills
+from .still import HardwareChoice, StillDecoderUnavailable, decode_stills
 from .thumbs import shot_jpeg
 
 log = logging.getLogger(__name__)
@@ -82,12 +82,7 @@ class ClipRecorder:
         """``still_decoders(codec)``: the hardware decoders to try for stills, in order (the camera's
         ``decode``); software when none opens (said once)."""
         self.camera = camera
-        self._still_decoders = still_decoders
-        self._still_decoder: str | None = None  # the hardware decoder stills use, once one opened
-        self._still_software = still_decoders is None  # no hardware decoder (configured, or none opened)
-        self._still_tried: dict[str, str] = {}  # hardware decoders that did not open, and why
-        self._said_hardware = False
-        self._still_names: list[str] | None = None
+        self._hardware = HardwareChoice(camera, still_decoders)
         self._store = store
         self._thumbnails = thumbnails
         self._lossless = lossless  # files played as fast as possible: wait for the writer, never drop
@@ -206,45 +201,28 @@ class ClipRecorder:
         if info is None:
             return
         for gop, ks in groups.values():
-            rest = ks  # indices into monos not decoded yet
-            while rest and (decoder := self._hardware_still_decoder(info)) is not None:
-                done: set[int] = set()
-                try:
-                    for i, image in decode_stills(info, gop, [monos[k] for k in rest], decoder):
-                        done.add(rest[i])
-                        yield rest[i], image
-                except StillDecoderUnavailable as err:
-                    self._hardware_failed(err)
-                    rest = [k for k in rest if k not in done]
-                    continue
-                if not self._said_hardware:
-                    self._said_hardware = True
-                    log.info("camera %s: record-stream stills decode with %s (hardware)", self.camera, decoder)
-                rest = [k for k in rest if k not in done]
-                break
+            rest = yield from self._hardware_pass(info, gop, monos, ks)
             for i, image in decode_stills(info, gop, [monos[k] for k in rest]):  # software: what is left
                 yield rest[i], image
 
-    def _hardware_still_decoder(self, info: StreamInfo) -> str | None:
-        """The next hardware decoder to try for stills of ``info.codec``; None: software."""
-        if self._still_software or self._still_decoders is None:
-            return None
-        if self._still_decoder is None:
-            if self._still_names is None:  # asked once: what this FFmpeg has does not change while we run
-                self._still_names = list(self._still_decoders(info.codec))
-            names = [n for n in self._still_names if n not in self._still_tried]
-            if not names:
-                self._still_software = True
-                why = "; ".join(self._still_tried.values()) or f"no hardware decoder for {info.codec} here"
-                log.warning("camera %s: record-stream stills decode in software (%s)", self.camera, why)
-                return None
-            self._still_decoder = names[0]
-        return self._still_decoder
-
-    def _hardware_failed(self, err: StillDecoderUnavailable) -> None:
-        assert self._still_decoder is not None
-        self._still_tried[self._still_decoder] = str(err)
-        self._still_decoder = None
+    def _hardware_pass(self, info: StreamInfo, gop: list[Packet], monos: Sequence[float],
+                       ks: list[int]) -> Generator[tuple[int, np.ndarray], None, list[int]]:
+        """Yields what the camera's hardware decoder gives of ``monos[k]`` for ``k`` in ``ks`` (the next one
+        when it fails); returns the ``ks`` it did not give (all of them when there is none)."""
+        rest = ks
+        while rest and (decoder := self._hardware.current(info.codec)) is not None:
+            done: set[int] = set()
+            try:
+                for i, image in decode_stills(info, gop, [monos[k] for k in rest], decoder):
+                    done.add(rest[i])
+                    yield rest[i], image
+            except StillDecoderUnavailable as err:
+                self._hardware.failed(info.codec, err)
+                rest = [k for k in rest if k not in done]
+                continue
+            self._hardware.worked(decoder)
+            return [k for k in rest if k not in done]
+        return rest
 
     def _writer_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -11,20 +11,16 @@ them, not one pass each: at 1080p a frame costs ~5 ms here, ~25 ms on a Pi 4.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import av
 import numpy as np
 
+from ..capture.pyav import HardwareUnavailable, open_hardware_decoder
 from ..types import Packet, StreamInfo
 
 log = logging.getLogger(__name__)
-
-
-def decode_still(info: StreamInfo, gop: list[Packet], mono: float) -> np.ndarray | None:
-    """The frame of ``gop`` (keyframe first) captured nearest to ``mono``, as BGR; None if it does not decode."""
-    return next((image for _, image in decode_stills(info, gop, [mono])), None)
 
 
 def nearest_packet(gop: list[Packet], mono: float) -> int:
@@ -33,24 +29,60 @@ def nearest_packet(gop: list[Packet], mono: float) -> int:
 
 
 class StillDecoderUnavailable(Exception):
-    """The named (hardware) decoder cannot be opened here: decode in software instead."""
+    """The named (hardware) decoder does not open, or fails on the stream: decode in software instead."""
 
 
-def open_decoder(info: StreamInfo, name: str | None) -> Any:
-    """A decoder for one pass: FFmpeg's software one for ``info.codec``, or the one named (a hardware decoder
-    such as h264_v4l2m2m); ``StillDecoderUnavailable`` when the named one does not open."""
-    try:
-        ctx: Any = av.CodecContext.create(name or info.codec, "r")  # a video decoder (stubs type the base)
-        ctx.thread_count = 1  # one GOP off the hot path: frame threads would each hold 1080p buffers
-        if info.extradata:
-            ctx.extradata = info.extradata
-        if name:
-            ctx.open()
-        return ctx
-    except (av.error.FFmpegError, ValueError, KeyError, NotImplementedError) as err:
-        if not name:
-            raise
-        raise StillDecoderUnavailable(f"{name}: {' '.join(str(err).split())[:80] or type(err).__name__}") from err
+class HardwareChoice:
+    """Which hardware decoder a camera's stills use: the candidates in order (asked once, for the stream's
+    codec), the first that works is kept, one that fails is dropped for good; when none is left, one line
+    says so and stills decode in software from then on."""
+
+    def __init__(self, camera: str, candidates: Callable[[str], list[str]] | None) -> None:
+        self.camera = camera
+        self._candidates = candidates
+        self._left: list[str] | None = None  # not yet asked; then the ones that have not failed
+        self._failed: list[str] = []  # why each dropped one failed
+        self._said = False
+
+    def current(self, codec: str) -> str | None:
+        """The decoder to try now; None: software."""
+        if self._candidates is None:
+            return None
+        if self._left is None:
+            self._left = list(self._candidates(codec))
+            if not self._left:
+                self._give_up(codec)
+        return self._left[0] if self._left else None
+
+    def failed(self, codec: str, err: StillDecoderUnavailable) -> None:
+        assert self._left
+        self._left.pop(0)
+        self._failed.append(str(err))
+        if not self._left:
+            self._give_up(codec)
+
+    def worked(self, decoder: str) -> None:
+        if not self._said:
+            self._said = True
+            log.info("camera %s: record-stream stills decode with %s (hardware)", self.camera, decoder)
+
+    def _give_up(self, codec: str) -> None:
+        why = "; ".join(self._failed) or f"no hardware decoder for {codec} here"
+        log.warning("camera %s: record-stream stills decode in software (%s)", self.camera, why)
+
+
+def _open(info: StreamInfo, decoder: str | None) -> Any:
+    """A decoder for one pass: FFmpeg's software one for ``info.codec``, or the hardware one named."""
+    if decoder:
+        try:
+            return open_hardware_decoder(decoder, info.extradata)
+        except HardwareUnavailable as err:
+            raise StillDecoderUnavailable(str(err)) from err
+    ctx: Any = av.CodecContext.create(info.codec, "r")  # a video decoder (the stubs type it as the base)
+    ctx.thread_count = 1  # one GOP off the hot path: frame threads would each hold 1080p buffers
+    if info.extradata:
+        ctx.extradata = info.extradata
+    return ctx
 
 
 def decode_stills(info: StreamInfo, gop: list[Packet], monos: Sequence[float],
@@ -67,7 +99,7 @@ def decode_stills(info: StreamInfo, gop: list[Packet], monos: Sequence[float],
         wanted.setdefault(gop[t].pts, []).append(k)
     last = max(targets)
     try:
-        ctx = open_decoder(info, decoder)
+        ctx = _open(info, decoder)
     except av.error.FFmpegError as err:  # software: this FFmpeg cannot decode the codec at all
         log.warning("still: no decoder for %s: %s", info.codec, err)
         return

@@ -8,7 +8,7 @@ each fault without any object leaking (BENCHMARKS.md, "Soak"). Two arenas and a 
 A fixed mmap threshold of 1 MiB: glibc otherwise raises it after each large free (up to 32 MiB), so the
 full-size frames of a record-stream still (3-6 MB each, a fresh decoder per pass) move into the heap and
 stay there as high-water; fixed, they are mapped and handed back when freed (measured on the 1-camera
-two-stream bench: peak anonymous memory 144 -> 125 MB, benchmarks/streams.md). Smaller blocks (a 640x360
+two-stream bench: peak anonymous memory 144 -> 123 MB, benchmarks/streams.md). Smaller blocks (a 640x360
 frame, Python objects) stay on the heap. Elsewhere (musl, macOS) all calls are no-ops.
 """
 
