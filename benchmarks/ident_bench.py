@@ -88,7 +88,7 @@ def one(video: str, detector: Any, mode: str) -> dict[str, Any]:
     out = {"video": video, "mode": mode, "video_s": round(run.video_s, 1), "ends": ends,
            "cpu_s_per_video_s": round(cpu / max(run.video_s, 1e-9), 3)}
     if worker is not None:
-        s = worker.stats
+        s = worker.counts
         out.update({"offered": s.offered, "encoded": s.encoded, "stored": s.stored, "dropped": s.dropped,
                     "jpeg_kb_mean": round(sum(sink.stored.values()) / max(1, len(sink.stored)) / 1024, 1)})
         if worker.plates is not None:

@@ -305,6 +305,24 @@ class DetectorStats:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentificationStats:
+    """The best-shot worker and the plate reader behind it (``BestShotWorker.stats``) at one moment."""
+
+    offered: int  # candidates the analysis loops offered
+    dropped: int  # candidates or ends refused because the worker's queue was full
+    stored: int  # best shots in the clip store
+    store_failed: int
+    from_record_stream: int  # of those, cropped from a full-resolution record-stream still
+    stills_over_budget: int  # cut from the analysed frame because stills were over still_max_cpu
+    still_cpu_s: float  # CPU spent decoding record-stream stills (3 decimals)
+    plates_submitted: int  # vehicles handed to the plate reader (0 with [plates] off)
+    plates_read: int
+    plates_found: int
+    plates_dropped: int  # refused: the reader's queue was full or over its max_cpu
+    plates_cpu_s: float  # CPU spent reading plates (3 decimals)
+
+
+@dataclass(frozen=True, slots=True)
 class AnalyzerStats:
     """One camera's vision pipeline (``CameraAnalyzer.stats``) at one moment."""
 

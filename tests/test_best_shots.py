@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import cv2
+import jsonschema
 import numpy as np
 import pytest
 from support.apinode import TOKEN, request
@@ -27,9 +28,12 @@ from edge.api.server import ApiServer
 from edge.clips import evidence
 from edge.config import parse_config
 from edge.node.daemon import Daemon
+from edge.node.status import best_shots_body
 from edge.payload import event_body, event_message
 from edge.types import Event, EventType
 from edge.vision.bestshot import crop_box
+
+STATS_SCHEMA = Path(__file__).resolve().parents[1] / "edge" / "schema" / "stats.schema.json"
 
 
 class Tap:
@@ -81,9 +85,13 @@ def test_every_end_names_a_stored_signed_best_shot_of_the_object(ran) -> None:
     assert len(ends) >= 3, [e.label for e in ends]
     assert all(e.best == e.id for e in ends), [(e.id, e.best) for e in ends]
     assert not [e for e in events if e.type is not EventType.END and e.best is not None]
-    stats = daemon.best_shots.stats
+    stats = daemon.best_shots.counts
     assert stats.stored == len(ends) and stats.store_failed == 0 and stats.dropped == 0
     assert stats.encoded <= stats.offered and stats.offered < 6 * len(ends) * 8  # bounded: ~2 a second a track
+    published = best_shots_body(daemon.best_shots.stats())  # what the stats payload carries
+    jsonschema.validate(published, json.loads(STATS_SCHEMA.read_text())["properties"]["best_shots"])
+    assert (published["stored"], published["offered"], published["dropped"]) == (len(ends), stats.offered, 0)
+    assert published["from_record_stream"] == 0 and published["still_cpu_s"] == 0  # one stream: no stills
     for end in ends:
         shot = store.index.best.get(end.best)
         assert shot is not None and shot["object"] == end.id and shot["clip"] == end.clip
@@ -214,7 +222,7 @@ def test_a_plate_read_from_the_best_shot_comes_back_as_an_update_of_the_object()
     assert 0.7 <= update.plate_score <= 1 and update.clip == "gate-clip" and update.duration is None
     body = event_body(update)
     assert body["plate"] == "51H-040.73" and len(event_message(body, "gate-node", 7)) <= 1024
-    assert worker.stats.plates_submitted == 1 and worker.stats.plates_found == 1
+    assert worker.counts.plates_submitted == 1 and worker.counts.plates_found == 1
 
 
 @pytest.mark.browser

@@ -131,7 +131,7 @@ def test_ends_that_arrive_together_share_one_still_pass_per_camera() -> None:
     worker = BestShotWorker(sink, stills, batch_s=5.0)
     run_worker(worker, [shot_and_end(1), shot_and_end(2), shot_and_end(3, "yard")])
     assert sorted(stills.calls) == [("gate", [51.0, 52.0]), ("yard", [53.0])]
-    assert worker.stats.from_record_stream == 3 and worker.stats.stored == 3
+    assert worker.counts.from_record_stream == 3 and worker.counts.stored == 3
     h, w = sink.stored["gate-1-1"]
     assert (h, w) > (200, 300)  # cut from the 1080p still: the analysed crop is 126 x 210
 
@@ -141,20 +141,20 @@ def test_stills_over_budget_fall_back_to_the_analysed_crop_and_are_counted() -> 
     worker = BestShotWorker(sink, stills, still_max_cpu=0.01, batch_s=0.0)
     objects = [shot_and_end(i, f"cam{i}") for i in range(6)]
     run_worker(worker, objects)
-    assert worker.stats.stored == 6
+    assert worker.counts.stored == 6
     # the 1 s burst pays for ~3 passes of 0.3 s, then the budget (0.01 CPU-s per s) is spent
-    assert 3 <= worker.stats.from_record_stream <= 4 and len(stills.calls) == worker.stats.from_record_stream
-    assert worker.stats.stills_over_budget == 6 - worker.stats.from_record_stream
-    assert worker.stats.still_cpu_s >= 0.3 * worker.stats.from_record_stream
+    assert 3 <= worker.counts.from_record_stream <= 4 and len(stills.calls) == worker.counts.from_record_stream
+    assert worker.counts.stills_over_budget == 6 - worker.counts.from_record_stream
+    assert worker.counts.still_cpu_s >= 0.3 * worker.counts.from_record_stream
     small = [oid for oid, (h, w) in sink.stored.items() if (h, w) < (200, 300)]
-    assert len(small) == worker.stats.stills_over_budget
+    assert len(small) == worker.counts.stills_over_budget
 
 
 def test_still_max_cpu_zero_never_decodes() -> None:
     sink, stills = Sink(), Stills()
     worker = BestShotWorker(sink, stills, still_max_cpu=0.0, batch_s=0.0)
     run_worker(worker, [shot_and_end(1)])
-    assert stills.calls == [] and worker.stats.stored == 1 and worker.stats.from_record_stream == 0
+    assert stills.calls == [] and worker.counts.stored == 1 and worker.counts.from_record_stream == 0
 
 
 def test_a_hardware_still_decoder_that_does_not_open_falls_back_to_software_once(gop, tmp_path, caplog) -> None:

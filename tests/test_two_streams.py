@@ -8,6 +8,7 @@ in-process (its own status is what the test reads).
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from support.assets import model_path, video_path
 from support.rtsp import RtspServer, require_rtsp
-from support.streams import make_streams, video_size
+from support.streams import GOP, make_streams, video_size
 
 from edge.config import ConfigError, parse_config
 from edge.node.daemon import Daemon
@@ -122,6 +123,10 @@ def test_clips_are_the_main_stream_events_come_from_the_sub_and_recording_outliv
     assert record is not None and record.status == "ok" and record.bytes > 0
     path = daemon.clip_store.catalog.file_path(open_clip)
     assert path is not None and video_size(path) == (1920, 1080)
+    # the ended tracks' best shots were cut from 1080p record-stream stills, and the stats payload says so
+    wait_until(lambda: daemon.stats()["best_shots"]["from_record_stream"] >= 1, 20, "a record-stream best shot")
+    shots = daemon.stats()["best_shots"]
+    assert shots["stored"] >= shots["from_record_stream"] >= 1 and shots["still_cpu_s"] > 0
     # the sub comes back: analysis resumes, the camera sees again, and the next clip opens with its full
     # pre-roll (2 s) before its first event: the event's detect-stream time was carried over to the record
     # stream by arrival time (the first clip could not have it: it opened in the stream's first seconds)
@@ -211,6 +216,12 @@ def test_check_and_snapshot_report_both_streams(tmp_path: Path, streams, capsys)
     assert abs(detect["fps"] - 23.98) < 0.01 and detect["codec"] == "h264"
     assert decoder["status"] == "ok" and decoder["decoder"] == "software"
     assert (checks["scene road"]["status"]) in ("ok", "warn")
+    # what one full-resolution best shot costs: the record stream's GOP read undecoded, then decoded whole here
+    shots = checks["best shots road"]
+    assert shots["status"] == "ok" and (shots["width"], shots["height"]) == (1920, 1080), shots
+    assert shots["gop_whole"] and shots["gop_frames"] == GOP and shots["still_cpu_s"] > 0
+    assert shots["shots_per_min"] == round(60 * 0.15 / shots["still_cpu_s"])  # at the default still_max_cpu
+    assert f"GOP {GOP / 23.976:.1f} s, {GOP} frames" in shots["detail"]
 
     out = tmp_path / "snap.jpg"
     assert main(["snapshot", "-c", str(cfg), "-o", str(out)]) == 0
@@ -264,3 +275,22 @@ def test_a_bad_detect_source_stops_check_with_one_line(tmp_path: Path, streams, 
     assert main(["check", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cameras.road.detect_source" in err[0], err
+
+
+def test_check_warns_of_a_long_record_stream_gop_and_says_when_stills_are_off(tmp_path: Path) -> None:
+    """A camera left at a 10 s I-frame interval makes every still decode up to 10 s of video: check says so."""
+    from edge.check.shots import probe_best_shots
+
+    long_gop = tmp_path / "long-gop.mp4"  # 7 s at 24 fps, one keyframe: longer than the probe's 5 s window
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video_path("road")), "-t", "7", "-an", "-vf",
+                    "scale=320:180", "-c:v", "libx264", "-preset", "ultrafast", "-g", "1000", "-pix_fmt", "yuv420p",
+                    str(long_gop)], check=True, timeout=120)
+    result = probe_best_shots("gate", str(long_gop), 0.15, True, timeout=5)
+    assert result.status == "warn" and not result.data["gop_whole"], result
+    assert result.data["gop_frames"] >= 5 * 23 and (result.data["width"], result.data["height"]) == (320, 180)
+    assert "GOP longer than 5 s" in result.detail and "I-frame interval" in result.advice
+    off = probe_best_shots("gate", str(long_gop), 0.0, True, timeout=5)
+    assert off.status == "ok" and "still_max_cpu = 0" in off.detail
+    assert probe_best_shots("gate", str(long_gop), 0.15, False, timeout=5).status == "skip"
+    missing = probe_best_shots("gate", str(tmp_path / "nope.mp4"), 0.15, True, timeout=2)
+    assert missing.status == "warn" and missing.detail.startswith("record stream: ")

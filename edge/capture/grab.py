@@ -1,7 +1,7 @@
 """One decoded frame from a camera, within a deadline, through the same adapters the daemon reads.
 
-Used by ``edgecam check`` (does the camera answer, at what size and rate?) and
-``edgecam snapshot`` (aim the camera). It opens the source with
+Used by ``edgecam check`` (does the camera answer, at what size and rate? what does
+one record-stream still cost? ``grab_gop``) and ``edgecam snapshot`` (aim the camera). It opens the source with
 ``open_source``, so a source string means the same kind here as in the
 daemon (``usb:/dev/video0`` is USB in both, ``file:///…`` a PyAV input in
 both). The grab runs on a helper thread so a driver that blocks cannot hold
@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..redact import redact_url
-from ..types import Packet
+from ..types import Packet, StreamInfo
 from . import SourceError, open_source, source_kind
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ..interfaces import Picture, Source
 
 FPS_WINDOW = 1.0  # seconds of frames counted on a live source to measure its rate
+GOP_WINDOW = 5.0  # seconds of stream time ``grab_gop`` reads at most: a longer GOP is worth a warning anyway
+T = TypeVar("T")
 CODEC_OF_RAW = {"usb": "v4l2", "picamera2": "picamera2"}  # sources whose pictures are not the packets' codec
 
 
@@ -116,8 +118,54 @@ def _measure_rate(first: float, pictures: Iterator[Picture], deadline: float) ->
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
-def _with_deadline(fn: Callable[[], Grab], deadline: float, source: str) -> Grab:
-    result: list[Grab] = []
+@dataclass(frozen=True)
+class Gop:
+    """One group of pictures of a stream, undecoded: what a record-stream still decodes at most."""
+
+    info: StreamInfo
+    packets: list[Packet]  # the keyframe first
+    whole: bool  # the next keyframe was seen; False: the GOP is longer than the window (or the stream ended)
+
+
+def grab_gop(source: str, timeout: float = 10.0, window: float = GOP_WINDOW) -> Gop:
+    """The packets from ``source``'s first keyframe up to (not including) the next one, at most ``window``
+    seconds of stream time; read as the daemon reads a record stream (packets only, nothing decoded).
+    ``GrabError`` when no keyframe comes within ``timeout``."""
+    src = open_source("grab", source, open_timeout=timeout, read_timeout=timeout, pictures=False)
+    return _with_deadline(lambda: _gop(src, window), timeout + window + 1.0, source, "whole GOP")
+
+
+def _gop(src: Source, window: float) -> Gop:
+    try:
+        info = src.open()
+    except SourceError as err:
+        raise GrabError(str(err)) from None
+    if info is None:
+        raise GrabError(f"{getattr(src, 'url', 'source')}: gives no packets (a raw camera)")
+    packets: list[Packet] = []
+    whole = False
+    try:
+        for item in src.items():
+            if not isinstance(item, Packet) or (not packets and not item.keyframe):
+                continue
+            if packets and item.keyframe:
+                whole = True
+                break
+            packets.append(item)
+            if item.time - packets[0].time >= window:
+                break
+    except SourceError as err:
+        if not packets:
+            raise GrabError(str(err)) from None
+    finally:
+        src.close()
+    if not packets:
+        raise GrabError(f"{getattr(src, 'url', 'source')}: stream ended before a keyframe")
+    return Gop(info, packets, whole)
+
+
+def _with_deadline(fn: Callable[[], T], deadline: float, source: str, what: str = "frame") -> T:
+    result: list[T] = []
     error: list[BaseException] = []
 
     def work() -> None:
@@ -130,7 +178,7 @@ def _with_deadline(fn: Callable[[], Grab], deadline: float, source: str) -> Grab
     worker.start()
     worker.join(deadline)
     if worker.is_alive():
-        raise GrabError(f"{source}: no frame within {deadline - 1.0:g} s")
+        raise GrabError(f"{source}: no {what} within {deadline - 1.0:g} s")
     if error:
         if isinstance(error[0], GrabError):
             raise error[0]

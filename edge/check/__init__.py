@@ -1,6 +1,7 @@
 """``edgecam check``: the installer's checklist, one probe per line.
 
-Order: config (a config error stops here, exit 2), each camera, the model, plates,
+Order: config (a config error stops here, exit 2), each camera (a two-stream camera's best-shot
+still cost with it), the model, plates,
 storage, the broker, the clock, the API port. Each probe is bounded by
 ``--timeout`` and says what to do when it fails. Exit 1 when any line is ✗.
 """
@@ -19,6 +20,7 @@ from .model import probe_model
 from .plates import probe_plates
 from .result import FAIL, OK, SKIP, WARN, Result
 from .scene import probe_scene
+from .shots import probe_best_shots
 
 MARKS = {OK: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
 
@@ -51,11 +53,13 @@ def run_checks(cfg: Config, timeout: float) -> list[Result]:
         grabbed: list = []
         size = (cam.encode.width, cam.encode.height)
         decoders: list[str] = []
+        record: Result | None = None
         if cam.detect_source is None:
             results.append(probe_camera(name, cam.source, timeout, size, grabbed, decode=cam.decode,
                                         decoders=decoders))
         else:  # two streams: the recorded one (never decoded by the daemon) and the analysed one
-            results.append(probe_camera(name, cam.source, timeout, size, stream="record"))
+            record = probe_camera(name, cam.source, timeout, size, stream="record")
+            results.append(record)
             results.append(probe_camera(name, cam.detect_source, timeout, size, grabbed, stream="detect",
                                         decode=cam.decode, decoders=decoders))
         if cam.decode != "software" or cam.detect_source is not None:
@@ -63,6 +67,8 @@ def run_checks(cfg: Config, timeout: float) -> list[Result]:
         if grabbed:
             m = cam.motion
             results.append(probe_scene(name, grabbed[0], m.height, m.threshold, m.low_light))
+        if record is not None and record.status != FAIL:  # one stream: shots are its own frame
+            results.append(probe_best_shots(name, cam.source, cfg.clips.still_max_cpu, cfg.clips.enabled, timeout))
     det = cfg.detector
     results.append(probe_model(det.model, det.precision, list(det.providers), det.threads))
     results.append(probe_plates(cfg.plates.enabled, cfg.plates.max_cpu, cfg.clips.enabled))

@@ -206,7 +206,8 @@ class Daemon:
         return collect(self.cfg.node.id, self.stop_event.is_set(), self.started, cams,
                        self.outbox.depth() if self.outbox is not None else 0, self.cfg.storage.path,
                        self.clip_store.stats() if self.clip_store is not None else None, self.clock.ok(),
-                       self.detector.stats() if self.detector is not None else None)
+                       self.detector.stats() if self.detector is not None else None,
+                       self.best_shots.stats() if self.best_shots is not None else None)
 
     def stats(self) -> dict[str, Any]:
         """The ``stats`` payload's body, the outbox's own figures included (what ``publish_stats`` sends)."""

@@ -21,7 +21,15 @@ from typing import Any
 
 from .. import __version__
 from ..redact import redact_url
-from ..types import CameraState, ClipStoreStats, DetectorStats, Frame, OutboxStats, RecorderStats
+from ..types import (
+    CameraState,
+    ClipStoreStats,
+    DetectorStats,
+    Frame,
+    IdentificationStats,
+    OutboxStats,
+    RecorderStats,
+)
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -132,15 +140,17 @@ class NodeStatus:
     cpu_temp_c: float | None
     time_ok: bool
     detector: DetectorStats | None = None  # SharedDetector.stats(): calls and waits per analysis thread
+    identification: IdentificationStats | None = None  # BestShotWorker.stats(); None with clips off
 
 
 def collect(node: str, stopping: bool, started: float, cameras: tuple[CameraStatus, ...], outbox_depth: int,
             storage: Path, clips: ClipStoreStats | None, time_ok: bool,
-            detector: DetectorStats | None = None) -> NodeStatus:
+            detector: DetectorStats | None = None, identification: IdentificationStats | None = None) -> NodeStatus:
     """One snapshot; ``started`` is the daemon's ``time.monotonic()`` at construction."""
     return NodeStatus(node=node, stopping=stopping, version=__version__, uptime_s=time.monotonic() - started,
                       cameras=cameras, outbox_depth=outbox_depth, disk=disk_usage(storage), clips=clips,
-                      cpu_temp_c=cpu_temperature(), time_ok=time_ok, detector=detector)
+                      cpu_temp_c=cpu_temperature(), time_ok=time_ok, detector=detector,
+                      identification=identification)
 
 
 def detector_body(s: NodeStatus) -> dict[str, Any] | None:
@@ -154,6 +164,16 @@ def detector_body(s: NodeStatus) -> dict[str, Any] | None:
         cams[cam.name] = {"calls": int(calls.get(thread, 0)), "waited_s": round(float(waited.get(thread, 0.0)), 3)}
     busy = float(s.detector.busy_s)
     return {"busy_share": round(busy / max(1e-6, s.uptime_s), 3), "cameras": cams}
+
+
+def best_shots_body(i: IdentificationStats) -> dict[str, Any]:
+    """Best shots and plates, as ``stats`` shows them (``best_shots``): what was stored, how many came from the
+    record stream at full resolution, what the stills and the plate reads cost."""
+    return {"offered": i.offered, "dropped": i.dropped, "stored": i.stored, "store_failed": i.store_failed,
+            "from_record_stream": i.from_record_stream, "stills_over_budget": i.stills_over_budget,
+            "still_cpu_s": i.still_cpu_s,
+            "plates": {"submitted": i.plates_submitted, "read": i.plates_read, "found": i.plates_found,
+                       "dropped": i.plates_dropped, "cpu_s": i.plates_cpu_s}}
 
 
 def recorder_body(r: RecorderStats) -> dict[str, Any]:
@@ -217,6 +237,7 @@ def stats_body(s: NodeStatus, outbox: OutboxStats | None = None) -> dict[str, An
         "cpu_temp_c": s.cpu_temp_c,
         "time_ok": s.time_ok,
         **({"detector": det} if (det := detector_body(s)) is not None else {}),
+        **({"best_shots": best_shots_body(s.identification)} if s.identification is not None else {}),
         **({"outbox": outbox_body(outbox)} if outbox is not None else {}),
     }
 

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from ..interfaces import BestShotSink, EventSink
-from ..types import BestShot, Event, EventType
+from ..types import BestShot, Event, EventType, IdentificationStats
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ _STOP = object()
 
 
 @dataclass
-class BestShotStats:
-    """Counters for stats and ``check``."""
+class BestShotCounts:
+    """The worker's live counters (``BestShotWorker.stats`` hands out a frozen copy with the plates' own)."""
 
     offered: int = 0
     dropped: int = 0  # candidates or ends refused because the queue was full
@@ -126,7 +126,7 @@ class BestShotWorker:
         self._pending_since = 0.0
         self.events = events
         self.plates = plates
-        self.stats = BestShotStats()
+        self.counts = BestShotCounts()
         self._clock = clock
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._latest: dict[str, _Latest] = {}
@@ -135,19 +135,30 @@ class BestShotWorker:
 
     def offer(self, shot: BestShot) -> None:
         """A candidate from the analysis thread; never blocks (dropped and counted when the queue is full)."""
-        self.stats.offered += 1
+        self.counts.offered += 1
         try:
             self._queue.put_nowait(shot)
         except queue.Full:
-            self.stats.dropped += 1
+            self.counts.dropped += 1
 
     def finish(self, end: Event) -> None:
         """The object's ``end`` event, as routed (with its clip): store its best shot, read its plate."""
         try:
             self._queue.put_nowait(end)
         except queue.Full:
-            self.stats.dropped += 1
+            self.counts.dropped += 1
             self._latest.pop(end.id, None)  # the worker thread alone writes it; a pop of a missing key is harmless
+
+    def stats(self) -> IdentificationStats:
+        """Counters at this moment, the plate reader's with them (zeros where plates are off)."""
+        c = self.counts
+        p = getattr(self.plates, "stats", None)
+        return IdentificationStats(
+            offered=c.offered, dropped=c.dropped, stored=c.stored, store_failed=c.store_failed,
+            from_record_stream=c.from_record_stream, stills_over_budget=c.stills_over_budget,
+            still_cpu_s=round(c.still_cpu_s, 3), plates_submitted=c.plates_submitted,
+            plates_read=int(getattr(p, "read", 0)), plates_found=c.plates_found,
+            plates_dropped=int(getattr(p, "dropped", 0)), plates_cpu_s=round(float(getattr(p, "cpu_s", 0.0)), 3))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish what is queued (within ``timeout``), then end the thread."""
@@ -162,7 +173,7 @@ class BestShotWorker:
         end: Event = key
         if plate is None or self.events is None:
             return
-        self.stats.plates_found += 1
+        self.counts.plates_found += 1
         self.events.submit(replace(end, type=EventType.UPDATE, ts=self._clock(), duration=None,
                                    plate=plate.text, plate_score=round(float(plate.score), 3)))
 
@@ -209,7 +220,7 @@ class BestShotWorker:
         crop, inner = crop_box(shot.image, shot.box)
         if crop.size == 0:
             return
-        self.stats.encoded += 1
+        self.counts.encoded += 1
         before = self._latest.get(shot.object_id)
         runner_ups = (before.crop, *before.runner_ups)[:RUNNER_UPS] if before is not None else ()
         self._latest[shot.object_id] = _Latest(shot.camera, shot.mono, shot.wall, shot.box,
@@ -226,14 +237,14 @@ class BestShotWorker:
             by_camera.setdefault(latest.camera, []).append(i)
         for camera, idx in by_camera.items():
             if not self._budget_left():
-                self.stats.stills_over_budget += len(idx)
+                self.counts.stills_over_budget += len(idx)
                 continue
             began = time.thread_time()
             for k, still in self.stills_at(camera, [batch[i][1].mono for i in idx]):
                 crop, inner = crop_box(still, batch[idx[k]][1].box)
                 crops[idx[k]] = (crop.copy(), inner)  # a copy, so the full-size frame is let go at once
             spent = time.thread_time() - began
-            self.stats.still_cpu_s += spent
+            self.counts.still_cpu_s += spent
             self._budget -= spent
         return crops
 
@@ -247,7 +258,7 @@ class BestShotWorker:
         if end.best is None:
             return
         if still is not None:
-            self.stats.from_record_stream += 1
+            self.counts.from_record_stream += 1
             crop, box = still
         else:
             crop, box = latest.crop, latest.inner
@@ -257,9 +268,9 @@ class BestShotWorker:
         if self.sink is not None:
             digest = self.sink.add_best(end.best, end.id, end.camera, end.clip, jpeg, box, latest.wall, end.label)
             if digest is None:
-                self.stats.store_failed += 1
+                self.counts.store_failed += 1
             else:
-                self.stats.stored += 1
+                self.counts.stored += 1
         if self.plates is not None and end.label in PLATE_LABELS:
-            self.stats.plates_submitted += 1
+            self.counts.plates_submitted += 1
             self.plates.submit(end, [crop, *latest.runner_ups])
