@@ -103,7 +103,9 @@ def section(summary_lines: list[str] | None = None) -> str:
 
 
 NIGHT_NOTES: list[str] = [
-    "Measured 2026-12-02 04:53-05:06 UTC on the 2-core dev VM (shared, load 3-9), FP32 YOLOX-Nano, default config, "
+    "Events and false events re-measured 2026-12-03 15:38-15:44 UTC (night clips regenerated on a fresh machine, "
+    "a 4-camera soak running beside it, load 3-4); motion cost, detector pre-processing and thresholds measured "
+    "2026-12-02 04:53-05:06 UTC (load 3-9). 2-core dev VM, FP32 YOLOX-Nano, default config, "
     "detect_fps 5. **No real night footage was available**: every night clip below is made from the shared daylight "
     "clips by `python benchmarks/night_clips.py` (ffmpeg, into `~/.cache/edgecam/night`, never committed): "
     "`night` = the issue's recipe `eq=brightness=-0.3:gamma=0.5,noise=alls=20:allf=t`; `dim` = a third of the light "
@@ -129,21 +131,26 @@ NIGHT_NOTES: list[str] = [
     "algorithm except for that exposure-step rule.",
     "",
     "**Reading it.**",
-    "- Targets met: **0 false events** on the noisy still night scene, the IR switch and the insect at the lens "
-    "(2 motion frames of 100 each, during the noise map's warm-up); the IR switch is one reset.",
-    "- Target missed: **1 false event on the headlight clip** (also 1 with low-light off): a parked white car "
-    "lit by a passing reflection is detected (score 0.42 -> 0.76 under the light) inside a motion box, so the "
-    "pipeline takes it for a moving car; its box never moves. The light rule drops the cone but not an area "
-    "where the additive glow and the lit car merge. Left for the tracker/events (not changed here): a track "
-    "born inside a change and whose box never moves should not start an event.",
+    "- Targets met: **0 false events on all four still night scenes**: the noisy still scene, the IR switch and "
+    "the insect at the lens (2 motion frames of 100 each, during the noise map's warm-up; the IR switch is one "
+    "reset), and the headlight sweeps. There a parked white car lit by a passing reflection is detected (score "
+    "0.42 -> 0.76 under the light) inside a motion box; its box grows under the light but never moves. In a dark "
+    "scene (the motion stage's contrast gain > 1) a new track must move its centre, not only grow, before it "
+    "starts an event (tracker, commit 5ac882d), so the glow starts none. With low-light off that rule is off too "
+    "and the 1 false event is back (last column).",
     "- Target missed: **events found at night are far below 80%** except highway IR (84%): road 0%, street 0%, "
-    "highway 6% (night) / 3% (dim), pedestrians 7% / 7% / 48% (IR). Motion is not what limits it: with the "
+    "highway 6% (night) / 3% (dim), pedestrians 4% / 7% / 33% (IR). Motion is not what limits it: with the "
     "low-light adaptation, motion fires on 95-98% of the analysed frames of the night road, highway and pedestrian "
     "clips and 60% of the quiet street (without it: road 57%, street 47%). "
     "The detector is: on whole frames YOLOX-Nano finds 17% (night), 20% (dim) and 22% (IR) of what it finds "
     "in daylight at the same times. The issue's recipe clips a dark road to black (road night: median grey 2, "
-    "cars gone): no motion or detector setting brings those cars back.",
-    "- Pedestrians night/dim: 2 / 2 events with low-light on vs 3 / 7 off (events from 1-7 matches are noisy, "
+    "cars gone): no motion or detector setting brings those cars back. The IR versions lose to colour more than "
+    "to noise: greyscale alone takes YOLOX-Nano from 100% to 44% of its daylight detections (the street's parked "
+    "cars: 12 of 312), colour with the same noise keeps 87% (night_experiments.md, 2026-12-03).",
+    "- Re-run on regenerated clips, the same code gives pedestrians IR 9 events, not 13 (48%) as on 2026-12-02; "
+    "commit beda45d (the code of the first table) also gives 9 on today's clips, so the 4 events are the made "
+    "footage and library versions, not the code. These small event counts move by that much.",
+    "- Pedestrians night/dim: 1 / 2 events with low-light on vs 3 / 7 off (events from 1-7 matches are noisy, "
     "but this is a loss); daylight pedestrians 27 vs 28 starts (the hand count is 36, the test's tolerance 30%): "
     "the exposure-step rule also acts in daylight crowds. The other three daylight clips give the same events.",
     "- Detector crop pre-processing (`Detector(low_light=stretch|gamma|clahe)`, applied only to crops with mean "
@@ -157,8 +164,8 @@ NIGHT_NOTES: list[str] = [
     "0.49) vs 0.32-0.47 (0.46) before (the statistics every 5 frames and the exposure check); night 0.37-0.74 "
     "(median 0.67) vs 0.27-0.43 (0.37), dim 0.41-0.90 vs 0.27-0.46 (the per-pixel floor, the light test per "
     "changed area, the exposure step). Noisy machine: the same run repeated differs by up to 0.1 ms.",
-    "- What would close the gap, not done: denoise before detection over time (average 2-4 decoded frames, as a "
-    "camera's 3D noise reduction does; spatial filters in a quick probe on 12 road frames did not help "
-    "consistently: median 3x3, Gaussian 5x5, bilateral, non-local means), a larger or night-trained model, "
+    "- What would close the gap, not done: denoise before detection (averaging decoded frames over time gains "
+    "3-11 points but smears fast cars; whole-frame spatial filters on all four clips gain 1-7: "
+    "night_experiments.md), a larger, night- or greyscale-trained model, "
     "and real night footage (a camera's own noise reduction makes its night frames far smoother than these made ones).",
 ]
