@@ -52,6 +52,22 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+class Still(Protocol):
+    """One decoded full-resolution frame, converted to BGR only where it is wanted: a best shot converts its
+    crop, not the 1080p-4MP frame (a full BGR copy is 6-24 MB of peak memory per still)."""
+
+    width: int
+    height: int
+
+    def crop(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+        """BGR pixels of ``[y1:y2, x1:x2]`` (a new array; the frame can be let go after)."""
+        ...
+
+    def to_bgr(self) -> np.ndarray:
+        """The whole frame in BGR (snapshots)."""
+        ...
+
+
 class StillSource(Protocol):
     """Full-resolution stills of a camera's record stream, decoded on demand, never on the hot path.
 
@@ -63,8 +79,9 @@ class StillSource(Protocol):
 
     def still_at(self, mono: float) -> np.ndarray | None: ...
 
-    def stills_at(self, monos: Sequence[float]) -> Iterator[tuple[int, np.ndarray]]:
-        """``(k, image)`` for each ``monos[k]`` still held, one decoding pass per GOP."""
+    def stills_at(self, monos: Sequence[float]) -> Iterator[tuple[int, Still]]:
+        """``(k, still)`` for each ``monos[k]`` still held, one decoding pass per GOP; use each ``still``
+        before asking for the next (the pass goes on decoding)."""
         ...
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from edge.clips import still as still_module
-from edge.clips.still import decode_stills
+from edge.clips.still import FrameStill, decode_stills
 from edge.types import BestShot, Event, EventType, Packet, StreamInfo
 from edge.vision.bestshot import BestShotWorker
 from tests.support.assets import video_path
@@ -44,7 +44,8 @@ def gop(request, tmp_path_factory) -> tuple[StreamInfo, list[Packet]]:
 
 def decode_one(info: StreamInfo, packets: list[Packet], mono: float) -> np.ndarray | None:
     """One moment on its own pass, as a still for a single object was decoded before."""
-    return dict(decode_stills(info, packets, [mono])).get(0)
+    still = dict(decode_stills(info, packets, [mono])).get(0)
+    return still.to_bgr() if still is not None else None
 
 
 def test_several_moments_of_a_gop_cost_one_pass_and_match_one_by_one(gop, monkeypatch) -> None:
@@ -78,9 +79,39 @@ def test_several_moments_of_a_gop_cost_one_pass_and_match_one_by_one(gop, monkey
     monkeypatch.setattr(still_module, "av", counting_av)
     together = dict(decode_stills(info, packets, monos))
     assert sorted(together) == [0, 1, 2, 3]
-    for k, image in together.items():
-        assert np.array_equal(image, alone[k]), k
+    for k, still in together.items():
+        assert np.array_equal(still.to_bgr(), alone[k]), k
     assert len(decoders) == 1 and decoders[0] <= 31  # one decoder, keyframe to the last wanted packet only
+
+
+def test_a_still_converts_only_the_crop_and_it_matches_the_whole_frame_conversion(gop, monkeypatch) -> None:
+    """A best shot from a 1080p still converts its crop from the decoder's YUV planes: the same pixels as cutting
+    the whole-frame BGR conversion (within chroma rounding), without the 6 MB whole-frame copy."""
+    import tracemalloc
+
+    from edge.vision.bestshot import crop_box, crop_still
+
+    info, packets = gop
+    still = dict(decode_stills(info, packets, [packets[20].mono]))[0]
+    whole = still.to_bgr()
+    boxes = [(0.1003, 0.2007, 0.3311, 0.5123), (0.0, 0.0, 0.05, 0.05), (0.9, 0.85, 1.0, 1.0),
+             (0.5, 0.5, 0.5007, 0.5011)]
+    frame = still._frame
+    # planar 4:2:0 (software decoders), NV12 (what hardware decoders hand over), and any other layout
+    for s in (still, FrameStill(frame.reformat(format="nv12")), FrameStill(frame.reformat(format="yuv444p"))):
+        for box in boxes:
+            got, inner = crop_still(s, box)
+            want, want_inner = crop_box(whole, box)
+            assert got.shape == want.shape and inner == want_inner, box
+            diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+            assert diff.mean() < 2.0 and np.percentile(diff, 99) <= 12, (box, diff.mean(), diff.max())
+    tracemalloc.start()  # what one crop allocates (numpy reports its buffers to tracemalloc)
+    with monkeypatch.context() as m:  # and the whole frame is never converted for it
+        m.setattr(FrameStill, "to_bgr", lambda self: pytest.fail("a crop converted the whole frame"))
+        crop_still(still, (0.4, 0.4, 0.6, 0.7))  # 384 x 324 px, ~442 x 421 with the margin
+    crop_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert crop_peak < 2_000_000 < whole.nbytes, crop_peak  # a whole 1080p BGR frame is 6.2 MB
 
 
 class Sink:
@@ -105,7 +136,20 @@ class Stills:
         end = time.thread_time() + self.cost_s
         while time.thread_time() < end:  # the CPU a decoding pass would take
             pass
-        return [(k, np.full((1080, 1920, 3), 128, np.uint8)) for k in range(len(monos))]
+        return [(k, ArrayStill(np.full((1080, 1920, 3), 128, np.uint8))) for k in range(len(monos))]
+
+
+class ArrayStill:
+    """``edge.interfaces.Still`` over an array already in BGR (what a fake record stream hands out)."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image, self.height, self.width = image, image.shape[0], image.shape[1]
+
+    def crop(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+        return self.image[y1:y2, x1:x2].copy()
+
+    def to_bgr(self) -> np.ndarray:
+        return self.image
 
 
 def shot_and_end(n: int, camera: str = "gate") -> tuple[BestShot, Event]:
@@ -189,8 +233,8 @@ def test_a_hardware_still_decoder_that_does_not_open_falls_back_to_software_once
     finally:
         rec.close(5.0)
         store.close()
-    assert sorted(first) == [0, 1] and first[0].shape == (1080, 1920, 3) and again is not None
-    assert np.array_equal(first[0], decode_one(info, packets, packets[10].mono))
+    assert sorted(first) == [0, 1] and (first[0].height, first[0].width) == (1080, 1920) and again is not None
+    assert np.array_equal(first[0].to_bgr(), decode_one(info, packets, packets[10].mono))
     said = [r.getMessage() for r in caplog.records if "stills decode in software" in r.getMessage()]
     assert len(said) == 1 and "h264_no_such_decoder" in said[0], said
     assert asked == ["h264"]  # tried once, not at every still

@@ -31,7 +31,7 @@ from .eventmeta import clip_event
 from .mux import FragmentWriter, finalise, first_frame_jpeg
 from .planner import Action, Attach, ClipPlanner, Close, Open
 from .ring import PacketRing
-from .still import HardwareChoice, StillDecoderUnavailable, decode_stills
+from .still import FrameStill, HardwareChoice, StillDecoderUnavailable, decode_stills
 from .thumbs import shot_jpeg
 
 log = logging.getLogger(__name__)
@@ -186,10 +186,10 @@ class ClipRecorder:
         Called from worker threads, never the hot path: the GOP is copied out under a lock the writer holds
         only to push, then decoded here with a short-lived decoder. None when the ring does not hold ``mono``.
         """
-        return next((image for _, image in self.stills_at([mono])), None)
+        return next((still.to_bgr() for _, still in self.stills_at([mono])), None)
 
-    def stills_at(self, monos: Sequence[float]) -> Iterator[tuple[int, np.ndarray]]:
-        """``StillSource``: ``(k, image)`` for each ``monos[k]`` the ring holds, one decoding pass per GOP
+    def stills_at(self, monos: Sequence[float]) -> Iterator[tuple[int, FrameStill]]:
+        """``StillSource``: ``(k, still)`` for each ``monos[k]`` the ring holds, one decoding pass per GOP
         (moments in one GOP share it); moments it no longer holds are left out."""
         groups: dict[int, tuple[list[Packet], list[int]]] = {}
         with self._ring_lock:
@@ -206,7 +206,7 @@ class ClipRecorder:
                 yield rest[i], image
 
     def _hardware_pass(self, info: StreamInfo, gop: list[Packet], monos: Sequence[float],
-                       ks: list[int]) -> Generator[tuple[int, np.ndarray], None, list[int]]:
+                       ks: list[int]) -> Generator[tuple[int, FrameStill], None, list[int]]:
         """Yields what the camera's hardware decoder gives of ``monos[k]`` for ``k`` in ``ks`` (the next one
         when it fails); returns the ``ks`` it did not give (all of them when there is none)."""
         rest = ks

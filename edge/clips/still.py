@@ -6,6 +6,8 @@ decode from the GOP's keyframe up to the packet captured nearest to the wanted
 moment, with a decoder that lives for this one call. Several moments of one GOP
 (the best shots of objects that ended together) cost one pass to the last of
 them, not one pass each: at 1080p a frame costs ~5 ms here, ~25 ms on a Pi 4.
+A wanted frame is handed out as a ``FrameStill``: the decoder's own YUV planes,
+converted to BGR only for the crop a best shot wants.
 """
 
 from __future__ import annotations
@@ -15,12 +17,54 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 
 from ..capture.pyav import HardwareUnavailable, open_hardware_decoder
 from ..types import Packet, StreamInfo
 
 log = logging.getLogger(__name__)
+
+_PLANAR_420 = ("yuv420p", "yuvj420p")
+
+
+class FrameStill:
+    """``edge.interfaces.Still`` over a decoded ``av.VideoFrame``: crops are cut from its planes and only
+    they are converted (4:2:0 planar or NV12; any other format through a whole-frame conversion)."""
+
+    def __init__(self, frame: av.VideoFrame) -> None:
+        self._frame = frame
+        self.width, self.height = frame.width, frame.height
+
+    def to_bgr(self) -> np.ndarray:
+        return self._frame.to_ndarray(format="bgr24")
+
+    def crop(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+        fmt = self._frame.format.name
+        if fmt not in (*_PLANAR_420, "nv12"):
+            return self.to_bgr()[y1:y2, x1:x2].copy()
+        # 4:2:0 chroma covers 2x2 pixels: cut on even lines and columns, then trim to what was asked
+        ex1, ey1 = x1 & ~1, y1 & ~1
+        ex2, ey2 = min(self.width & ~1, (x2 + 1) & ~1), min(self.height & ~1, (y2 + 1) & ~1)
+        if ex2 <= ex1 or ey2 <= ey1:
+            return self.to_bgr()[y1:y2, x1:x2].copy()
+        planes = [self._plane(i) for i in range(len(self._frame.planes))]
+        luma = planes[0][ey1:ey2, ex1:ex2]
+        if fmt == "nv12":  # one interleaved UV plane: its bytes are columns x1..x2 of half the rows
+            yuv = np.concatenate([luma.ravel(), planes[1][ey1 // 2:ey2 // 2, ex1:ex2].ravel()])
+            code = cv2.COLOR_YUV2BGR_NV12
+        else:
+            u = planes[1][ey1 // 2:ey2 // 2, ex1 // 2:ex2 // 2]
+            v = planes[2][ey1 // 2:ey2 // 2, ex1 // 2:ex2 // 2]
+            yuv = np.concatenate([luma.ravel(), u.ravel(), v.ravel()])
+            code = cv2.COLOR_YUV2BGR_I420
+        bgr = cv2.cvtColor(yuv.reshape((ey2 - ey1) * 3 // 2, ex2 - ex1), code)
+        return bgr[y1 - ey1:y2 - ey1, x1 - ex1:x2 - ex1].copy()
+
+    def _plane(self, i: int) -> np.ndarray:
+        """Plane ``i`` as a (rows, line bytes) view of the frame's own buffer, no copy (callers cut columns)."""
+        plane = self._frame.planes[i]
+        return np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
 
 
 def nearest_packet(gop: list[Packet], mono: float) -> int:
@@ -86,10 +130,10 @@ def _open(info: StreamInfo, decoder: str | None) -> Any:
 
 
 def decode_stills(info: StreamInfo, gop: list[Packet], monos: Sequence[float],
-                  decoder: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                  decoder: str | None = None) -> Iterator[tuple[int, FrameStill]]:
     """``(k, image)`` for each ``monos[k]`` that decodes, in decoding order: one pass from the keyframe to the
-    last wanted packet. A frame is converted to BGR only when it is wanted, and handed out at once (the
-    caller crops it and lets it go), so the pass holds one full-size image at a time. ``decoder``: a
+    last wanted packet. A wanted frame is handed out at once as a ``FrameStill`` (the caller converts the crop
+    it wants and lets it go), so the pass holds no full-size BGR image at all. ``decoder``: a
     hardware decoder's name (``StillDecoderUnavailable`` before anything is yielded when it does not open)."""
     if not gop or not monos:
         return
@@ -116,13 +160,13 @@ def decode_stills(info: StreamInfo, gop: list[Packet], monos: Sequence[float],
                 latest = frame
                 # display order may differ from decode order (B-frames): match on pts, not on position
                 for k in wanted.pop(frame.pts, ()):
-                    yield k, frame.to_ndarray(format="bgr24")
+                    yield k, FrameStill(frame)
             if not wanted:
                 return
         if latest is not None:  # timestamps the decoder rewrote: the last frame is the nearest there is
-            image = latest.to_ndarray(format="bgr24")
+            last_still = FrameStill(latest)
             for k in [k for ks in wanted.values() for k in ks]:
-                yield k, image
+                yield k, last_still
     except av.error.FFmpegError as err:
         if decoder:  # a hardware decoder that opens and then fails on the stream (h264_qsv without a GPU)
             raise StillDecoderUnavailable(f"{decoder} failed on the stream: {' '.join(str(err).split())[:80]}") from err

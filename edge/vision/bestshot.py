@@ -29,13 +29,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..interfaces import BestShotSink, EventSink
+from ..interfaces import BestShotSink, EventSink, Still
 from ..types import BestShot, Event, EventType, IdentificationStats
 
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
-StillsAt = Callable[[str, Sequence[float]], Iterable[tuple[int, np.ndarray]]]  # StillSource.stills_at, by camera
+StillsAt = Callable[[str, Sequence[float]], Iterable[tuple[int, Still]]]  # StillSource.stills_at, by camera
 
 PLATE_LABELS = frozenset({"car", "motorcycle", "truck", "bus"})
 MARGIN = 0.15  # of the box's size on each side: the object whole, a little context, the plate not cut off
@@ -78,20 +78,35 @@ class _Latest:
     runner_ups: tuple[np.ndarray, ...] = ()  # the crops it replaced, newest first
 
 
-def crop_box(image: np.ndarray, box: tuple[float, float, float, float],
-             margin: float = MARGIN) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """The object with ``margin`` around it (clamped to the frame), and its box normalised to that crop."""
-    h, w = image.shape[:2]
+def _crop_rect(w: int, h: int, box: tuple[float, float, float, float],
+               margin: float) -> tuple[tuple[int, int, int, int], tuple[float, float, float, float]]:
+    """Pixel rectangle of the object with ``margin`` around it (clamped to the frame), and the object's box
+    normalised to that rectangle."""
     x1, y1, x2, y2 = box[0] * w, box[1] * h, box[2] * w, box[3] * h
     mx, my = (x2 - x1) * margin, (y2 - y1) * margin
     cx1, cy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
     cx2, cy2 = min(w, int(round(x2 + mx))), min(h, int(round(y2 + my)))
     cw, ch = max(1, cx2 - cx1), max(1, cy2 - cy1)
+
     def norm(v: float) -> float:
         return round(min(1.0, max(0.0, v)), 4)
 
-    return image[cy1:cy2, cx1:cx2], (norm((x1 - cx1) / cw), norm((y1 - cy1) / ch), norm((x2 - cx1) / cw),
-                                     norm((y2 - cy1) / ch))
+    return (cx1, cy1, cx2, cy2), (norm((x1 - cx1) / cw), norm((y1 - cy1) / ch), norm((x2 - cx1) / cw),
+                                  norm((y2 - cy1) / ch))
+
+
+def crop_box(image: np.ndarray, box: tuple[float, float, float, float],
+             margin: float = MARGIN) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The object with ``margin`` around it (clamped to the frame), and its box normalised to that crop."""
+    (x1, y1, x2, y2), inner = _crop_rect(image.shape[1], image.shape[0], box, margin)
+    return image[y1:y2, x1:x2], inner
+
+
+def crop_still(still: Still, box: tuple[float, float, float, float],
+               margin: float = MARGIN) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """``crop_box`` of a record-stream still: only the crop is converted to BGR, never the whole frame."""
+    rect, inner = _crop_rect(still.width, still.height, box, margin)
+    return still.crop(*rect), inner
 
 
 def encode_jpeg(crop: np.ndarray, max_side: int = MAX_SIDE, quality: int = JPEG_QUALITY) -> bytes | None:
@@ -241,8 +256,7 @@ class BestShotWorker:
                 continue
             began = time.thread_time()
             for k, still in self.stills_at(camera, [batch[i][1].mono for i in idx]):
-                crop, inner = crop_box(still, batch[idx[k]][1].box)
-                crops[idx[k]] = (crop.copy(), inner)  # a copy, so the full-size frame is let go at once
+                crops[idx[k]] = crop_still(still, batch[idx[k]][1].box)  # a new array: the frame is let go
             spent = time.thread_time() - began
             self.counts.still_cpu_s += spent
             self._budget -= spent
