@@ -127,7 +127,7 @@ def test_register_status_search_output(db_url, tmp_path, capsys):
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["NODE", "STATE", "LAST"]
     a_line = next(line for line in lines if line.startswith("node-a"))
-    assert a_line.split()[:2] == ["node-a", "unknown"] and a_line.split()[4:] == ["6", "8", "7", "-", "-", "ok"]
+    assert a_line.split()[:2] == ["node-a", "unknown"] and a_line.split()[4:] == ["6", "8", "7", "-", "-", "ok", "-"]
     code, out, _ = run_cli(capsys, "central", "status", "-c", cfg, "--json")
     nodes = {r["node"]: r for r in map(json.loads, out.splitlines())}
     assert nodes["node-a"]["contiguous_seq"] == 6 and nodes["node-a"]["max_seq"] == 8

@@ -99,6 +99,10 @@ def test_ranges_at_the_door_keep_legitimate_values():
     summary = stats_summary('{"disk":{"used_bytes":' + "9" * 400 + ',"free_bytes":5},"fps":{"a":"x","b":2},'
                             '"outbox":{"depth":1e300}}')
     assert summary["disk_free_pct"] is None and summary["fps"] == 2 and summary["outbox"] is None
+    many = {"cameras": {f"c{i}" + "x" * 200: {"blind": "yes", "recorder": [1]} for i in range(500)}}
+    cams = stats_summary(json.dumps(many))["cameras"]  # bounded: a node cannot flood the fleet view
+    assert len(cams) == 64 and all(len(k) == 64 and v == [] for k, v in cams.items())
+    assert stats_summary('{"cameras": {"a": 5, "b": {"state": "failed"}}}')["cameras"] == {"b": ["blind"]}
 
 
 def test_a_dead_writer_ends_central_run_with_one_line(broker, tmp_path, capsys, monkeypatch):

@@ -258,3 +258,32 @@ def test_upgrading_a_version_1_database_keeps_its_known_holes(tmp_path):
         store.write_batch([parse_event("node-c", event("node-c", 31))], [], [])
         assert store.baseline("node-c") == 4
         assert [(g.first, g.last) for g in store.gaps("node-c").gaps] == [(11, 20)]
+
+
+def test_status_says_which_cameras_cannot_give_evidence(db_url, tmp_path, capsys):
+    """From each node's last stats: a blind camera, a two-stream camera whose record stream is down (events
+    without clips), a recorder paused by a full disk; hostile shapes are ignored, never a crash."""
+    from edge.central.messages import StatsRow
+
+    stats_a = {"cameras": {
+        "gate": {"state": "running", "blind": False, "recorder": {"paused": False}},
+        "yard": {"state": "reconnecting", "blind": True},
+        "lane": {"state": "running", "blind": False, "record_down": "record stream reconnecting",
+                 "recorder": {"paused": True}},
+    }}
+    stats_b = {"cameras": {"c1": {"state": "running", "blind": False}, "c2": {"state": "running", "blind": False}}}
+    stats_c = {"cameras": ["not", "a", "mapping"]}
+    with Store(db_url) as store:
+        store.write_batch([], [], [StatsRow("node-a", json.dumps(stats_a), True),
+                                   StatsRow("node-b", json.dumps(stats_b), True),
+                                   StatsRow("node-c", json.dumps(stats_c), True)])
+    cfg = str(write_config(tmp_path / "central.toml", db_url))
+    _, out, _ = run_cli(capsys, "central", "status", "-c", cfg)
+    lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.startswith("node-")}
+    assert out.splitlines()[0].rstrip().endswith("CAMERAS")
+    assert lines["node-a"].rstrip().endswith("1/3 ok: yard blind, lane no clips + clips paused")
+    assert lines["node-b"].rstrip().endswith("2 ok") and lines["node-c"].rstrip().endswith("-")
+    _, out, _ = run_cli(capsys, "central", "status", "-c", cfg, "--json")
+    rows = {r["node"]: r for r in map(json.loads, out.splitlines())}
+    assert rows["node-a"]["cameras"] == {"gate": [], "yard": ["blind"], "lane": ["no clips", "clips paused"]}
+    assert rows["node-b"]["cameras"] == {"c1": [], "c2": []} and rows["node-c"]["cameras"] == {}

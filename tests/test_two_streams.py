@@ -7,6 +7,7 @@ in-process (its own status is what the test reads).
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import threading
@@ -18,6 +19,7 @@ from support.assets import model_path, video_path
 from support.rtsp import RtspServer, require_rtsp
 from support.streams import GOP, make_streams, video_size
 
+from edge.central.messages import stats_summary
 from edge.config import ConfigError, parse_config
 from edge.node.daemon import Daemon
 from edge.node.status import health_body
@@ -117,6 +119,8 @@ def test_clips_are_the_main_stream_events_come_from_the_sub_and_recording_outliv
     health = camera_health(daemon)
     assert health["streams"]["detect"]["state"] == "reconnecting"
     assert health["streams"]["record"]["state"] == "running"
+    # the station's fleet view reads the same from the stats payload the node publishes
+    assert stats_summary(json.dumps(daemon.stats()))["cameras"] == {"road": ["blind"]}
     wait_until(lambda: cam.recorder.stats().recording != open_clip, 20, "the open clip to finish")
     assert cam.recorder.stats().packets > packets_before + 24  # a second of main stream went on
     record = daemon.clip_store.catalog.get(open_clip)
@@ -154,6 +158,7 @@ def test_record_stream_down_keeps_events_flowing_with_no_clip(node, caplog) -> N
         assert cam.record.state is CameraState.RECONNECTING
         assert not camera_health(daemon)["blind"]
         assert cam.recorder.stats().streaming is False and cam.recorder.stats().down
+        assert stats_summary(json.dumps(daemon.stats()))["cameras"] == {"road": ["no clips"]}  # the fleet view
         # tracks that start while the record stream is down end with clip = null; events keep coming
         wait_until(lambda: any(e.type is EventType.START for e in tap.since(down)), 40, "a start with main down")
         started_after = {e.id for e in tap.since(down) if e.type is EventType.START}

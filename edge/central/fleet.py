@@ -97,14 +97,28 @@ def _disk(row: dict[str, Any]) -> str:
     return "-"
 
 
+def _cameras(row: dict[str, Any]) -> str:
+    """``4 ok``, or how many of them are and what is wrong with the others (``3/4 ok: yard blind``)."""
+    cams: dict[str, list[str]] = row.get("cameras") or {}
+    if not cams:
+        return "-"
+    wrong = [(name, problems) for name, problems in cams.items() if problems]
+    if not wrong:
+        return f"{len(cams)} ok"
+    said = ", ".join(f"{name} {' + '.join(problems)}" for name, problems in wrong[:3])
+    more = f", +{len(wrong) - 3} more" if len(wrong) > 3 else ""
+    return f"{len(cams) - len(wrong)}/{len(cams)} ok: {said}{more}"
+
+
 def format_fleet(rows: list[dict[str, Any]], now: float | None = None) -> str:
     now = datetime.now(timezone.utc).timestamp() if now is None else now
     table: list[tuple[str, ...]] = [("NODE", "STATE", "LAST SEEN", "CONTIG SEQ", "MAX SEQ", "MISSING", "OUTBOX",
-                                     "DISK", "CLOCK")]
+                                     "DISK", "CLOCK", "CAMERAS")]
     for r in rows:
         clock = "-" if r["time_ok"] is None else ("ok" if r["time_ok"] else "UNSYNCED")
         table.append((r["node"], r["state"], _ago(r["last_seen"], now), str(r["contiguous_seq"]), str(r["max_seq"]),
-                      _ranges(r["missing"]), "-" if r["outbox"] is None else str(r["outbox"]), _disk(r), clock))
+                      _ranges(r["missing"]), "-" if r["outbox"] is None else str(r["outbox"]), _disk(r), clock,
+                      _cameras(r)))
     table = [tuple(printable(c) for c in t) for t in table]  # node names and versions come from the nodes
     widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)).rstrip() for t in table]

@@ -267,13 +267,40 @@ def stats_summary(raw: str | None) -> dict[str, Any]:
         rates = [_plain(v) for v in fps.values()]
         fps = round(sum(r for r in rates if r is not None), 2)
     depth = _plain(outbox.get("depth"))
+    cameras = camera_problems(obj.get("cameras"))
     return {
         "outbox": int(depth) if depth is not None else None,
         "disk_free": free,
         "disk_free_pct": free_pct,
         "disk_used_pct": used_pct,
         "fps": _plain(fps),
+        "cameras": cameras,
     }
+
+
+MAX_CAMERAS_SUMMARISED = 64  # stats are free-form: a node cannot make the fleet view unbounded
+
+
+def camera_problems(cameras: Any) -> dict[str, list[str]]:
+    """Per camera of a node's last stats, what keeps it from giving evidence (empty list: nothing):
+    ``blind`` (no frames to analyse), ``no clips`` (a two-stream camera's record stream is down),
+    ``clips paused`` (the node's storage is full or failing)."""
+    if not isinstance(cameras, dict):
+        return {}
+    out: dict[str, list[str]] = {}
+    for name, cam in list(cameras.items())[:MAX_CAMERAS_SUMMARISED]:
+        if not isinstance(cam, dict):
+            continue
+        problems = []
+        if cam.get("blind") is True or (cam.get("blind") is None and cam.get("state") not in (None, "running")):
+            problems.append("blind")
+        if cam.get("record_down"):
+            problems.append("no clips")
+        recorder = cam.get("recorder")
+        if isinstance(recorder, dict) and recorder.get("paused") is True:
+            problems.append("clips paused")
+        out[str(name)[:64]] = problems
+    return out
 
 
 def _plain(value: Any) -> float | None:
