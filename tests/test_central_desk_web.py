@@ -7,6 +7,7 @@ no CSP violation anywhere. Screenshots go to ``test-artifacts/desk/``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from support.desk import PASSWORD, make_central, start_desk
 from support.recorded import record_node, serve
 
 from edge.central.casefile import check_case
-from edge.central.messages import parse_event
+from edge.central.messages import StatsRow, parse_event
 from edge.central.store import Store
 from edge.cli import main
 from edge.node.requests import RequestHandler
@@ -46,8 +47,9 @@ def desk(tmp_path_factory):
                  yard_key.public_text()]) == 0  # no --api: central cannot reach it
     rows = [parse_event("yard-node", event("yard-node", 1, clip=c.id, ts=c.start_ts, label="truck", camera="yard"))
             for c in yard.catalog.list_clips()[:1]]
+    yard_stats = {"cameras": {"yard": {"state": "reconnecting", "blind": True}}}  # its camera is down
     with Store(sqlite_url(tmp)) as db:
-        db.write_batch(rows, [], [])
+        db.write_batch(rows, [], [StatsRow("yard-node", json.dumps(yard_stats), True)])
     assert main(["central", "init", "-c", str(cfg)]) == 0
     central_pub = (tmp / "evidence" / "keys" / "central.ed25519.pub").read_text().strip()
     handler = RequestHandler("yard-node", central_pub, yard.catalog, yard_root,
@@ -112,6 +114,7 @@ def test_investigator_fetches_watches_seeks_and_exports_a_case(browser, desk, tm
     d.sign_in("ines")
     page.wait_for_function("() => document.querySelectorAll('#results .row').length === 3")
     assert page.is_hidden("#signin-form") and "seq 2 contiguous" in page.inner_text("#fleet-list")
+    assert "cameras 0/1 ok: yard blind" in page.inner_text("#fleet-list li[data-node=yard-node]")
     assert page.is_visible(f".row[data-clip='{clip.id}'] .fetch") and page.inner_text("#zone") == "Europe/Paris"
     assert "Z)" in page.inner_text(f".row[data-clip='{clip.id}']")  # UTC beside the local time
     d.shot("2-search")

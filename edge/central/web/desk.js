@@ -58,6 +58,13 @@
       const clock = n.time_ok == null ? '-' : n.time_ok ? 'synced' : 'NOT synced';
       li.append(el('div', '', `seq ${n.contiguous_seq ?? '-'} contiguous, max ${n.max_seq ?? '-'}; outbox`
         + ` ${n.outbox ?? '-'}; disk ${disk}; clock ${clock}`));
+      const cams = Object.entries(n.cameras || {}), wrong = cams.filter(([, p]) => p.length);
+      if (cams.length) {  // from the node's last stats: what keeps a camera from giving evidence
+        li.append(el('div', wrong.length ? 'bad' : '', wrong.length
+          ? `cameras ${cams.length - wrong.length}/${cams.length} ok: `
+            + wrong.map(([c, p]) => `${c} ${p.join(' + ')}`).join(', ')
+          : `cameras: ${cams.length} ok`));
+      }
       for (const m of n.missing || []) {
         const gap = el('div', m.alarm ? 'bad gap' : 'note gap',
           `missing seq ${m.first}-${m.last}${m.alarm ? ' ALARM' : m.acked ? ' acknowledged' : ''}`);
