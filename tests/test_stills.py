@@ -243,3 +243,32 @@ def test_a_hardware_still_decoder_that_does_not_open_falls_back_to_software_once
     assert still_decoders("h264_v4l2m2m")("h264") == ["h264_v4l2m2m"]
     assert still_decoders("h264_v4l2m2m")("hevc") == []  # a decoder of another codec is never tried
     assert still_decoders("auto") is hardware_decoders
+
+
+def test_a_candidate_carries_a_copy_of_its_crop_not_the_frame() -> None:
+    """Candidates wait in the worker's queue while a still pass runs: each must hold its object's crop (a few
+    KB), never the analysed frame (64 queued 640x360 frames were a 44 MB spike on a 4-camera node)."""
+    from edge.types import Box
+    from edge.vision.bestshot import crop_box
+    from edge.vision.events import EventBuilder
+    from edge.vision.tracker import Track
+
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 255, (360, 640, 3), np.uint8)  # texture: the sharpness term is not zero
+    builder = EventBuilder("gate", (640, 360), best_shots=True)
+    track = Track(id=1, box=Box(200.0, 100.0, 300.0, 220.0), first_time=0.0, last_time=1.0, score=0.9,
+                  best_score=0.9, votes={"car": 0.9}, hits=5, confirmed=True)
+    builder.process([track], [], 1.0, 1.8e9, image=frame, mono=50.0)
+    [shot] = builder.take_shots()
+    want, inner = crop_box(frame, shot.box)
+    assert shot.inner == inner and shot.image.shape == want.shape and np.array_equal(shot.image, want)
+    assert shot.image.nbytes < frame.nbytes / 10 and shot.image.base is None  # its own memory, not a view
+    expected = want.copy()
+    frame[:] = 0  # whatever happens to the frame afterwards, the candidate keeps its pixels
+    assert np.array_equal(shot.image, expected)
+    sink = Sink()
+    worker = BestShotWorker(sink, None, batch_s=0.0)
+    shot_end = Event(id=shot.object_id, type=EventType.END, camera="gate", label="car", score=0.9, ts=1.8e9 + 1,
+                     time=2.0, box=shot.box, clip=None, duration=1.0, best=shot.object_id)
+    run_worker(worker, [(shot, shot_end)])
+    assert sink.stored == {shot.object_id: want.shape[:2]}  # stored from the crop it carried

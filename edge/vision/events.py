@@ -19,6 +19,7 @@ import numpy as np
 
 from ..types import BestShot, Event, EventType, LineCrossing
 from .attributes import color_of, heading_of, shot_quality
+from .bestshot import crop_box
 from .settings import EventSettings
 from .tracker import Track
 
@@ -185,8 +186,9 @@ class EventBuilder:
     def _offer_shot(self, t: Track, st: _State, image: np.ndarray, time: float, mono: float, wall: float) -> None:
         """A best-shot candidate when this view beats the best so far (bounded: at most ~2 a second a track).
 
-        Only the quality is computed here (on a 64 px crop); the frame goes along by reference and is
-        cropped, encoded and stored by the best-shot worker on its own thread.
+        Only the quality is computed here (on a 64 px crop), and the object's crop (with its margin) copied
+        out of the frame: a few KB, so candidates queued behind a busy worker never hold whole frames. The
+        worker encodes and stores it on its own thread.
         """
         b = t.box
         h, w = image.shape[:2]
@@ -202,9 +204,13 @@ class EventBuilder:
             return
         st.best_quality, st.best_time = q, time
         self.shots_offered += 1
+        box = b.normalised(w, h)
+        crop, inner = crop_box(image, box)
+        if crop.size == 0:
+            return
         self.shots.append(BestShot(
             object_id=st.event_id, camera=self.camera, label=t.label, score=round(t.score, 3), quality=q,
-            time=time, mono=mono, wall=wall, box=b.normalised(w, h), image=image))
+            time=time, mono=mono, wall=wall, box=box, image=crop.copy(), inner=inner))
 
     def take_shots(self) -> list[BestShot]:
         """This frame's best-shot candidates (the list is handed over, a new one starts)."""
