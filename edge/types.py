@@ -165,8 +165,7 @@ class BestShot:
     frame by the analysis side (a few KB, at most ~2 a second a track), with
     ``inner`` the object's box normalised to that crop: a queue of candidates
     waiting for a busy worker then holds crops, never whole frames (64 queued
-    1080p-analysed frames would be 400 MB, 640x360 ones 44 MB). ``inner`` None:
-    ``image`` is a whole frame and ``box`` says where (tests, tools). The worker
+    1080p-analysed frames would be 400 MB, 640x360 ones 44 MB). The worker
     encodes it on its own thread, and asks a ``StillSource`` for the record
     stream's full-resolution frame at ``mono`` first (two-stream cameras, #20).
     ``box`` is normalised 0..1 to the analysed frame, so it holds on either stream.
@@ -181,8 +180,8 @@ class BestShot:
     mono: float  # monotonic capture time: lines the two streams of one camera up
     wall: float
     box: tuple[float, float, float, float]  # normalised 0..1
-    image: np.ndarray  # BGR, HxWx3, uint8: the object's crop (``inner`` set) or the whole analysed frame
-    inner: tuple[float, float, float, float] | None = None  # the object's box normalised to ``image`` (a crop)
+    image: np.ndarray  # BGR, HxWx3, uint8: the object's crop with its margin (its own copy)
+    inner: tuple[float, float, float, float]  # the object's box normalised to ``image``
 
 
 class CameraState(str, enum.Enum):

@@ -211,8 +211,9 @@ def test_a_plate_read_from_the_best_shot_comes_back_as_an_update_of_the_object()
     worker.plates = PlateWorker(worker.on_plate, max_cpu=1.0)
     end = Event(id="gate-1-7", type=EventType.END, camera="gate", label="car", score=0.9, ts=1.8e9, time=5.0,
                 box=(0.05, 0.05, 0.95, 0.95), clip="gate-clip", duration=3.0, best="gate-1-7", color="white")
+    crop, inner = crop_box(photo, (0.05, 0.05, 0.95, 0.95))  # as the event builder hands a candidate over
     worker.offer(BestShot("gate-1-7", "gate", "car", 0.9, 100.0, 4.0, 0.0, 1.8e9 - 1, (0.05, 0.05, 0.95, 0.95),
-                          photo))
+                          crop.copy(), inner))
     worker.finish(end)
     worker.stop()
     worker.plates.stop(timeout=30)

@@ -20,7 +20,7 @@ import pytest
 from edge.clips import still as still_module
 from edge.clips.still import FrameStill, decode_stills
 from edge.types import BestShot, Event, EventType, Packet, StreamInfo
-from edge.vision.bestshot import BestShotWorker
+from edge.vision.bestshot import BestShotWorker, crop_box
 from tests.support.assets import video_path
 
 
@@ -89,7 +89,7 @@ def test_a_still_converts_only_the_crop_and_it_matches_the_whole_frame_conversio
     the whole-frame BGR conversion (within chroma rounding), without the 6 MB whole-frame copy."""
     import tracemalloc
 
-    from edge.vision.bestshot import crop_box, crop_still
+    from edge.vision.bestshot import crop_still
 
     info, packets = gop
     still = dict(decode_stills(info, packets, [packets[20].mono]))[0]
@@ -156,7 +156,8 @@ def shot_and_end(n: int, camera: str = "gate") -> tuple[BestShot, Event]:
     frame = np.full((360, 640, 3), 90, np.uint8)
     box = (0.25, 0.25, 0.5, 0.5)
     oid = f"{camera}-1-{n}"
-    shot = BestShot(oid, camera, "car", 0.9, 100.0, 5.0, 50.0 + n, 1.8e9 + n, box, frame)
+    crop, inner = crop_box(frame, box)  # as the event builder hands a candidate over
+    shot = BestShot(oid, camera, "car", 0.9, 100.0, 5.0, 50.0 + n, 1.8e9 + n, box, crop.copy(), inner)
     end = Event(id=oid, type=EventType.END, camera=camera, label="car", score=0.9, ts=1.8e9 + n, time=5.0,
                 box=box, clip=None, duration=3.0, best=oid)
     return shot, end
@@ -249,7 +250,6 @@ def test_a_candidate_carries_a_copy_of_its_crop_not_the_frame() -> None:
     """Candidates wait in the worker's queue while a still pass runs: each must hold its object's crop (a few
     KB), never the analysed frame (64 queued 640x360 frames were a 44 MB spike on a 4-camera node)."""
     from edge.types import Box
-    from edge.vision.bestshot import crop_box
     from edge.vision.events import EventBuilder
     from edge.vision.tracker import Track
 

@@ -41,12 +41,10 @@ class FrameStill:
 
     def crop(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
         fmt = self._frame.format.name
-        if fmt not in (*_PLANAR_420, "nv12"):
-            return self.to_bgr()[y1:y2, x1:x2].copy()
         # 4:2:0 chroma covers 2x2 pixels: cut on even lines and columns, then trim to what was asked
         ex1, ey1 = x1 & ~1, y1 & ~1
         ex2, ey2 = min(self.width & ~1, (x2 + 1) & ~1), min(self.height & ~1, (y2 + 1) & ~1)
-        if ex2 <= ex1 or ey2 <= ey1:
+        if fmt not in (*_PLANAR_420, "nv12") or ex2 <= ex1 or ey2 <= ey1:
             return self.to_bgr()[y1:y2, x1:x2].copy()
         planes = [self._plane(i) for i in range(len(self._frame.planes))]
         luma = planes[0][ey1:ey2, ex1:ex2]

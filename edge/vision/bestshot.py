@@ -231,18 +231,12 @@ class BestShotWorker:
                 log.exception("best shots: failed for %s", end.id)
 
     def _encode(self, shot: BestShot) -> None:
-        """Keep the candidate's crop (the analysis side copied it; a whole frame is cropped and let go here)."""
-        if shot.inner is not None:
-            crop, inner = shot.image, shot.inner
-        else:
-            crop, inner = crop_box(shot.image, shot.box)
-            crop = np.ascontiguousarray(crop).copy()
-        if crop.size == 0:
-            return
+        """Keep the candidate's crop (the analysis side copied it out of its frame)."""
         self.counts.encoded += 1
         before = self._latest.get(shot.object_id)
         runner_ups = (before.crop, *before.runner_ups)[:RUNNER_UPS] if before is not None else ()
-        self._latest[shot.object_id] = _Latest(shot.camera, shot.mono, shot.wall, shot.box, crop, inner, runner_ups)
+        self._latest[shot.object_id] = _Latest(shot.camera, shot.mono, shot.wall, shot.box, shot.image, shot.inner,
+                                               runner_ups)
 
     def _stills(self, batch: list[tuple[Event, _Latest]]) -> dict[int, tuple[np.ndarray, Box]]:
         """Index in ``batch`` -> the full-resolution crop, for the shots whose camera's record stream still

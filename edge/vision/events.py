@@ -202,12 +202,12 @@ class EventBuilder:
         q = shot_quality(image, int(b.x1), int(b.y1), int(b.x2), int(b.y2), t.score) * whole
         if q <= st.best_quality * SHOT_GAIN:
             return
-        st.best_quality, st.best_time = q, time
-        self.shots_offered += 1
         box = b.normalised(w, h)
         crop, inner = crop_box(image, box)
         if crop.size == 0:
             return
+        st.best_quality, st.best_time = q, time
+        self.shots_offered += 1
         self.shots.append(BestShot(
             object_id=st.event_id, camera=self.camera, label=t.label, score=round(t.score, 3), quality=q,
             time=time, mono=mono, wall=wall, box=box, image=crop.copy(), inner=inner))
